@@ -1,0 +1,252 @@
+//! Full 2-D convolution with a square kernel, any stride, `valid` or `same`.
+
+use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
+use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
+use crate::tensor::{Tensor, zeroed_box};
+use bytemuck::Zeroable;
+
+/// A `K x K` convolution from `CI` to `CO` channels, kernel in Keras' HWIO layout.
+#[derive(Clone, Copy, Debug, PartialEq, Zeroable)]
+#[repr(C)]
+pub struct Conv2dWeights<const K: usize, const CI: usize, const CO: usize> {
+    /// `kernel[ky][kx][in][out]`.
+    pub kernel: [[[[f32; CO]; CI]; K]; K],
+    /// One value per output channel (zero when the layer has no bias).
+    pub bias: [f32; CO],
+}
+
+impl<const K: usize, const CI: usize, const CO: usize> Conv2dWeights<K, CI, CO> {
+    /// Zero weights on the heap.
+    pub fn zeroed_boxed() -> Box<Self> {
+        zeroed_box()
+    }
+
+    /// Reads the layer's kernel, its bias if it has one and the batch norm that
+    /// follows it if any, and folds the batch norm in.
+    pub fn read<S: ParameterSource>(
+        source: &mut S,
+        layer: &str,
+        options: LayerOptions,
+    ) -> Result<Box<Self>, S::Error> {
+        let mut weights = Self::zeroed_boxed();
+        let kernel = ParameterSpec {
+            layer,
+            kind: ParameterKind::Kernel,
+            shape: &[K, K, CI, CO],
+        };
+        source.read(
+            &kernel,
+            weights
+                .kernel
+                .as_flattened_mut()
+                .as_flattened_mut()
+                .as_flattened_mut(),
+        )?;
+        if options.bias {
+            let bias = ParameterSpec {
+                layer,
+                kind: ParameterKind::Bias,
+                shape: &[CO],
+            };
+            source.read(&bias, &mut weights.bias)?;
+        }
+        if let Some(epsilon) = options.batch_norm_epsilon {
+            weights.fold_batch_norm(&BatchNorm::read(source, layer, epsilon)?);
+        }
+        Ok(weights)
+    }
+}
+
+impl<const K: usize, const CI: usize, const CO: usize> FoldBatchNorm<CO>
+    for Conv2dWeights<K, CI, CO>
+{
+    fn fold_batch_norm(&mut self, batch_norm: &BatchNorm<CO>) {
+        fold_into(
+            self.kernel.as_flattened_mut().as_flattened_mut(),
+            &mut self.bias,
+            batch_norm,
+        );
+    }
+}
+
+/// The output shape of a convolution with `filters` filters, as `[H, W, C]`.
+pub const fn output_shape(
+    input: [usize; 3],
+    kernel: usize,
+    filters: usize,
+    padding: Padding,
+    stride: usize,
+) -> [usize; 3] {
+    [
+        padding.output_size(input[0], kernel, stride),
+        padding.output_size(input[1], kernel, stride),
+        filters,
+    ]
+}
+
+/// `output = conv(input, weights.kernel) + weights.bias`.
+///
+/// The output shape must follow from the input shape, kernel, padding and
+/// stride; a call where it does not fails to build.
+pub fn conv2d<
+    P: PaddingMode,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const CI: usize,
+    const CO: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    input: &Tensor<H, W, CI>,
+    weights: &Conv2dWeights<K, CI, CO>,
+    _padding: P,
+    _stride: Stride<S>,
+    output: &mut Tensor<OH, OW, CO>,
+) {
+    const {
+        assert!(
+            OH == P::PADDING.output_size(H, K, S)
+                && OW == P::PADDING.output_size(W, K, S)
+                && OH > 0
+                && OW > 0,
+            "conv2d: the output shape does not follow from the input shape, kernel, padding and stride"
+        )
+    };
+    let pad_top = P::PADDING.padding_before(H, K, S);
+    let pad_left = P::PADDING.padding_before(W, K, S);
+    for oy in 0..OH {
+        for ox in 0..OW {
+            let out = &mut output.data[oy][ox];
+            *out = weights.bias;
+            for ky in 0..K {
+                // Positions in the padding contribute zero, so they are skipped.
+                let Some(iy) = (oy * S + ky).checked_sub(pad_top).filter(|&iy| iy < H) else {
+                    continue;
+                };
+                for kx in 0..K {
+                    let Some(ix) = (ox * S + kx).checked_sub(pad_left).filter(|&ix| ix < W) else {
+                        continue;
+                    };
+                    let pixel = &input.data[iy][ix];
+                    let taps = &weights.kernel[ky][kx];
+                    for (&value, filter_row) in pixel.iter().zip(taps) {
+                        for (acc, &weight) in out.iter_mut().zip(filter_row) {
+                            *acc += value * weight;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{Same, Valid};
+    use crate::reference;
+    use crate::test_support::{assert_close, random_tensor, random_values};
+    use ndarray::{ArrayView1, ArrayView4};
+
+    fn random_weights<const K: usize, const CI: usize, const CO: usize>(
+        seed: u64,
+    ) -> Box<Conv2dWeights<K, CI, CO>> {
+        let mut weights = Conv2dWeights::<K, CI, CO>::zeroed_boxed();
+        random_values(
+            seed,
+            weights
+                .kernel
+                .as_flattened_mut()
+                .as_flattened_mut()
+                .as_flattened_mut(),
+        );
+        random_values(seed + 1, &mut weights.bias);
+        weights
+    }
+
+    fn check<
+        P: PaddingMode,
+        const S: usize,
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const CI: usize,
+        const CO: usize,
+        const OH: usize,
+        const OW: usize,
+    >(
+        padding: P,
+    ) {
+        let input = random_tensor::<H, W, CI>(H as u64 * 31 + W as u64);
+        let weights = random_weights::<K, CI, CO>(K as u64 + S as u64);
+        let mut output = Tensor::<OH, OW, CO>::zeroed_boxed();
+        conv2d(&input, &weights, padding, Stride::<S>, &mut output);
+        let kernel = ArrayView4::from_shape(
+            (K, K, CI, CO),
+            weights.kernel.as_flattened().as_flattened().as_flattened(),
+        )
+        .unwrap();
+        let expected = reference::conv2d(
+            input.view(),
+            kernel,
+            Some(ArrayView1::from(&weights.bias)),
+            S,
+            P::PADDING,
+        );
+        assert_close(output.view(), expected.view(), 1e-5);
+    }
+
+    #[test]
+    fn matches_the_reference_valid() {
+        check::<Valid, 1, 9, 8, 3, 2, 5, 7, 6>(Valid);
+        check::<Valid, 2, 9, 8, 3, 3, 4, 4, 3>(Valid);
+    }
+
+    #[test]
+    fn matches_the_reference_same_on_odd_and_even_sizes() {
+        check::<Same, 1, 7, 6, 3, 4, 3, 7, 6>(Same);
+        check::<Same, 2, 7, 6, 3, 2, 3, 4, 3>(Same);
+        check::<Same, 2, 8, 5, 3, 2, 3, 4, 3>(Same);
+        check::<Same, 3, 10, 11, 4, 2, 2, 4, 4>(Same);
+    }
+
+    #[test]
+    fn output_shape_follows_the_arithmetic() {
+        assert_eq!(
+            output_shape([64, 64, 1], 3, 8, Padding::Valid, 1),
+            [62, 62, 8]
+        );
+        assert_eq!(output_shape([4, 4, 128], 3, 7, Padding::Same, 1), [4, 4, 7]);
+    }
+
+    #[test]
+    fn folding_batch_norm_equals_applying_it_after() {
+        let input = random_tensor::<6, 5, 3>(3);
+        let mut weights = random_weights::<3, 3, 4>(9);
+        let mut output = Tensor::<6, 5, 4>::zeroed_boxed();
+        conv2d(&input, &weights, Same, Stride::<1>, &mut output);
+        let mut statistics = [[0.0f32; 4]; 4];
+        random_values(11, statistics.as_flattened_mut());
+        let batch_norm = BatchNorm {
+            gamma: statistics[0],
+            beta: statistics[1],
+            moving_mean: statistics[2],
+            moving_variance: statistics[3].map(|v| v.abs() + 0.1),
+            epsilon: 1e-3,
+        };
+        let expected = reference::batch_norm(
+            output.view(),
+            ArrayView1::from(&batch_norm.gamma),
+            ArrayView1::from(&batch_norm.beta),
+            ArrayView1::from(&batch_norm.moving_mean),
+            ArrayView1::from(&batch_norm.moving_variance),
+            batch_norm.epsilon,
+        );
+        weights.fold_batch_norm(&batch_norm);
+        conv2d(&input, &weights, Same, Stride::<1>, &mut output);
+        assert_close(output.view(), expected.view(), 1e-5);
+    }
+}

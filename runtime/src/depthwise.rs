@@ -1,0 +1,153 @@
+//! Depthwise convolution (depth multiplier 1): each channel is filtered by its
+//! own `K x K` kernel.
+
+use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
+use crate::tensor::{Tensor, zeroed_box};
+use bytemuck::Zeroable;
+
+/// A `K x K` depthwise kernel over `C` channels, in Keras' `(kh, kw, C, 1)` layout.
+#[derive(Clone, Copy, Debug, PartialEq, Zeroable)]
+#[repr(C)]
+pub struct DepthwiseWeights<const K: usize, const C: usize> {
+    /// `kernel[ky][kx][channel]`.
+    pub kernel: [[[f32; C]; K]; K],
+}
+
+impl<const K: usize, const C: usize> DepthwiseWeights<K, C> {
+    /// Zero weights on the heap.
+    pub fn zeroed_boxed() -> Box<Self> {
+        zeroed_box()
+    }
+
+    /// Reads the `depthwise_kernel` of a separable layer.
+    pub fn read_into<S: ParameterSource>(
+        &mut self,
+        source: &mut S,
+        layer: &str,
+    ) -> Result<(), S::Error> {
+        let spec = ParameterSpec {
+            layer,
+            kind: ParameterKind::DepthwiseKernel,
+            shape: &[K, K, C, 1],
+        };
+        source.read(&spec, self.kernel.as_flattened_mut().as_flattened_mut())
+    }
+}
+
+/// The output shape of a depthwise convolution, as `[H, W, C]`.
+pub const fn output_shape(
+    input: [usize; 3],
+    kernel: usize,
+    padding: Padding,
+    stride: usize,
+) -> [usize; 3] {
+    [
+        padding.output_size(input[0], kernel, stride),
+        padding.output_size(input[1], kernel, stride),
+        input[2],
+    ]
+}
+
+/// `output[y][x][c] = sum over the window of input * kernel[..][..][c]`.
+pub fn depthwise_conv2d<
+    P: PaddingMode,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const C: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    input: &Tensor<H, W, C>,
+    weights: &DepthwiseWeights<K, C>,
+    _padding: P,
+    _stride: Stride<S>,
+    output: &mut Tensor<OH, OW, C>,
+) {
+    const {
+        assert!(
+            OH == P::PADDING.output_size(H, K, S)
+                && OW == P::PADDING.output_size(W, K, S)
+                && OH > 0
+                && OW > 0,
+            "depthwise_conv2d: the output shape does not follow from the input shape, kernel, padding and stride"
+        )
+    };
+    let pad_top = P::PADDING.padding_before(H, K, S);
+    let pad_left = P::PADDING.padding_before(W, K, S);
+    for oy in 0..OH {
+        for ox in 0..OW {
+            let out = &mut output.data[oy][ox];
+            *out = [0.0; C];
+            for ky in 0..K {
+                let Some(iy) = (oy * S + ky).checked_sub(pad_top).filter(|&iy| iy < H) else {
+                    continue;
+                };
+                for kx in 0..K {
+                    let Some(ix) = (ox * S + kx).checked_sub(pad_left).filter(|&ix| ix < W) else {
+                        continue;
+                    };
+                    let pixel = &input.data[iy][ix];
+                    for ((acc, &value), &weight) in
+                        out.iter_mut().zip(pixel).zip(&weights.kernel[ky][kx])
+                    {
+                        *acc += value * weight;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{Same, Valid};
+    use crate::reference;
+    use crate::test_support::{assert_close, random_tensor, random_values};
+    use ndarray::ArrayView3;
+
+    fn check<
+        P: PaddingMode,
+        const S: usize,
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const C: usize,
+        const OH: usize,
+        const OW: usize,
+    >(
+        padding: P,
+    ) {
+        let input = random_tensor::<H, W, C>(5 + H as u64);
+        let mut weights = DepthwiseWeights::<K, C>::zeroed_boxed();
+        random_values(17, weights.kernel.as_flattened_mut().as_flattened_mut());
+        let mut output = Tensor::<OH, OW, C>::zeroed_boxed();
+        depthwise_conv2d(&input, &weights, padding, Stride::<S>, &mut output);
+        let kernel =
+            ArrayView3::from_shape((K, K, C), weights.kernel.as_flattened().as_flattened())
+                .unwrap();
+        let expected = reference::depthwise_conv2d(input.view(), kernel, S, P::PADDING);
+        assert_close(output.view(), expected.view(), 1e-5);
+    }
+
+    #[test]
+    fn matches_the_reference() {
+        check::<Same, 1, 7, 8, 3, 5, 7, 8>(Same);
+        check::<Same, 2, 7, 8, 3, 5, 4, 4>(Same);
+        check::<Same, 2, 6, 5, 3, 2, 3, 3>(Same);
+        check::<Valid, 1, 7, 8, 3, 4, 5, 6>(Valid);
+        check::<Valid, 2, 9, 6, 3, 3, 4, 2>(Valid);
+    }
+
+    #[test]
+    fn output_shape_keeps_the_channels() {
+        assert_eq!(
+            output_shape([15, 15, 32], 3, Padding::Same, 1),
+            [15, 15, 32]
+        );
+        assert_eq!(output_shape([15, 15, 32], 3, Padding::Valid, 2), [7, 7, 32]);
+    }
+}

@@ -1,0 +1,47 @@
+//! Element-wise ops, in place: the residual add and ReLU.
+
+use crate::tensor::Tensor;
+
+/// `accumulator += other`, the residual connection.
+///
+/// Both tensors have one type, so branches of different shapes cannot be added.
+pub fn add_assign<const H: usize, const W: usize, const C: usize>(
+    accumulator: &mut Tensor<H, W, C>,
+    other: &Tensor<H, W, C>,
+) {
+    for (acc, &value) in accumulator.as_mut_slice().iter_mut().zip(other.as_slice()) {
+        *acc += value;
+    }
+}
+
+/// `x = max(x, 0)`.
+pub fn relu_in_place<const H: usize, const W: usize, const C: usize>(tensor: &mut Tensor<H, W, C>) {
+    for value in tensor.as_mut_slice() {
+        *value = value.max(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+    use crate::test_support::{assert_close, random_tensor};
+
+    #[test]
+    fn add_assign_adds_every_element() {
+        let mut a = random_tensor::<3, 5, 2>(1);
+        let b = random_tensor::<3, 5, 2>(2);
+        let expected = &a.view() + &b.view();
+        add_assign(&mut a, &b);
+        assert_close(a.view(), expected.view(), 0.0);
+    }
+
+    #[test]
+    fn relu_matches_the_reference() {
+        let mut tensor = random_tensor::<4, 3, 5>(3);
+        let expected = reference::relu(tensor.view());
+        relu_in_place(&mut tensor);
+        assert_close(tensor.view(), expected.view(), 0.0);
+        assert!(tensor.as_slice().iter().any(|&v| v == 0.0));
+    }
+}

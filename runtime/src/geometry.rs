@@ -1,0 +1,138 @@
+//! The arithmetic of sliding windows: output sizes and padding, following
+//! TensorFlow's rules exactly.
+//!
+//! Kernels take their stride, window and padding as zero-sized values
+//! ([`Stride`], [`Window`], [`Valid`], [`Same`]) so that all three are part of
+//! the kernel's type and its output shape can be checked at compile time.
+
+/// How a sliding window treats the border.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding: the window only visits positions where it fits whole.
+    Valid,
+    /// TensorFlow's `same`: the output has `ceil(input / stride)` positions and
+    /// the input is padded so that every one of them is visited. When the total
+    /// padding is odd, the extra row or column goes at the bottom or right.
+    Same,
+}
+
+impl Padding {
+    /// Output positions along one axis, or 0 when the window does not fit.
+    pub const fn output_size(self, input: usize, window: usize, stride: usize) -> usize {
+        if stride == 0 || window == 0 {
+            return 0;
+        }
+        match self {
+            Padding::Valid => {
+                if window > input {
+                    0
+                } else {
+                    (input - window) / stride + 1
+                }
+            }
+            Padding::Same => input.div_ceil(stride),
+        }
+    }
+
+    /// Padding before the first input element (top or left).
+    ///
+    /// TensorFlow computes the total as `max((out - 1) * stride + window - input, 0)`
+    /// and puts the smaller half first.
+    pub const fn padding_before(self, input: usize, window: usize, stride: usize) -> usize {
+        match self {
+            Padding::Valid => 0,
+            Padding::Same => {
+                let output = self.output_size(input, window, stride);
+                if output == 0 {
+                    return 0;
+                }
+                let needed = (output - 1) * stride + window;
+                if needed > input {
+                    (needed - input) / 2
+                } else {
+                    0
+                }
+            }
+        }
+    }
+}
+
+/// A padding rule as a type, for kernels that check their shapes at compile time.
+pub trait PaddingMode: Copy {
+    /// The rule this type stands for.
+    const PADDING: Padding;
+}
+
+/// The `valid` padding rule as a value: see [`Padding::Valid`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Valid;
+
+/// The `same` padding rule as a value: see [`Padding::Same`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Same;
+
+impl PaddingMode for Valid {
+    const PADDING: Padding = Padding::Valid;
+}
+
+impl PaddingMode for Same {
+    const PADDING: Padding = Padding::Same;
+}
+
+/// A stride as a value whose number is in its type: `Stride::<2>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stride<const S: usize>;
+
+/// A square pooling window as a value whose size is in its type: `Window::<3>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Window<const K: usize>;
+
+/// The spatial output size of a window op on an `input_h x input_w` input,
+/// as `[height, width]`.
+pub const fn output_hw(
+    input: [usize; 2],
+    window: usize,
+    stride: usize,
+    padding: Padding,
+) -> [usize; 2] {
+    [
+        padding.output_size(input[0], window, stride),
+        padding.output_size(input[1], window, stride),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_output_sizes() {
+        assert_eq!(Padding::Valid.output_size(64, 3, 1), 62);
+        assert_eq!(Padding::Valid.output_size(7, 3, 2), 3);
+        assert_eq!(Padding::Valid.output_size(2, 3, 1), 0);
+        assert_eq!(Padding::Valid.output_size(3, 3, 1), 1);
+    }
+
+    #[test]
+    fn same_output_sizes_and_padding_follow_tensorflow() {
+        // 60 -> 30 with a 3x3 pool, stride 2: total padding 1, all of it after.
+        assert_eq!(Padding::Same.output_size(60, 3, 2), 30);
+        assert_eq!(Padding::Same.padding_before(60, 3, 2), 0);
+        // 15 -> 8: total padding 2, one before and one after.
+        assert_eq!(Padding::Same.output_size(15, 3, 2), 8);
+        assert_eq!(Padding::Same.padding_before(15, 3, 2), 1);
+        // Stride 1, 3x3: one on each side.
+        assert_eq!(Padding::Same.padding_before(60, 3, 1), 1);
+        // 4x4 kernel, stride 1: total 3, one before and two after.
+        assert_eq!(Padding::Same.padding_before(10, 4, 1), 1);
+        // A 1x1 window never pads.
+        assert_eq!(Padding::Same.padding_before(15, 1, 2), 0);
+    }
+
+    #[test]
+    fn degenerate_arguments_give_zero_not_a_panic() {
+        assert_eq!(Padding::Same.output_size(10, 3, 0), 0);
+        assert_eq!(Padding::Valid.output_size(10, 0, 1), 0);
+        assert_eq!(Padding::Same.padding_before(10, 3, 0), 0);
+    }
+}

@@ -1,0 +1,130 @@
+//! Max pooling over square windows, `valid` or TensorFlow `same`.
+
+use crate::geometry::{Padding, PaddingMode, Stride, Window};
+use crate::tensor::Tensor;
+
+/// The output shape of a max pool, as `[H, W, C]`.
+pub const fn output_shape(
+    input: [usize; 3],
+    window: usize,
+    padding: Padding,
+    stride: usize,
+) -> [usize; 3] {
+    [
+        padding.output_size(input[0], window, stride),
+        padding.output_size(input[1], window, stride),
+        input[2],
+    ]
+}
+
+/// The maximum of every `K x K` window, per channel.
+///
+/// Padded cells never win: a window that hangs over the border takes the
+/// maximum of the cells it covers, as TensorFlow does. Three of the four pools
+/// of mini-Xception at 64x64 pad only at the bottom and right.
+pub fn max_pool<
+    P: PaddingMode,
+    const K: usize,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const C: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    input: &Tensor<H, W, C>,
+    _window: Window<K>,
+    _stride: Stride<S>,
+    _padding: P,
+    output: &mut Tensor<OH, OW, C>,
+) {
+    const {
+        assert!(
+            OH == P::PADDING.output_size(H, K, S)
+                && OW == P::PADDING.output_size(W, K, S)
+                && OH > 0
+                && OW > 0,
+            "max_pool: the output shape does not follow from the input shape, window, padding and stride"
+        )
+    };
+    let pad_top = P::PADDING.padding_before(H, K, S);
+    let pad_left = P::PADDING.padding_before(W, K, S);
+    for oy in 0..OH {
+        // The window's rows and columns clipped to the input; never empty,
+        // because `same` padding is always smaller than the window.
+        let y_start = (oy * S).saturating_sub(pad_top);
+        let y_end = (oy * S + K - pad_top).min(H);
+        for ox in 0..OW {
+            let x_start = (ox * S).saturating_sub(pad_left);
+            let x_end = (ox * S + K - pad_left).min(W);
+            let out = &mut output.data[oy][ox];
+            *out = [f32::NEG_INFINITY; C];
+            for row in &input.data[y_start..y_end] {
+                for pixel in &row[x_start..x_end] {
+                    for (best, &value) in out.iter_mut().zip(pixel) {
+                        *best = best.max(value);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{Same, Valid};
+    use crate::reference;
+    use crate::test_support::{assert_close, random_tensor};
+
+    fn check<
+        P: PaddingMode,
+        const K: usize,
+        const S: usize,
+        const H: usize,
+        const W: usize,
+        const C: usize,
+        const OH: usize,
+        const OW: usize,
+    >(
+        padding: P,
+    ) {
+        let input = random_tensor::<H, W, C>(H as u64 * 7 + W as u64);
+        let mut output = Tensor::<OH, OW, C>::zeroed_boxed();
+        max_pool(&input, Window::<K>, Stride::<S>, padding, &mut output);
+        let expected = reference::max_pool(input.view(), K, S, P::PADDING);
+        assert_close(output.view(), expected.view(), 0.0);
+    }
+
+    #[test]
+    fn matches_the_reference_on_the_sizes_of_mini_xception() {
+        check::<Same, 3, 2, 60, 60, 3, 30, 30>(Same);
+        check::<Same, 3, 2, 30, 30, 3, 15, 15>(Same);
+        check::<Same, 3, 2, 15, 15, 3, 8, 8>(Same);
+        check::<Same, 3, 2, 8, 8, 3, 4, 4>(Same);
+        check::<Same, 3, 2, 11, 11, 2, 6, 6>(Same);
+    }
+
+    #[test]
+    fn matches_the_reference_on_odd_shapes() {
+        check::<Same, 3, 1, 5, 4, 2, 5, 4>(Same);
+        check::<Same, 2, 2, 5, 6, 2, 3, 3>(Same);
+        check::<Valid, 3, 2, 9, 8, 2, 4, 3>(Valid);
+    }
+
+    #[test]
+    fn padded_cells_never_win_even_when_every_value_is_negative() {
+        let mut input = Tensor::<4, 4, 1>::zeroed_boxed();
+        input
+            .as_mut_slice()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = -1.0 - i as f32);
+        let mut output = Tensor::<2, 2, 1>::zeroed_boxed();
+        max_pool(&input, Window::<3>, Stride::<2>, Same, &mut output);
+        // Padding is one row and column at the bottom and right only.
+        assert_eq!(output.data[0][0][0], -1.0);
+        assert_eq!(output.data[1][1][0], -11.0);
+        assert!(output.as_slice().iter().all(|&v| v < 0.0));
+    }
+}

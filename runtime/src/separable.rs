@@ -1,0 +1,141 @@
+//! Depthwise-separable convolution, as Keras' `SeparableConv2D` with depth
+//! multiplier 1: a depthwise convolution followed by a pointwise one.
+
+use crate::batch_norm::{BatchNorm, FoldBatchNorm};
+use crate::depthwise::{DepthwiseWeights, depthwise_conv2d};
+use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::parameters::{LayerOptions, ParameterKind, ParameterSource};
+use crate::pointwise::{PointwiseWeights, pointwise_conv2d};
+use crate::tensor::{Tensor, zeroed_box};
+use bytemuck::Zeroable;
+
+/// A `K x K` separable convolution from `CI` to `CO` channels.
+#[derive(Clone, Copy, Debug, PartialEq, Zeroable)]
+#[repr(C)]
+pub struct SeparableConv2dWeights<const K: usize, const CI: usize, const CO: usize> {
+    /// The per-channel spatial filter.
+    pub depthwise: DepthwiseWeights<K, CI>,
+    /// The channel mix, which also carries the bias and any folded batch norm.
+    pub pointwise: PointwiseWeights<CI, CO>,
+}
+
+impl<const K: usize, const CI: usize, const CO: usize> SeparableConv2dWeights<K, CI, CO> {
+    /// Zero weights on the heap.
+    pub fn zeroed_boxed() -> Box<Self> {
+        zeroed_box()
+    }
+
+    /// Reads the layer's depthwise and pointwise kernels, its bias if it has one
+    /// and the batch norm that follows it if any, folded into the pointwise part.
+    pub fn read<S: ParameterSource>(
+        source: &mut S,
+        layer: &str,
+        options: LayerOptions,
+    ) -> Result<Box<Self>, S::Error> {
+        let mut weights = Self::zeroed_boxed();
+        weights.depthwise.read_into(source, layer)?;
+        weights
+            .pointwise
+            .read_into(source, layer, ParameterKind::PointwiseKernel, options)?;
+        Ok(weights)
+    }
+}
+
+impl<const K: usize, const CI: usize, const CO: usize> FoldBatchNorm<CO>
+    for SeparableConv2dWeights<K, CI, CO>
+{
+    fn fold_batch_norm(&mut self, batch_norm: &BatchNorm<CO>) {
+        self.pointwise.fold_batch_norm(batch_norm);
+    }
+}
+
+/// The output shape of a separable convolution with `filters` filters.
+pub const fn output_shape(
+    input: [usize; 3],
+    kernel: usize,
+    filters: usize,
+    padding: Padding,
+    stride: usize,
+) -> [usize; 3] {
+    [
+        padding.output_size(input[0], kernel, stride),
+        padding.output_size(input[1], kernel, stride),
+        filters,
+    ]
+}
+
+/// The depthwise pass into `depthwise_output`, then the pointwise pass into `output`.
+pub fn separable_conv2d<
+    P: PaddingMode,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const CI: usize,
+    const CO: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    input: &Tensor<H, W, CI>,
+    weights: &SeparableConv2dWeights<K, CI, CO>,
+    padding: P,
+    stride: Stride<S>,
+    depthwise_output: &mut Tensor<OH, OW, CI>,
+    output: &mut Tensor<OH, OW, CO>,
+) {
+    depthwise_conv2d(input, &weights.depthwise, padding, stride, depthwise_output);
+    pointwise_conv2d(depthwise_output, &weights.pointwise, Stride::<1>, output);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Same;
+    use crate::reference;
+    use crate::test_support::{assert_close, random_tensor, random_values};
+    use ndarray::{ArrayView1, ArrayView3, ArrayView4};
+
+    #[test]
+    fn equals_a_depthwise_then_a_pointwise_reference_convolution() {
+        let input = random_tensor::<9, 8, 4>(41);
+        let mut weights = SeparableConv2dWeights::<3, 4, 6>::zeroed_boxed();
+        random_values(
+            42,
+            weights
+                .depthwise
+                .kernel
+                .as_flattened_mut()
+                .as_flattened_mut(),
+        );
+        random_values(43, weights.pointwise.kernel.as_flattened_mut());
+        random_values(44, &mut weights.pointwise.bias);
+        let mut depthwise_output = Tensor::<9, 8, 4>::zeroed_boxed();
+        let mut output = Tensor::<9, 8, 6>::zeroed_boxed();
+        separable_conv2d(
+            &input,
+            &weights,
+            Same,
+            Stride::<1>,
+            &mut depthwise_output,
+            &mut output,
+        );
+
+        let depthwise_kernel = ArrayView3::from_shape(
+            (3, 3, 4),
+            weights.depthwise.kernel.as_flattened().as_flattened(),
+        )
+        .unwrap();
+        let pointwise_kernel =
+            ArrayView4::from_shape((1, 1, 4, 6), weights.pointwise.kernel.as_flattened()).unwrap();
+        let spatial = reference::depthwise_conv2d(input.view(), depthwise_kernel, 1, Padding::Same);
+        let bias = ArrayView1::from(&weights.pointwise.bias);
+        let expected = reference::conv2d(
+            spatial.view(),
+            pointwise_kernel,
+            Some(bias),
+            1,
+            Padding::Valid,
+        );
+        assert_close(output.view(), expected.view(), 1e-5);
+    }
+}

@@ -1,0 +1,138 @@
+//! The statically shaped tensor every kernel reads and writes.
+
+use bytemuck::Zeroable;
+use ndarray::{ArrayView3, ArrayViewMut3};
+
+/// A height x width x channels tensor of `f32`, stored row-major with the
+/// channels innermost (NHWC without the batch axis, as Keras stores images).
+///
+/// The shape is part of the type, so passing a tensor of the wrong shape to a
+/// kernel is a type error. Channels innermost keeps a pixel's channels
+/// contiguous, which is what the pointwise and depthwise kernels stream over.
+#[derive(Clone, Copy, Debug, PartialEq, Zeroable)]
+#[repr(transparent)]
+pub struct Tensor<const H: usize, const W: usize, const C: usize> {
+    /// The values, indexed `[y][x][channel]`.
+    pub data: [[[f32; C]; W]; H],
+}
+
+impl<const H: usize, const W: usize, const C: usize> Tensor<H, W, C> {
+    /// Height (rows).
+    pub const HEIGHT: usize = H;
+    /// Width (columns).
+    pub const WIDTH: usize = W;
+    /// Channels per pixel.
+    pub const CHANNELS: usize = C;
+    /// Number of values, `H * W * C`.
+    pub const LEN: usize = H * W * C;
+
+    /// A zero tensor, allocated zeroed on the heap.
+    ///
+    /// Large tensors are never built on the stack first, so this is safe to call
+    /// for any size, in debug builds too.
+    pub fn zeroed_boxed() -> Box<Self> {
+        zeroed_box()
+    }
+
+    /// The values in memory order (`y`, then `x`, then channel).
+    pub fn as_slice(&self) -> &[f32] {
+        self.data.as_flattened().as_flattened()
+    }
+
+    /// The values in memory order, mutable.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        self.data.as_flattened_mut().as_flattened_mut()
+    }
+
+    /// A zero-copy ndarray view of shape `(H, W, C)`.
+    pub fn view(&self) -> ArrayView3<'_, f32> {
+        ArrayView3::from_shape((H, W, C), self.as_slice())
+            .expect("a Tensor's slice always holds H * W * C values")
+    }
+
+    /// A zero-copy mutable ndarray view of shape `(H, W, C)`.
+    pub fn view_mut(&mut self) -> ArrayViewMut3<'_, f32> {
+        ArrayViewMut3::from_shape((H, W, C), self.as_mut_slice())
+            .expect("a Tensor's slice always holds H * W * C values")
+    }
+
+    /// Copies an ndarray view of any memory layout into this tensor.
+    ///
+    /// Returns [`ShapeMismatch`] when the view is not `(H, W, C)`.
+    pub fn copy_from_view(&mut self, source: ArrayView3<'_, f32>) -> Result<(), ShapeMismatch> {
+        let found = source.dim();
+        if found != (H, W, C) {
+            return Err(ShapeMismatch {
+                expected: [H, W, C],
+                found: [found.0, found.1, found.2],
+            });
+        }
+        self.view_mut().assign(&source);
+        Ok(())
+    }
+}
+
+/// An ndarray view whose shape is not the tensor's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    /// The tensor's shape, `[H, W, C]`.
+    pub expected: [usize; 3],
+    /// The view's shape.
+    pub found: [usize; 3],
+}
+
+impl std::fmt::Display for ShapeMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [eh, ew, ec] = self.expected;
+        let [fh, fw, fc] = self.found;
+        write!(f, "expected a {eh}x{ew}x{ec} array, found {fh}x{fw}x{fc}")
+    }
+}
+
+impl std::error::Error for ShapeMismatch {}
+
+/// Allocates a zeroed `T` directly on the heap.
+///
+/// `Box::new(T::zeroed())` would build the value on the stack first, which
+/// overflows the stack for the larger tensors in unoptimised builds.
+pub fn zeroed_box<T: Zeroable>() -> Box<T> {
+    bytemuck::zeroed_box()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_is_row_major_with_channels_innermost() {
+        let mut tensor = Tensor::<2, 3, 4>::zeroed_boxed();
+        tensor.data[1][2][3] = 7.0;
+        tensor.data[0][1][2] = 5.0;
+        let view = tensor.view();
+        assert_eq!(view[[1, 2, 3]], 7.0);
+        assert_eq!(view[[0, 1, 2]], 5.0);
+        assert_eq!(tensor.as_slice()[(0 * 3 + 1) * 4 + 2], 5.0);
+        assert_eq!(tensor.as_slice()[(3 + 2) * 4 + 3], 7.0);
+        assert_eq!(tensor.as_slice().len(), Tensor::<2, 3, 4>::LEN);
+    }
+
+    #[test]
+    fn a_huge_tensor_is_allocated_without_touching_the_stack() {
+        // 64 MiB: built on the stack first, this would overflow a test thread.
+        let tensor = Tensor::<1024, 1024, 16>::zeroed_boxed();
+        assert!(tensor.as_slice().iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn copy_from_view_accepts_transposed_layouts_and_rejects_other_shapes() {
+        let source = ndarray::Array3::from_shape_fn((3, 2, 1), |(y, x, _)| (y * 10 + x) as f32);
+        let transposed = source.view().permuted_axes([1, 0, 2]);
+        let mut tensor = Tensor::<2, 3, 1>::zeroed_boxed();
+        tensor.copy_from_view(transposed).unwrap();
+        assert_eq!(tensor.data[1][2][0], 21.0);
+        let error = tensor.copy_from_view(source.view()).unwrap_err();
+        assert_eq!(error.expected, [2, 3, 1]);
+        assert_eq!(error.found, [3, 2, 1]);
+        assert_eq!(error.to_string(), "expected a 2x3x1 array, found 3x2x1");
+    }
+}
