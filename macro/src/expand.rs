@@ -1,0 +1,497 @@
+//! Code generation: a network with known shapes becomes a model type, its
+//! weights and scratch types, shape contracts and a summary.
+
+use crate::shape::{Block, ConvBlock, ModuleBlock, Network, Shape, cost};
+use crate::spec::PaddingSpec;
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+/// Where the generated code finds the runtime.
+fn runtime() -> TokenStream {
+    quote!(::mini_xception::runtime)
+}
+
+fn number(value: usize) -> Literal {
+    Literal::usize_unsuffixed(value)
+}
+
+fn shape_array(shape: Shape) -> TokenStream {
+    let (h, w, c) = (number(shape.height), number(shape.width), number(shape.channels));
+    quote!([#h, #w, #c])
+}
+
+fn tensor_type(shape: Shape) -> TokenStream {
+    let (h, w, c) = (number(shape.height), number(shape.width), number(shape.channels));
+    quote!(Tensor<#h, #w, #c>)
+}
+
+fn padding_value(padding: PaddingSpec) -> TokenStream {
+    match padding {
+        PaddingSpec::Valid => quote!(Valid),
+        PaddingSpec::Same => quote!(Same),
+    }
+}
+
+fn padding_rule(padding: PaddingSpec) -> TokenStream {
+    match padding {
+        PaddingSpec::Valid => quote!(Padding::Valid),
+        PaddingSpec::Same => quote!(Padding::Same),
+    }
+}
+
+fn padding_name(padding: PaddingSpec) -> &'static str {
+    match padding {
+        PaddingSpec::Valid => "valid",
+        PaddingSpec::Same => "same",
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in name.chars().enumerate() {
+        if ch.is_uppercase() {
+            let previous_lower = name[..name.char_indices().nth(i).map_or(0, |(b, _)| b)]
+                .chars()
+                .last()
+                .is_some_and(|p| p.is_lowercase() || p.is_ascii_digit());
+            if i > 0 && previous_lower {
+                out.push('_');
+            }
+            out.extend(ch.to_lowercase());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// A row of the summary table, and the facts it is made from.
+struct SummaryRow {
+    name: String,
+    operation: String,
+    output: Vec<usize>,
+    parameters: (usize, usize),
+    macs: usize,
+}
+
+/// Everything generated for the layers, gathered in one pass over the network.
+#[derive(Default)]
+struct Parts {
+    weight_fields: Vec<TokenStream>,
+    weight_reads: Vec<TokenStream>,
+    scratch_fields: Vec<TokenStream>,
+    scratch_inits: Vec<TokenStream>,
+    forward: Vec<TokenStream>,
+    contracts: Vec<TokenStream>,
+    summary: Vec<SummaryRow>,
+}
+
+impl Parts {
+    fn scratch(&mut self, field: &Ident, shape: Shape, doc: String) {
+        let ty = tensor_type(shape);
+        self.scratch_fields.push(quote! {
+            #[doc = #doc]
+            pub #field: Box<#ty>,
+        });
+        self.scratch_inits.push(quote!(#field: Tensor::zeroed_boxed(),));
+    }
+
+    fn weights(&mut self, field: &Ident, ty: TokenStream, doc: String, read: TokenStream) {
+        self.weight_fields.push(quote! {
+            #[doc = #doc]
+            pub #field: Box<#ty>,
+        });
+        self.weight_reads.push(quote!(#field: #read,));
+    }
+
+    fn contract(&mut self, computed: TokenStream, expected: Shape, message: String) {
+        let expected = shape_array(expected);
+        self.contracts.push(quote! {
+            const _: () = assert!(shape_eq(#computed, #expected), #message);
+        });
+    }
+
+    fn conv(&mut self, conv: &ConvBlock, input: &TokenStream, epsilon: f32) {
+        let field = format_ident!("{}", conv.field);
+        let (k, ci, co) = (number(conv.kernel), number(conv.input.channels), number(conv.output.channels));
+        let operation = format!(
+            "Conv2D {k}x{k}{stride} {padding}{bn}{relu}{bias}",
+            k = conv.kernel,
+            stride = if conv.stride == 1 { String::new() } else { format!("/{}", conv.stride) },
+            padding = padding_name(conv.padding),
+            bn = if conv.batch_norm { " + BN" } else { "" },
+            relu = if conv.relu { " + ReLU" } else { "" },
+            bias = if conv.bias { " (bias)" } else { "" },
+        );
+        let options = layer_options(conv.bias, conv.batch_norm, epsilon);
+        let path = &conv.path;
+        self.weights(
+            &field,
+            quote!(Conv2dWeights<#k, #ci, #co>),
+            format!("`{path}`: {operation}, {} -> {} channels.", conv.input.channels, conv.output.channels),
+            quote!(Conv2dWeights::read(source, #path, #options)?),
+        );
+        self.scratch(&field, conv.output, format!("`{path}` output."));
+
+        let (padding, stride) = (padding_value(conv.padding), number(conv.stride));
+        self.forward.push(quote!(conv2d(#input, &w.#field, #padding, Stride::<#stride>, &mut s.#field);));
+        if conv.relu {
+            self.forward.push(quote!(relu_in_place(&mut s.#field);));
+        }
+        let (input_shape, rule) = (shape_array(conv.input), padding_rule(conv.padding));
+        self.contract(
+            quote!(conv::output_shape(#input_shape, #k, #co, #rule, #stride)),
+            conv.output,
+            format!("{path}: {operation} must map {} to {}", conv.input, conv.output),
+        );
+        self.summary.push(SummaryRow {
+            name: path.clone(),
+            operation,
+            output: vec![conv.output.height, conv.output.width, conv.output.channels],
+            parameters: cost::conv_parameters(conv),
+            macs: cost::conv_macs(conv),
+        });
+    }
+
+    fn module(&mut self, module: &ModuleBlock, input: &TokenStream, epsilon: f32) {
+        let path = &module.path;
+        let k = number(module.kernel);
+        let options = layer_options(false, true, epsilon);
+        let mut main_input = input.clone();
+        let mut step_input = module.input;
+        for (i, &output) in module.separable.iter().enumerate() {
+            let field = format_ident!("{}_separable_{i}", module.field);
+            let depthwise = format_ident!("{}_depthwise_{i}", module.field);
+            let layer = format!("{path}.separable[{i}]");
+            let relu = i == 0;
+            let operation = format!("SeparableConv2D {0}x{0} same + BN{1}", module.kernel, if relu { " + ReLU" } else { "" });
+            let (ci, co) = (number(step_input.channels), number(output.channels));
+            self.weights(
+                &field,
+                quote!(SeparableConv2dWeights<#k, #ci, #co>),
+                format!("`{layer}`: {operation}, {} -> {} channels.", step_input.channels, output.channels),
+                quote!(SeparableConv2dWeights::read(source, #layer, #options)?),
+            );
+            self.scratch(&depthwise, output.with_channels(step_input.channels), format!("`{layer}` depthwise output."));
+            self.scratch(&field, output, format!("`{layer}` output."));
+            self.forward.push(quote! {
+                separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, &mut s.#depthwise, &mut s.#field);
+            });
+            if relu {
+                self.forward.push(quote!(relu_in_place(&mut s.#field);));
+            }
+            let input_shape = shape_array(step_input);
+            self.contract(
+                quote!(separable::output_shape(#input_shape, #k, #co, Padding::Same, 1)),
+                output,
+                format!("{layer}: {operation} must map {step_input} to {output}"),
+            );
+            self.summary.push(SummaryRow {
+                name: layer,
+                operation,
+                output: vec![output.height, output.width, output.channels],
+                parameters: cost::separable_parameters(module.kernel, step_input, output),
+                macs: cost::separable_macs(module.kernel, step_input, output),
+            });
+            main_input = quote!(&s.#field);
+            step_input = output;
+        }
+
+        let last = format_ident!("{}_separable_1", module.field);
+        let output_field = match &module.pool {
+            Some(pool) => {
+                let field = format_ident!("{}_output", module.field);
+                let (size, stride) = (number(pool.size), number(pool.stride));
+                let operation = format!("MaxPool {0}x{0}/{1} same", pool.size, pool.stride);
+                self.scratch(&field, module.output, format!("`{path}` output: the pooled main branch plus the residual branch."));
+                self.forward.push(quote!(max_pool(&s.#last, Window::<#size>, Stride::<#stride>, Same, &mut s.#field);));
+                let input_shape = shape_array(step_input);
+                self.contract(
+                    quote!(pool::output_shape(#input_shape, #size, Padding::Same, #stride)),
+                    module.output,
+                    format!("{path}.pool: {operation} must map {step_input} to {}", module.output),
+                );
+                self.summary.push(SummaryRow {
+                    name: format!("{path}.pool"),
+                    operation,
+                    output: vec![module.output.height, module.output.width, module.output.channels],
+                    parameters: (0, 0),
+                    macs: 0,
+                });
+                field
+            }
+            // Without a pool the residual is added onto the last separable output.
+            None => last,
+        };
+
+        let residual = format_ident!("{}_residual", module.field);
+        let layer = format!("{path}.residual");
+        let stride = number(module.residual_stride);
+        let operation = format!("Conv2D 1x1/{} same + BN", module.residual_stride);
+        let (ci, co) = (number(module.input.channels), number(module.output.channels));
+        self.weights(
+            &residual,
+            quote!(PointwiseWeights<#ci, #co>),
+            format!("`{layer}`: {operation}, {} -> {} channels.", module.input.channels, module.output.channels),
+            quote!(PointwiseWeights::read(source, #layer, #options)?),
+        );
+        self.scratch(&residual, module.output, format!("`{layer}` output."));
+        self.forward.push(quote! {
+            pointwise_conv2d(#input, &w.#residual, Stride::<#stride>, &mut s.#residual);
+            add_assign(&mut s.#output_field, &s.#residual);
+        });
+        let input_shape = shape_array(module.input);
+        self.contract(
+            quote!(pointwise::output_shape(#input_shape, #co, #stride)),
+            module.output,
+            format!("{layer}: {operation} must map {} to {}", module.input, module.output),
+        );
+        for (name, operation, parameters, macs) in [
+            (layer, operation, cost::residual_parameters(module), cost::residual_macs(module)),
+            (format!("{path}.add"), "Add".to_string(), (0, 0), 0),
+        ] {
+            self.summary.push(SummaryRow {
+                name,
+                operation,
+                output: vec![module.output.height, module.output.width, module.output.channels],
+                parameters,
+                macs,
+            });
+        }
+    }
+}
+
+fn layer_options(bias: bool, batch_norm: bool, epsilon: f32) -> TokenStream {
+    let epsilon = if batch_norm { quote!(Some(#epsilon)) } else { quote!(None) };
+    quote!(LayerOptions { bias: #bias, batch_norm_epsilon: #epsilon })
+}
+
+/// The output of a block, as the next block reads it.
+fn output_expression(block: &Block) -> TokenStream {
+    let field = match block {
+        Block::Conv(conv) => format_ident!("{}", conv.field),
+        Block::Module(module) if module.pool.is_some() => format_ident!("{}_output", module.field),
+        Block::Module(module) => format_ident!("{}_separable_1", module.field),
+    };
+    quote!(&s.#field)
+}
+
+/// Generates the model. `source` is the path as the user wrote it,
+/// `absolute` the file the compiler must watch for changes.
+pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
+    let runtime = runtime();
+    let mut parts = Parts::default();
+    let mut input = quote!(input);
+    for block in &network.blocks {
+        match block {
+            Block::Conv(conv) => parts.conv(conv, &input, network.batch_norm_epsilon),
+            Block::Module(module) => parts.module(module, &input, network.batch_norm_epsilon),
+        }
+        input = output_expression(block);
+    }
+    let Some(last) = network.blocks.last() else {
+        return quote!(compile_error!("a model needs a head"););
+    };
+    let logits_field = match last {
+        Block::Conv(conv) => format_ident!("{}", conv.field),
+        Block::Module(_) => return quote!(compile_error!("a model must end with its head");),
+    };
+
+    let name = format_ident!("{}", network.name);
+    let weights_name = format_ident!("{}Weights", network.name);
+    let scratch_name = format_ident!("{}Scratch", network.name);
+    let input_name = format_ident!("{}Input", network.name);
+    let module_name = format_ident!("{}_model", snake_case(&network.name));
+    let classes = network.labels.len();
+    let classes_lit = number(classes);
+    let input_type = tensor_type(network.input);
+    let input_shape = shape_array(network.input);
+    let labels = &network.labels;
+    let model_name = &network.name;
+
+    let input_row = SummaryRow {
+        name: "input".into(),
+        operation: "Input".into(),
+        output: vec![network.input.height, network.input.width, network.input.channels],
+        parameters: (0, 0),
+        macs: 0,
+    };
+    let pooled = |name: &str, operation: &str| SummaryRow {
+        name: name.into(),
+        operation: operation.into(),
+        output: vec![classes],
+        parameters: (0, 0),
+        macs: 0,
+    };
+    let rows: Vec<SummaryRow> = std::iter::once(input_row)
+        .chain(parts.summary.drain(..))
+        .chain([pooled("global_average_pool", "GlobalAveragePooling2D"), pooled("softmax", "Softmax")])
+        .collect();
+    let parameters: usize = rows.iter().map(|r| r.parameters.0).sum();
+    let trainable: usize = rows.iter().map(|r| r.parameters.0 - r.parameters.1).sum();
+    let macs: usize = rows.iter().map(|r| r.macs).sum();
+    let layer_rows = rows.iter().map(|row| {
+        let SummaryRow { name, operation, output, parameters: (total, frozen), macs } = row;
+        let output = output.iter().map(|&d| number(d));
+        let (total, frozen, macs) = (number(*total), number(*frozen), number(*macs));
+        quote! {
+            LayerSummary {
+                name: #name,
+                operation: #operation,
+                output: &[#(#output),*],
+                parameters: #total,
+                non_trainable_parameters: #frozen,
+                macs: #macs,
+            },
+        }
+    });
+    let (parameters_lit, trainable_lit, macs_lit) = (number(parameters), number(trainable), number(macs));
+
+    let model_doc = format!(
+        "The `{model_name}` model compiled from `{source}`: input {}, {classes} classes ({}), {parameters} Keras parameters, {macs} multiply-accumulates per image.",
+        network.input,
+        labels.join(", ")
+    );
+    let weights_doc = format!("The weights of [`{model_name}`], batch norm folded into the convolutions before it.");
+    let scratch_doc = format!(
+        "Every intermediate tensor of [`{model_name}`], allocated once so that a forward pass allocates nothing. One per thread."
+    );
+    let input_doc = format!("The input of [`{model_name}`]: a normalised {} image.", network.input);
+    let Parts { weight_fields, weight_reads, scratch_fields, scratch_inits, forward, contracts, .. } = parts;
+
+    quote! {
+        #[doc = #model_doc]
+        mod #module_name {
+            use #runtime::{
+                add_assign, conv, conv2d, global_average_pool, max_pool, pointwise, pointwise_conv2d, pool,
+                relu_in_place, render_summary, separable, separable_conv2d, shape_eq, softmax, Conv2dWeights,
+                LayerOptions, LayerSummary, Padding, ParameterSource, PointwiseWeights, Same, SeparableConv2dWeights,
+                Stride, Tensor, Valid, Window,
+            };
+
+            // The compiler rebuilds the model whenever the model file changes.
+            const _: &[u8] = include_bytes!(#absolute);
+
+            // Each kernel's shape contract, with the numbers the macro inferred,
+            // checked against the runtime's own arithmetic by `cargo check`.
+            #(#contracts)*
+
+            #[doc = #input_doc]
+            pub type #input_name = #input_type;
+
+            #[doc = #model_doc]
+            pub struct #name {
+                weights: #weights_name,
+            }
+
+            #[doc = #weights_doc]
+            pub struct #weights_name {
+                #(#weight_fields)*
+            }
+
+            #[doc = #scratch_doc]
+            pub struct #scratch_name {
+                #(#scratch_fields)*
+            }
+
+            impl #name {
+                /// The type's name in the model file.
+                pub const NAME: &'static str = #model_name;
+                /// The model file, as given to `mini_xception!`.
+                pub const SOURCE: &'static str = #source;
+                /// `[height, width, channels]` of the input.
+                pub const INPUT_SHAPE: [usize; 3] = #input_shape;
+                /// The number of classes.
+                pub const NUM_CLASSES: usize = #classes_lit;
+                /// The class labels, in output order.
+                pub const LABELS: [&'static str; #classes_lit] = [#(#labels),*];
+                /// Parameters as Keras counts them, batch norm statistics included.
+                pub const PARAMETERS: usize = #parameters_lit;
+                /// Parameters that training updates (all but the batch norm statistics).
+                pub const TRAINABLE_PARAMETERS: usize = #trainable_lit;
+                /// Multiply-accumulates per image.
+                pub const MACS: usize = #macs_lit;
+                /// One row per layer, for [`Self::summary`].
+                pub const LAYERS: &'static [LayerSummary] = &[#(#layer_rows)*];
+
+                /// A model with the given weights.
+                pub fn new(weights: #weights_name) -> Self {
+                    Self { weights }
+                }
+
+                /// A model with weights read from `source`.
+                pub fn from_source<S: ParameterSource>(source: &mut S) -> Result<Self, S::Error> {
+                    #weights_name::from_source(source).map(Self::new)
+                }
+
+                /// The model's weights.
+                pub fn weights(&self) -> &#weights_name {
+                    &self.weights
+                }
+
+                /// The class scores before softmax (the global average pooling output).
+                pub fn logits(&self, input: &#input_type, scratch: &mut #scratch_name) -> [f32; #classes_lit] {
+                    let w = &self.weights;
+                    let s = scratch;
+                    #(#forward)*
+                    global_average_pool(&s.#logits_field)
+                }
+
+                /// The class probabilities. Allocates nothing.
+                pub fn forward(&self, input: &#input_type, scratch: &mut #scratch_name) -> [f32; #classes_lit] {
+                    softmax(&self.logits(input, scratch))
+                }
+
+                /// A Keras-style table of the layers, their output shapes, parameters and MACs.
+                pub fn summary() -> String {
+                    render_summary(Self::NAME, Self::SOURCE, Self::LAYERS)
+                }
+            }
+
+            impl #weights_name {
+                /// Reads every parameter from `source` and folds each batch norm
+                /// into the convolution before it.
+                pub fn from_source<S: ParameterSource>(source: &mut S) -> Result<Self, S::Error> {
+                    Ok(Self {
+                        #(#weight_reads)*
+                    })
+                }
+            }
+
+            impl #scratch_name {
+                /// Zeroed tensors, each allocated directly on the heap.
+                pub fn new() -> Self {
+                    Self {
+                        #(#scratch_inits)*
+                    }
+                }
+            }
+
+            impl Default for #scratch_name {
+                fn default() -> Self {
+                    Self::new()
+                }
+            }
+        }
+
+        pub use #module_name::{#name, #input_name, #scratch_name, #weights_name};
+    }
+}
+
+/// What the macro emits after a mistake: the errors, and empty types of the
+/// model's names so that the mistake is not followed by a cascade of
+/// "cannot find type" errors.
+pub fn expand_errors(messages: &[String], name: Option<&str>, span: Span) -> TokenStream {
+    let errors = messages.iter().map(|message| quote_spanned!(span=> compile_error!(#message);));
+    let stubs = name.filter(|n| syn::parse_str::<Ident>(n).is_ok()).map(|name| {
+        let [model, weights, scratch, input] =
+            ["", "Weights", "Scratch", "Input"].map(|suffix| Ident::new(&format!("{name}{suffix}"), Span::call_site()));
+        quote! {
+            pub struct #model;
+            pub struct #weights;
+            pub struct #scratch;
+            pub struct #input;
+        }
+    });
+    quote!(#(#errors)* #stubs)
+}
