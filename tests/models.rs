@@ -1,7 +1,86 @@
+//! Parameter counts, MACs and shapes of the shipped models, against Keras'
+//! figures (`../shared/reference/keras_layout.txt` and `macs.txt`).
+
 mini_xception::mini_xception!("models/mini_xception.yaml");
+mini_xception::mini_xception!("models/gender_mini_xception.yaml");
+mini_xception::mini_xception!("models/mini_xception_paz.yaml");
+mini_xception::mini_xception!("tests/models/emotion_48.yaml");
+
+use mini_xception::runtime::LayerSummary;
+
+fn layer(layers: &'static [LayerSummary], name: &str) -> &'static LayerSummary {
+    layers.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("no layer {name}"))
+}
 
 #[test]
-fn emotion_counts() {
-    println!("{}", MiniXception::summary());
+fn emotion_parameters_equal_keras() {
     assert_eq!(MiniXception::PARAMETERS, 58_423);
+    assert_eq!(MiniXception::TRAINABLE_PARAMETERS, 56_951);
+    assert_eq!(MiniXception::PARAMETERS - MiniXception::TRAINABLE_PARAMETERS, 1_472);
+}
+
+#[test]
+fn gender_parameters_equal_keras() {
+    assert_eq!(GenderMiniXception::PARAMETERS, 52_658);
+    assert_eq!(GenderMiniXception::TRAINABLE_PARAMETERS, 51_186);
+    assert_eq!(GenderMiniXception::LABELS, ["woman", "man"]);
+}
+
+#[test]
+fn emotion_macs_equal_the_reference_per_layer_and_in_total() {
+    assert_eq!(MiniXception::MACS, 10_163_392);
+    assert_eq!(MiniXception48::MACS, 5_520_448);
+    // Spot checks against macs.txt: conv2d_2, separable_conv2d_4, conv2d_5, conv2d_7.
+    assert_eq!(layer(MiniXception::LAYERS, "base[1]").macs, 2_073_600);
+    assert_eq!(layer(MiniXception::LAYERS, "modules[1].separable[1]").macs, 1_180_800);
+    assert_eq!(layer(MiniXception::LAYERS, "modules[2].residual").macs, 131_072);
+    assert_eq!(layer(MiniXception::LAYERS, "head").macs, 129_024);
+    assert_eq!(layer(MiniXception48::LAYERS, "modules[2].residual").macs, 73_728);
+}
+
+#[test]
+fn output_shapes_follow_keras_including_odd_same_pools() {
+    let shape = |name| layer(MiniXception::LAYERS, name).output;
+    assert_eq!(shape("base[0]"), [62, 62, 8]);
+    assert_eq!(shape("modules[0].pool"), [30, 30, 16]);
+    assert_eq!(shape("modules[1].pool"), [15, 15, 32]);
+    assert_eq!(shape("modules[2].pool"), [8, 8, 64]);
+    assert_eq!(shape("modules[3].add"), [4, 4, 128]);
+    assert_eq!(shape("head"), [4, 4, 7]);
+    assert_eq!(layer(MiniXception48::LAYERS, "modules[2].add").output, [6, 6, 64]);
+}
+
+#[test]
+fn paz_variant_keeps_its_last_module_size() {
+    assert_eq!(MiniXceptionPaz::INPUT_SHAPE, [48, 48, 1]);
+    assert_eq!(layer(MiniXceptionPaz::LAYERS, "base[0]").output, [46, 46, 5]);
+    assert_eq!(layer(MiniXceptionPaz::LAYERS, "modules[2].add").output, [6, 6, 64]);
+    assert_eq!(layer(MiniXceptionPaz::LAYERS, "modules[3].add").output, [6, 6, 128]);
+    assert!(MiniXceptionPaz::LAYERS.iter().all(|l| l.name != "modules[3].pool"));
+    // The emotion model's parameters with a 5-filter first conv: 65 + 392 in
+    // the base instead of 104 + 608; modules and head are unchanged.
+    assert_eq!(MiniXceptionPaz::PARAMETERS, 58_423 - 104 - 608 + 65 + 392);
+}
+
+#[test]
+fn summary_lists_every_layer_and_the_totals() {
+    let summary = MiniXception::summary();
+    assert!(summary.starts_with("Model: MiniXception (models/mini_xception.yaml)"), "{summary}");
+    for line in [
+        "Total params: 58,423",
+        "Trainable params: 56,951",
+        "Non-trainable params: 1,472",
+        "MACs per image: 10,163,392",
+    ] {
+        assert!(summary.contains(line), "missing {line:?} in\n{summary}");
+    }
+    assert_eq!(summary.lines().filter(|l| l.starts_with("modules[")).count(), 4 * 5);
+}
+
+#[test]
+fn constants_describe_the_model_file() {
+    assert_eq!(MiniXception::NAME, "MiniXception");
+    assert_eq!(MiniXception::SOURCE, "models/mini_xception.yaml");
+    assert_eq!(MiniXception::NUM_CLASSES, 7);
+    assert_eq!(MiniXception::LABELS[6], "neutral");
 }

@@ -1,0 +1,101 @@
+//! The generated forward passes against a plain ndarray implementation of
+//! mini-Xception that applies batch norm unfolded, layer by layer as Keras does,
+//! with the same seeded random parameters.
+
+mod support;
+
+use mini_xception::runtime::{ParameterKind, ParameterSource, ParameterSpec, Tensor};
+use support::{Architecture, RandomSource, assert_all_close, random_image, reference_forward};
+
+mini_xception::mini_xception!("models/mini_xception.yaml");
+mini_xception::mini_xception!("models/gender_mini_xception.yaml");
+mini_xception::mini_xception!("models/mini_xception_paz.yaml");
+
+macro_rules! check_against_reference {
+    ($model:ident, $scratch:ident, $input:ident, $architecture:expr, $seed:expr) => {{
+        let mut source = RandomSource::new($seed);
+        let model = $model::from_source(&mut source).unwrap();
+        let mut scratch = $scratch::new();
+        let [height, width, _] = $model::INPUT_SHAPE;
+        for image_seed in 0..3 {
+            let image = random_image($seed * 100 + image_seed, height, width);
+            let mut input = $input::zeroed_boxed();
+            input.copy_from_view(image.view()).unwrap();
+            let logits = model.logits(&input, &mut scratch);
+            let probabilities = model.forward(&input, &mut scratch);
+            let (expected_logits, expected_probabilities) = reference_forward(&source, &$architecture, image.view());
+            assert_all_close("logits", &logits, expected_logits.as_slice().unwrap(), 1e-4);
+            assert_all_close("probabilities", &probabilities, expected_probabilities.as_slice().unwrap(), 1e-5);
+            assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        source
+    }};
+}
+
+#[test]
+fn emotion_model_matches_the_reference() {
+    let source = check_against_reference!(MiniXception, MiniXceptionScratch, MiniXceptionInput, Architecture::paper(), 1);
+    // Two base convs, four modules of three layers, and the head.
+    let layers: std::collections::BTreeSet<&str> = source.given.keys().map(|(layer, _)| layer.as_str()).collect();
+    assert_eq!(layers.len(), 2 + 4 * 3 + 1);
+    let parameters: usize = source.given.values().map(|(_, values)| values.len()).sum();
+    assert_eq!(parameters, MiniXception::PARAMETERS);
+}
+
+#[test]
+fn gender_model_matches_the_reference() {
+    check_against_reference!(GenderMiniXception, GenderMiniXceptionScratch, GenderMiniXceptionInput, Architecture::paper(), 2);
+}
+
+#[test]
+fn paz_model_matches_the_reference() {
+    let architecture = Architecture { base: 2, modules: vec![(2, true), (2, true), (2, true), (1, false)], epsilon: 1e-3 };
+    check_against_reference!(MiniXceptionPaz, MiniXceptionPazScratch, MiniXceptionPazInput, architecture, 3);
+}
+
+#[test]
+fn keras_shapes_are_asked_for() {
+    let source = {
+        let mut source = RandomSource::new(4);
+        MiniXceptionWeights::from_source(&mut source).unwrap();
+        source
+    };
+    assert_eq!(source.get("base[0]", ParameterKind::Kernel).0, [3, 3, 1, 8]);
+    assert_eq!(source.get("modules[1].separable[0]", ParameterKind::DepthwiseKernel).0, [3, 3, 16, 1]);
+    assert_eq!(source.get("modules[1].separable[0]", ParameterKind::PointwiseKernel).0, [1, 1, 16, 32]);
+    assert_eq!(source.get("modules[3].residual", ParameterKind::MovingVariance).0, [128]);
+    assert_eq!(source.get("head", ParameterKind::Kernel).0, [3, 3, 128, 7]);
+    assert_eq!(source.get("head", ParameterKind::Bias).0, [7]);
+}
+
+/// A source that fails on one layer, as a weight file missing a tensor would.
+struct FailingSource {
+    inner: RandomSource,
+    fail_on: &'static str,
+}
+
+impl ParameterSource for FailingSource {
+    type Error = String;
+
+    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), String> {
+        if spec.layer == self.fail_on {
+            return Err(format!("no {spec}"));
+        }
+        let Ok(()) = self.inner.read(spec, values);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_source_error_is_returned_not_a_panic() {
+    let mut source = FailingSource { inner: RandomSource::new(5), fail_on: "modules[2].residual" };
+    let error = MiniXception::from_source(&mut source).err().unwrap();
+    assert_eq!(error, "no modules[2].residual kernel (1x1x32x64)");
+}
+
+#[test]
+fn the_input_type_has_the_model_file_shape() {
+    assert_eq!(MiniXceptionInput::HEIGHT, 64);
+    assert_eq!(MiniXceptionPazInput::WIDTH, 48);
+    let _: &Tensor<48, 48, 1> = &*MiniXceptionPazInput::zeroed_boxed();
+}
