@@ -23,9 +23,15 @@ macro_rules! check_against_reference {
             input.copy_from_view(image.view()).unwrap();
             let logits = model.logits(&input, &mut scratch);
             let probabilities = model.forward(&input, &mut scratch);
-            let (expected_logits, expected_probabilities) = reference_forward(&source, &$architecture, image.view());
+            let (expected_logits, expected_probabilities) =
+                reference_forward(&source, &$architecture, image.view());
             assert_all_close("logits", &logits, expected_logits.as_slice().unwrap(), 1e-4);
-            assert_all_close("probabilities", &probabilities, expected_probabilities.as_slice().unwrap(), 1e-5);
+            assert_all_close(
+                "probabilities",
+                &probabilities,
+                expected_probabilities.as_slice().unwrap(),
+                1e-5,
+            );
             assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         }
         source
@@ -34,9 +40,19 @@ macro_rules! check_against_reference {
 
 #[test]
 fn emotion_model_matches_the_reference() {
-    let source = check_against_reference!(MiniXception, MiniXceptionScratch, MiniXceptionInput, Architecture::paper(), 1);
+    let source = check_against_reference!(
+        MiniXception,
+        MiniXceptionScratch,
+        MiniXceptionInput,
+        Architecture::paper(),
+        1
+    );
     // Two base convs, four modules of three layers, and the head.
-    let layers: std::collections::BTreeSet<&str> = source.given.keys().map(|(layer, _)| layer.as_str()).collect();
+    let layers: std::collections::BTreeSet<&str> = source
+        .given
+        .keys()
+        .map(|(layer, _)| layer.as_str())
+        .collect();
     assert_eq!(layers.len(), 2 + 4 * 3 + 1);
     let parameters: usize = source.given.values().map(|(_, values)| values.len()).sum();
     assert_eq!(parameters, MiniXception::PARAMETERS);
@@ -44,13 +60,29 @@ fn emotion_model_matches_the_reference() {
 
 #[test]
 fn gender_model_matches_the_reference() {
-    check_against_reference!(GenderMiniXception, GenderMiniXceptionScratch, GenderMiniXceptionInput, Architecture::paper(), 2);
+    check_against_reference!(
+        GenderMiniXception,
+        GenderMiniXceptionScratch,
+        GenderMiniXceptionInput,
+        Architecture::paper(),
+        2
+    );
 }
 
 #[test]
 fn paz_model_matches_the_reference() {
-    let architecture = Architecture { base: 2, modules: vec![(2, true), (2, true), (2, true), (1, false)], epsilon: 1e-3 };
-    check_against_reference!(MiniXceptionPaz, MiniXceptionPazScratch, MiniXceptionPazInput, architecture, 3);
+    let architecture = Architecture {
+        base: 2,
+        modules: vec![(2, true), (2, true), (2, true), (1, false)],
+        epsilon: 1e-3,
+    };
+    check_against_reference!(
+        MiniXceptionPaz,
+        MiniXceptionPazScratch,
+        MiniXceptionPazInput,
+        architecture,
+        3
+    );
 }
 
 #[test]
@@ -61,9 +93,24 @@ fn keras_shapes_are_asked_for() {
         source
     };
     assert_eq!(source.get("base[0]", ParameterKind::Kernel).0, [3, 3, 1, 8]);
-    assert_eq!(source.get("modules[1].separable[0]", ParameterKind::DepthwiseKernel).0, [3, 3, 16, 1]);
-    assert_eq!(source.get("modules[1].separable[0]", ParameterKind::PointwiseKernel).0, [1, 1, 16, 32]);
-    assert_eq!(source.get("modules[3].residual", ParameterKind::MovingVariance).0, [128]);
+    assert_eq!(
+        source
+            .get("modules[1].separable[0]", ParameterKind::DepthwiseKernel)
+            .0,
+        [3, 3, 16, 1]
+    );
+    assert_eq!(
+        source
+            .get("modules[1].separable[0]", ParameterKind::PointwiseKernel)
+            .0,
+        [1, 1, 16, 32]
+    );
+    assert_eq!(
+        source
+            .get("modules[3].residual", ParameterKind::MovingVariance)
+            .0,
+        [128]
+    );
     assert_eq!(source.get("head", ParameterKind::Kernel).0, [3, 3, 128, 7]);
     assert_eq!(source.get("head", ParameterKind::Bias).0, [7]);
 }
@@ -88,7 +135,10 @@ impl ParameterSource for FailingSource {
 
 #[test]
 fn a_source_error_is_returned_not_a_panic() {
-    let mut source = FailingSource { inner: RandomSource::new(5), fail_on: "modules[2].residual" };
+    let mut source = FailingSource {
+        inner: RandomSource::new(5),
+        fail_on: "modules[2].residual",
+    };
     let error = MiniXception::from_source(&mut source).err().unwrap();
     assert_eq!(error, "no modules[2].residual kernel (1x1x32x64)");
 }
@@ -97,5 +147,5 @@ fn a_source_error_is_returned_not_a_panic() {
 fn the_input_type_has_the_model_file_shape() {
     assert_eq!(MiniXceptionInput::HEIGHT, 64);
     assert_eq!(MiniXceptionPazInput::WIDTH, 48);
-    let _: &Tensor<48, 48, 1> = &*MiniXceptionPazInput::zeroed_boxed();
+    let _: Box<Tensor<48, 48, 1>> = MiniXceptionPazInput::zeroed_boxed();
 }

@@ -9,14 +9,20 @@ mini_xception::mini_xception!("tests/models/emotion_48.yaml");
 use mini_xception::runtime::LayerSummary;
 
 fn layer(layers: &'static [LayerSummary], name: &str) -> &'static LayerSummary {
-    layers.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("no layer {name}"))
+    layers
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no layer {name}"))
 }
 
 #[test]
 fn emotion_parameters_equal_keras() {
     assert_eq!(MiniXception::PARAMETERS, 58_423);
     assert_eq!(MiniXception::TRAINABLE_PARAMETERS, 56_951);
-    assert_eq!(MiniXception::PARAMETERS - MiniXception::TRAINABLE_PARAMETERS, 1_472);
+    assert_eq!(
+        MiniXception::PARAMETERS - MiniXception::TRAINABLE_PARAMETERS,
+        1_472
+    );
 }
 
 #[test]
@@ -32,10 +38,19 @@ fn emotion_macs_equal_the_reference_per_layer_and_in_total() {
     assert_eq!(MiniXception48::MACS, 5_520_448);
     // Spot checks against macs.txt: conv2d_2, separable_conv2d_4, conv2d_5, conv2d_7.
     assert_eq!(layer(MiniXception::LAYERS, "base[1]").macs, 2_073_600);
-    assert_eq!(layer(MiniXception::LAYERS, "modules[1].separable[1]").macs, 1_180_800);
-    assert_eq!(layer(MiniXception::LAYERS, "modules[2].residual").macs, 131_072);
+    assert_eq!(
+        layer(MiniXception::LAYERS, "modules[1].separable[1]").macs,
+        1_180_800
+    );
+    assert_eq!(
+        layer(MiniXception::LAYERS, "modules[2].residual").macs,
+        131_072
+    );
     assert_eq!(layer(MiniXception::LAYERS, "head").macs, 129_024);
-    assert_eq!(layer(MiniXception48::LAYERS, "modules[2].residual").macs, 73_728);
+    assert_eq!(
+        layer(MiniXception48::LAYERS, "modules[2].residual").macs,
+        73_728
+    );
 }
 
 #[test]
@@ -47,16 +62,32 @@ fn output_shapes_follow_keras_including_odd_same_pools() {
     assert_eq!(shape("modules[2].pool"), [8, 8, 64]);
     assert_eq!(shape("modules[3].add"), [4, 4, 128]);
     assert_eq!(shape("head"), [4, 4, 7]);
-    assert_eq!(layer(MiniXception48::LAYERS, "modules[2].add").output, [6, 6, 64]);
+    assert_eq!(
+        layer(MiniXception48::LAYERS, "modules[2].add").output,
+        [6, 6, 64]
+    );
 }
 
 #[test]
 fn paz_variant_keeps_its_last_module_size() {
     assert_eq!(MiniXceptionPaz::INPUT_SHAPE, [48, 48, 1]);
-    assert_eq!(layer(MiniXceptionPaz::LAYERS, "base[0]").output, [46, 46, 5]);
-    assert_eq!(layer(MiniXceptionPaz::LAYERS, "modules[2].add").output, [6, 6, 64]);
-    assert_eq!(layer(MiniXceptionPaz::LAYERS, "modules[3].add").output, [6, 6, 128]);
-    assert!(MiniXceptionPaz::LAYERS.iter().all(|l| l.name != "modules[3].pool"));
+    assert_eq!(
+        layer(MiniXceptionPaz::LAYERS, "base[0]").output,
+        [46, 46, 5]
+    );
+    assert_eq!(
+        layer(MiniXceptionPaz::LAYERS, "modules[2].add").output,
+        [6, 6, 64]
+    );
+    assert_eq!(
+        layer(MiniXceptionPaz::LAYERS, "modules[3].add").output,
+        [6, 6, 128]
+    );
+    assert!(
+        MiniXceptionPaz::LAYERS
+            .iter()
+            .all(|l| l.name != "modules[3].pool")
+    );
     // The emotion model's parameters with a 5-filter first conv: 65 + 392 in
     // the base instead of 104 + 608; modules and head are unchanged.
     assert_eq!(MiniXceptionPaz::PARAMETERS, 58_423 - 104 - 608 + 65 + 392);
@@ -65,7 +96,10 @@ fn paz_variant_keeps_its_last_module_size() {
 #[test]
 fn summary_lists_every_layer_and_the_totals() {
     let summary = MiniXception::summary();
-    assert!(summary.starts_with("Model: MiniXception (models/mini_xception.yaml)"), "{summary}");
+    assert!(
+        summary.starts_with("Model: MiniXception (models/mini_xception.yaml)"),
+        "{summary}"
+    );
     for line in [
         "Total params: 58,423",
         "Trainable params: 56,951",
@@ -74,7 +108,13 @@ fn summary_lists_every_layer_and_the_totals() {
     ] {
         assert!(summary.contains(line), "missing {line:?} in\n{summary}");
     }
-    assert_eq!(summary.lines().filter(|l| l.starts_with("modules[")).count(), 4 * 5);
+    assert_eq!(
+        summary
+            .lines()
+            .filter(|l| l.starts_with("modules["))
+            .count(),
+        4 * 5
+    );
 }
 
 #[test]

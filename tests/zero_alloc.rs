@@ -54,7 +54,9 @@ fn a_forward_pass_allocates_nothing() {
     let model = MiniXception::from_source(&mut support::RandomSource::new(7)).unwrap();
     let mut scratch = MiniXceptionScratch::new();
     let mut input = MiniXceptionInput::zeroed_boxed();
-    input.copy_from_view(support::random_image(8, 64, 64).view()).unwrap();
+    input
+        .copy_from_view(support::random_image(8, 64, 64).view())
+        .unwrap();
 
     // The counter works: setting up allocated.
     let before_setup = allocations();

@@ -28,7 +28,11 @@ impl Diagnostic {
 
     /// `models/x.yaml:LINE:COL: path: message`, with the path the user wrote.
     pub fn render(&self, file: &str) -> String {
-        let place = if self.line == 0 { file.to_string() } else { format!("{file}:{}:{}", self.line, self.column) };
+        let place = if self.line == 0 {
+            file.to_string()
+        } else {
+            format!("{file}:{}:{}", self.line, self.column)
+        };
         if self.path.is_empty() {
             format!("{place}: {}", self.message)
         } else {
@@ -48,7 +52,12 @@ impl Diagnostics {
         self.found.push(diagnostic);
     }
 
-    pub fn error(&mut self, location: Location, path: impl Into<String>, message: impl Into<String>) {
+    pub fn error(
+        &mut self,
+        location: Location,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.push(Diagnostic::at(location, path, message));
     }
 

@@ -11,17 +11,50 @@ fn runtime() -> TokenStream {
     quote!(::mini_xception::runtime)
 }
 
+/// An integer literal, with `_` between groups of thousands from 10,000 up.
 fn number(value: usize) -> Literal {
-    Literal::usize_unsuffixed(value)
+    if value < 10_000 {
+        return Literal::usize_unsuffixed(value);
+    }
+    let grouped = thousands(value).replace(',', "_");
+    grouped
+        .parse()
+        .unwrap_or_else(|_| Literal::usize_unsuffixed(value))
+}
+
+/// `58423` as `58,423`.
+fn thousands(value: usize) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A doc comment's text; the leading space makes it print as `/// text`.
+fn doc(text: impl std::fmt::Display) -> String {
+    format!(" {text}")
 }
 
 fn shape_array(shape: Shape) -> TokenStream {
-    let (h, w, c) = (number(shape.height), number(shape.width), number(shape.channels));
+    let (h, w, c) = (
+        number(shape.height),
+        number(shape.width),
+        number(shape.channels),
+    );
     quote!([#h, #w, #c])
 }
 
 fn tensor_type(shape: Shape) -> TokenStream {
-    let (h, w, c) = (number(shape.height), number(shape.width), number(shape.channels));
+    let (h, w, c) = (
+        number(shape.height),
+        number(shape.width),
+        number(shape.channels),
+    );
     quote!(Tensor<#h, #w, #c>)
 }
 
@@ -46,7 +79,7 @@ fn padding_name(padding: PaddingSpec) -> &'static str {
     }
 }
 
-fn snake_case(name: &str) -> String {
+pub(crate) fn snake_case(name: &str) -> String {
     let mut out = String::new();
     for (i, ch) in name.chars().enumerate() {
         if ch.is_uppercase() {
@@ -84,19 +117,24 @@ struct Parts {
     forward: Vec<TokenStream>,
     contracts: Vec<TokenStream>,
     summary: Vec<SummaryRow>,
+    /// `(bias, batch_norm)` of every `LayerOptions` the reads use.
+    options_used: Vec<(bool, bool)>,
 }
 
 impl Parts {
-    fn scratch(&mut self, field: &Ident, shape: Shape, doc: String) {
+    fn scratch(&mut self, field: &Ident, shape: Shape, text: String) {
         let ty = tensor_type(shape);
+        let doc = doc(text);
         self.scratch_fields.push(quote! {
             #[doc = #doc]
             pub #field: Box<#ty>,
         });
-        self.scratch_inits.push(quote!(#field: Tensor::zeroed_boxed(),));
+        self.scratch_inits
+            .push(quote!(#field: Tensor::zeroed_boxed(),));
     }
 
-    fn weights(&mut self, field: &Ident, ty: TokenStream, doc: String, read: TokenStream) {
+    fn weights(&mut self, field: &Ident, ty: TokenStream, text: String, read: TokenStream) {
+        let doc = doc(text);
         self.weight_fields.push(quote! {
             #[doc = #doc]
             pub #field: Box<#ty>,
@@ -111,30 +149,49 @@ impl Parts {
         });
     }
 
-    fn conv(&mut self, conv: &ConvBlock, input: &TokenStream, epsilon: f32) {
+    fn options(&mut self, bias: bool, batch_norm: bool) -> Ident {
+        if !self.options_used.contains(&(bias, batch_norm)) {
+            self.options_used.push((bias, batch_norm));
+        }
+        layer_options(bias, batch_norm)
+    }
+
+    fn conv(&mut self, conv: &ConvBlock, input: &TokenStream) {
         let field = format_ident!("{}", conv.field);
-        let (k, ci, co) = (number(conv.kernel), number(conv.input.channels), number(conv.output.channels));
+        let (k, ci, co) = (
+            number(conv.kernel),
+            number(conv.input.channels),
+            number(conv.output.channels),
+        );
         let operation = format!(
             "Conv2D {k}x{k}{stride} {padding}{bn}{relu}{bias}",
             k = conv.kernel,
-            stride = if conv.stride == 1 { String::new() } else { format!("/{}", conv.stride) },
+            stride = if conv.stride == 1 {
+                String::new()
+            } else {
+                format!("/{}", conv.stride)
+            },
             padding = padding_name(conv.padding),
             bn = if conv.batch_norm { " + BN" } else { "" },
             relu = if conv.relu { " + ReLU" } else { "" },
             bias = if conv.bias { " (bias)" } else { "" },
         );
-        let options = layer_options(conv.bias, conv.batch_norm, epsilon);
+        let options = self.options(conv.bias, conv.batch_norm);
         let path = &conv.path;
         self.weights(
             &field,
             quote!(Conv2dWeights<#k, #ci, #co>),
-            format!("`{path}`: {operation}, {} -> {} channels.", conv.input.channels, conv.output.channels),
+            format!(
+                "`{path}`: {operation}, {} -> {} channels.",
+                conv.input.channels, conv.output.channels
+            ),
             quote!(Conv2dWeights::read(source, #path, #options)?),
         );
         self.scratch(&field, conv.output, format!("`{path}` output."));
 
         let (padding, stride) = (padding_value(conv.padding), number(conv.stride));
-        self.forward.push(quote!(conv2d(#input, &w.#field, #padding, Stride::<#stride>, &mut s.#field);));
+        self.forward
+            .push(quote!(conv2d(#input, &w.#field, #padding, Stride::<#stride>, &mut s.#field);));
         if conv.relu {
             self.forward.push(quote!(relu_in_place(&mut s.#field);));
         }
@@ -142,7 +199,10 @@ impl Parts {
         self.contract(
             quote!(conv::output_shape(#input_shape, #k, #co, #rule, #stride)),
             conv.output,
-            format!("{path}: {operation} must map {} to {}", conv.input, conv.output),
+            format!(
+                "{path}: {operation} must map {} to {}",
+                conv.input, conv.output
+            ),
         );
         self.summary.push(SummaryRow {
             name: path.clone(),
@@ -153,10 +213,10 @@ impl Parts {
         });
     }
 
-    fn module(&mut self, module: &ModuleBlock, input: &TokenStream, epsilon: f32) {
+    fn module(&mut self, module: &ModuleBlock, input: &TokenStream) {
         let path = &module.path;
         let k = number(module.kernel);
-        let options = layer_options(false, true, epsilon);
+        let options = self.options(false, true);
         let mut main_input = input.clone();
         let mut step_input = module.input;
         for (i, &output) in module.separable.iter().enumerate() {
@@ -164,15 +224,26 @@ impl Parts {
             let depthwise = format_ident!("{}_depthwise_{i}", module.field);
             let layer = format!("{path}.separable[{i}]");
             let relu = i == 0;
-            let operation = format!("SeparableConv2D {0}x{0} same + BN{1}", module.kernel, if relu { " + ReLU" } else { "" });
+            let operation = format!(
+                "SeparableConv2D {0}x{0} same + BN{1}",
+                module.kernel,
+                if relu { " + ReLU" } else { "" }
+            );
             let (ci, co) = (number(step_input.channels), number(output.channels));
             self.weights(
                 &field,
                 quote!(SeparableConv2dWeights<#k, #ci, #co>),
-                format!("`{layer}`: {operation}, {} -> {} channels.", step_input.channels, output.channels),
+                format!(
+                    "`{layer}`: {operation}, {} -> {} channels.",
+                    step_input.channels, output.channels
+                ),
                 quote!(SeparableConv2dWeights::read(source, #layer, #options)?),
             );
-            self.scratch(&depthwise, output.with_channels(step_input.channels), format!("`{layer}` depthwise output."));
+            self.scratch(
+                &depthwise,
+                output.with_channels(step_input.channels),
+                format!("`{layer}` depthwise output."),
+            );
             self.scratch(&field, output, format!("`{layer}` output."));
             self.forward.push(quote! {
                 separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, &mut s.#depthwise, &mut s.#field);
@@ -203,18 +274,29 @@ impl Parts {
                 let field = format_ident!("{}_output", module.field);
                 let (size, stride) = (number(pool.size), number(pool.stride));
                 let operation = format!("MaxPool {0}x{0}/{1} same", pool.size, pool.stride);
-                self.scratch(&field, module.output, format!("`{path}` output: the pooled main branch plus the residual branch."));
+                self.scratch(
+                    &field,
+                    module.output,
+                    format!("`{path}` output: the pooled main branch plus the residual branch."),
+                );
                 self.forward.push(quote!(max_pool(&s.#last, Window::<#size>, Stride::<#stride>, Same, &mut s.#field);));
                 let input_shape = shape_array(step_input);
                 self.contract(
                     quote!(pool::output_shape(#input_shape, #size, Padding::Same, #stride)),
                     module.output,
-                    format!("{path}.pool: {operation} must map {step_input} to {}", module.output),
+                    format!(
+                        "{path}.pool: {operation} must map {step_input} to {}",
+                        module.output
+                    ),
                 );
                 self.summary.push(SummaryRow {
                     name: format!("{path}.pool"),
                     operation,
-                    output: vec![module.output.height, module.output.width, module.output.channels],
+                    output: vec![
+                        module.output.height,
+                        module.output.width,
+                        module.output.channels,
+                    ],
                     parameters: (0, 0),
                     macs: 0,
                 });
@@ -228,11 +310,17 @@ impl Parts {
         let layer = format!("{path}.residual");
         let stride = number(module.residual_stride);
         let operation = format!("Conv2D 1x1/{} same + BN", module.residual_stride);
-        let (ci, co) = (number(module.input.channels), number(module.output.channels));
+        let (ci, co) = (
+            number(module.input.channels),
+            number(module.output.channels),
+        );
         self.weights(
             &residual,
             quote!(PointwiseWeights<#ci, #co>),
-            format!("`{layer}`: {operation}, {} -> {} channels.", module.input.channels, module.output.channels),
+            format!(
+                "`{layer}`: {operation}, {} -> {} channels.",
+                module.input.channels, module.output.channels
+            ),
             quote!(PointwiseWeights::read(source, #layer, #options)?),
         );
         self.scratch(&residual, module.output, format!("`{layer}` output."));
@@ -244,16 +332,28 @@ impl Parts {
         self.contract(
             quote!(pointwise::output_shape(#input_shape, #co, #stride)),
             module.output,
-            format!("{layer}: {operation} must map {} to {}", module.input, module.output),
+            format!(
+                "{layer}: {operation} must map {} to {}",
+                module.input, module.output
+            ),
         );
         for (name, operation, parameters, macs) in [
-            (layer, operation, cost::residual_parameters(module), cost::residual_macs(module)),
+            (
+                layer,
+                operation,
+                cost::residual_parameters(module),
+                cost::residual_macs(module),
+            ),
             (format!("{path}.add"), "Add".to_string(), (0, 0), 0),
         ] {
             self.summary.push(SummaryRow {
                 name,
                 operation,
-                output: vec![module.output.height, module.output.width, module.output.channels],
+                output: vec![
+                    module.output.height,
+                    module.output.width,
+                    module.output.channels,
+                ],
                 parameters,
                 macs,
             });
@@ -261,9 +361,36 @@ impl Parts {
     }
 }
 
-fn layer_options(bias: bool, batch_norm: bool, epsilon: f32) -> TokenStream {
-    let epsilon = if batch_norm { quote!(Some(#epsilon)) } else { quote!(None) };
-    quote!(LayerOptions { bias: #bias, batch_norm_epsilon: #epsilon })
+/// The name of the `LayerOptions` binding in `from_source` for a layer with
+/// or without its own bias and a following batch norm.
+fn layer_options(bias: bool, batch_norm: bool) -> Ident {
+    format_ident!(
+        "{}",
+        match (bias, batch_norm) {
+            (false, true) => "batch_norm",
+            (true, false) => "bias",
+            (true, true) => "bias_and_batch_norm",
+            (false, false) => "no_bias",
+        }
+    )
+}
+
+/// The `LayerOptions` bindings that `from_source` uses, in a fixed order.
+fn layer_option_bindings(used: &[(bool, bool)], epsilon: f32) -> Vec<TokenStream> {
+    let epsilon = Literal::f32_unsuffixed(epsilon);
+    [(false, true), (true, false), (true, true), (false, false)]
+        .into_iter()
+        .filter(|options| used.contains(options))
+        .map(|(bias, batch_norm)| {
+            let name = layer_options(bias, batch_norm);
+            let epsilon = if batch_norm {
+                quote!(Some(#epsilon))
+            } else {
+                quote!(None)
+            };
+            quote!(let #name = LayerOptions { bias: #bias, batch_norm_epsilon: #epsilon };)
+        })
+        .collect()
 }
 
 /// The output of a block, as the next block reads it.
@@ -284,8 +411,8 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
     let mut input = quote!(input);
     for block in &network.blocks {
         match block {
-            Block::Conv(conv) => parts.conv(conv, &input, network.batch_norm_epsilon),
-            Block::Module(module) => parts.module(module, &input, network.batch_norm_epsilon),
+            Block::Conv(conv) => parts.conv(conv, &input),
+            Block::Module(module) => parts.module(module, &input),
         }
         input = output_expression(block);
     }
@@ -312,7 +439,11 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
     let input_row = SummaryRow {
         name: "input".into(),
         operation: "Input".into(),
-        output: vec![network.input.height, network.input.width, network.input.channels],
+        output: vec![
+            network.input.height,
+            network.input.width,
+            network.input.channels,
+        ],
         parameters: (0, 0),
         macs: 0,
     };
@@ -325,13 +456,22 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
     };
     let rows: Vec<SummaryRow> = std::iter::once(input_row)
         .chain(parts.summary.drain(..))
-        .chain([pooled("global_average_pool", "GlobalAveragePooling2D"), pooled("softmax", "Softmax")])
+        .chain([
+            pooled("global_average_pool", "GlobalAveragePooling2D"),
+            pooled("softmax", "Softmax"),
+        ])
         .collect();
     let parameters: usize = rows.iter().map(|r| r.parameters.0).sum();
     let trainable: usize = rows.iter().map(|r| r.parameters.0 - r.parameters.1).sum();
     let macs: usize = rows.iter().map(|r| r.macs).sum();
     let layer_rows = rows.iter().map(|row| {
-        let SummaryRow { name, operation, output, parameters: (total, frozen), macs } = row;
+        let SummaryRow {
+            name,
+            operation,
+            output,
+            parameters: (total, frozen),
+            macs,
+        } = row;
         let output = output.iter().map(|&d| number(d));
         let (total, frozen, macs) = (number(*total), number(*frozen), number(*macs));
         quote! {
@@ -345,19 +485,36 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
             },
         }
     });
-    let (parameters_lit, trainable_lit, macs_lit) = (number(parameters), number(trainable), number(macs));
+    let (parameters_lit, trainable_lit, macs_lit) =
+        (number(parameters), number(trainable), number(macs));
 
-    let model_doc = format!(
-        "The `{model_name}` model compiled from `{source}`: input {}, {classes} classes ({}), {parameters} Keras parameters, {macs} multiply-accumulates per image.",
+    let model_doc = doc(format!(
+        "The `{model_name}` model compiled from `{source}`: input {}, {classes} classes ({}), {} Keras parameters, {} multiply-accumulates per image.",
         network.input,
-        labels.join(", ")
-    );
-    let weights_doc = format!("The weights of [`{model_name}`], batch norm folded into the convolutions before it.");
-    let scratch_doc = format!(
+        labels.join(", "),
+        thousands(parameters),
+        thousands(macs)
+    ));
+    let weights_doc = doc(format!(
+        "The weights of [`{model_name}`], batch norm folded into the convolutions before it."
+    ));
+    let scratch_doc = doc(format!(
         "Every intermediate tensor of [`{model_name}`], allocated once so that a forward pass allocates nothing. One per thread."
-    );
-    let input_doc = format!("The input of [`{model_name}`]: a normalised {} image.", network.input);
-    let Parts { weight_fields, weight_reads, scratch_fields, scratch_inits, forward, contracts, .. } = parts;
+    ));
+    let input_doc = doc(format!(
+        "The input of [`{model_name}`]: a normalised {} image.",
+        network.input
+    ));
+    let option_bindings = layer_option_bindings(&parts.options_used, network.batch_norm_epsilon);
+    let Parts {
+        weight_fields,
+        weight_reads,
+        scratch_fields,
+        scratch_inits,
+        forward,
+        contracts,
+        ..
+    } = parts;
 
     quote! {
         #[doc = #model_doc]
@@ -452,6 +609,7 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
                 /// Reads every parameter from `source` and folds each batch norm
                 /// into the convolution before it.
                 pub fn from_source<S: ParameterSource>(source: &mut S) -> Result<Self, S::Error> {
+                    #(#option_bindings)*
                     Ok(Self {
                         #(#weight_reads)*
                     })
@@ -482,16 +640,20 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
 /// model's names so that the mistake is not followed by a cascade of
 /// "cannot find type" errors.
 pub fn expand_errors(messages: &[String], name: Option<&str>, span: Span) -> TokenStream {
-    let errors = messages.iter().map(|message| quote_spanned!(span=> compile_error!(#message);));
-    let stubs = name.filter(|n| syn::parse_str::<Ident>(n).is_ok()).map(|name| {
-        let [model, weights, scratch, input] =
-            ["", "Weights", "Scratch", "Input"].map(|suffix| Ident::new(&format!("{name}{suffix}"), Span::call_site()));
-        quote! {
-            pub struct #model;
-            pub struct #weights;
-            pub struct #scratch;
-            pub struct #input;
-        }
-    });
+    let errors = messages
+        .iter()
+        .map(|message| quote_spanned!(span=> compile_error!(#message);));
+    let stubs = name
+        .filter(|n| syn::parse_str::<Ident>(n).is_ok())
+        .map(|name| {
+            let [model, weights, scratch, input] = ["", "Weights", "Scratch", "Input"]
+                .map(|suffix| Ident::new(&format!("{name}{suffix}"), Span::call_site()));
+            quote! {
+                pub struct #model;
+                pub struct #weights;
+                pub struct #scratch;
+                pub struct #input;
+            }
+        });
     quote!(#(#errors)* #stubs)
 }

@@ -22,8 +22,12 @@ pub fn read(written: &str, roots: &[PathBuf]) -> Result<ModelFile, String> {
             "{written}: cannot find the model file (paths are relative to the directory of the calling crate's Cargo.toml)"
         ));
     };
-    let text = std::fs::read_to_string(found).map_err(|error| format!("{written}: cannot read the model file: {error}"))?;
-    Ok(ModelFile { absolute: found.clone(), text })
+    let text = std::fs::read_to_string(found)
+        .map_err(|error| format!("{written}: cannot read the model file: {error}"))?;
+    Ok(ModelFile {
+        absolute: found.clone(),
+        text,
+    })
 }
 
 /// The directories a relative path is resolved against: the calling crate's
@@ -33,8 +37,15 @@ pub fn read(written: &str, roots: &[PathBuf]) -> Result<ModelFile, String> {
 pub fn roots(manifest_dir: Option<PathBuf>, calling_file: Option<PathBuf>) -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = manifest_dir.into_iter().collect();
     let crate_of_file = calling_file.and_then(|file| {
-        let file = if file.is_absolute() { file } else { roots.first()?.join(file) };
-        file.ancestors().skip(1).find(|dir| dir.join("Cargo.toml").is_file()).map(Path::to_path_buf)
+        let file = if file.is_absolute() {
+            file
+        } else {
+            roots.first()?.join(file)
+        };
+        file.ancestors()
+            .skip(1)
+            .find(|dir| dir.join("Cargo.toml").is_file())
+            .map(Path::to_path_buf)
     });
     roots.extend(crate_of_file);
     roots

@@ -35,8 +35,12 @@ pub fn mini_xception(input: TokenStream) -> TokenStream {
     let path = match syn::parse::<syn::LitStr>(input) {
         Ok(path) => path,
         Err(error) => {
-            let message = format!("{error}: expected the model file's path, e.g. `mini_xception!(\"models/mini_xception.yaml\")`");
-            return syn::Error::new(error.span(), message).to_compile_error().into();
+            let message = format!(
+                "{error}: expected the model file's path, e.g. `mini_xception!(\"models/mini_xception.yaml\")`"
+            );
+            return syn::Error::new(error.span(), message)
+                .to_compile_error()
+                .into();
         }
     };
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
@@ -48,23 +52,34 @@ pub fn mini_xception(input: TokenStream) -> TokenStream {
 /// The whole pipeline, free of `proc_macro` so that it can be tested.
 ///
 /// Errors point at `error_span`, the path in the macro call.
-pub(crate) fn compile(written: &str, roots: &[PathBuf], error_span: proc_macro2::Span) -> proc_macro2::TokenStream {
+pub(crate) fn compile(
+    written: &str,
+    roots: &[PathBuf],
+    error_span: proc_macro2::Span,
+) -> proc_macro2::TokenStream {
     let model_file = match file::read(written, roots) {
         Ok(model_file) => model_file,
         Err(message) => return expand::expand_errors(&[message], None, error_span),
     };
     let spec = match spec::parse(&model_file.text) {
         Ok(spec) => spec,
-        Err(diagnostic) => return expand::expand_errors(&[diagnostic.render(written)], None, error_span),
+        Err(diagnostic) => {
+            return expand::expand_errors(&[diagnostic.render(written)], None, error_span);
+        }
     };
     let mut diagnostics = Diagnostics::default();
-    let network = validate::validate(&spec, &mut diagnostics).and_then(|model| shape::infer(&model, &mut diagnostics));
+    let network = validate::validate(&spec, &mut diagnostics)
+        .and_then(|model| shape::infer(&model, &mut diagnostics));
     match network {
         Some(network) if diagnostics.is_empty() => {
             expand::expand(&network, written, &model_file.absolute.to_string_lossy())
         }
         _ => {
-            let messages: Vec<String> = diagnostics.into_sorted().iter().map(|d| d.render(written)).collect();
+            let messages: Vec<String> = diagnostics
+                .into_sorted()
+                .iter()
+                .map(|d| d.render(written))
+                .collect();
             expand::expand_errors(&messages, Some(&spec.name.value), error_span)
         }
     }

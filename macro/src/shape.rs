@@ -30,7 +30,12 @@ impl Shape {
 
 /// Output positions along one axis, following TensorFlow; `None` when a
 /// `valid` window does not fit.
-pub fn output_size(input: usize, window: usize, stride: usize, padding: PaddingSpec) -> Option<usize> {
+pub fn output_size(
+    input: usize,
+    window: usize,
+    stride: usize,
+    padding: PaddingSpec,
+) -> Option<usize> {
     match padding {
         PaddingSpec::Valid => input.checked_sub(window).map(|rest| rest / stride + 1),
         PaddingSpec::Same => Some(input.div_ceil(stride)),
@@ -101,7 +106,11 @@ pub struct PoolStep {
 /// Inference stops at the first such layer: every later shape depends on it,
 /// so later complaints would only repeat the first one.
 pub fn infer(model: &Model, diagnostics: &mut Diagnostics) -> Option<Network> {
-    let input = Shape { height: model.input[0], width: model.input[1], channels: model.input[2] };
+    let input = Shape {
+        height: model.input[0],
+        width: model.input[1],
+        channels: model.input[2],
+    };
     let mut blocks = Vec::new();
     let mut current = input;
     for conv in &model.base {
@@ -114,7 +123,12 @@ pub fn infer(model: &Model, diagnostics: &mut Diagnostics) -> Option<Network> {
         current = block.output;
         blocks.push(Block::Module(block));
     }
-    blocks.push(Block::Conv(infer_conv(&model.head, current, input, diagnostics)?));
+    blocks.push(Block::Conv(infer_conv(
+        &model.head,
+        current,
+        input,
+        diagnostics,
+    )?));
     Some(Network {
         name: model.name.clone(),
         input,
@@ -124,7 +138,12 @@ pub fn infer(model: &Model, diagnostics: &mut Diagnostics) -> Option<Network> {
     })
 }
 
-fn infer_conv(conv: &Conv, input: Shape, model_input: Shape, diagnostics: &mut Diagnostics) -> Option<ConvBlock> {
+fn infer_conv(
+    conv: &Conv,
+    input: Shape,
+    model_input: Shape,
+    diagnostics: &mut Diagnostics,
+) -> Option<ConvBlock> {
     let height = output_size(input.height, conv.kernel, conv.stride, conv.padding);
     let width = output_size(input.width, conv.kernel, conv.stride, conv.padding);
     let (Some(height), Some(width)) = (height, width) else {
@@ -153,13 +172,24 @@ fn infer_conv(conv: &Conv, input: Shape, model_input: Shape, diagnostics: &mut D
         batch_norm: conv.batch_norm,
         relu: conv.relu,
         input,
-        output: Shape { height, width, channels: conv.filters },
+        output: Shape {
+            height,
+            width,
+            channels: conv.filters,
+        },
     })
 }
 
-fn infer_module(module: &Module, input: Shape, diagnostics: &mut Diagnostics) -> Option<ModuleBlock> {
+fn infer_module(
+    module: &Module,
+    input: Shape,
+    diagnostics: &mut Diagnostics,
+) -> Option<ModuleBlock> {
     // Separable convolutions are `same` with stride 1: they keep the size.
-    let separable = [input.with_channels(module.filters), input.with_channels(module.filters)];
+    let separable = [
+        input.with_channels(module.filters),
+        input.with_channels(module.filters),
+    ];
     let main = match &module.pool {
         None => separable[1],
         Some(pool) => Shape {
@@ -175,7 +205,10 @@ fn infer_module(module: &Module, input: Shape, diagnostics: &mut Diagnostics) ->
     };
     if residual != main {
         let main_desc = match &module.pool {
-            Some(pool) => format!("{main} (after its {}x{} max-pool with stride {})", pool.size, pool.size, pool.stride),
+            Some(pool) => format!(
+                "{main} (after its {}x{} max-pool with stride {})",
+                pool.size, pool.size, pool.stride
+            ),
             None => format!("{main} (it has no max-pool)"),
         };
         diagnostics.error(
@@ -194,7 +227,10 @@ fn infer_module(module: &Module, input: Shape, diagnostics: &mut Diagnostics) ->
         kernel: module.kernel,
         input,
         separable,
-        pool: module.pool.as_ref().map(|p| PoolStep { size: p.size, stride: p.stride }),
+        pool: module.pool.as_ref().map(|p| PoolStep {
+            size: p.size,
+            stride: p.stride,
+        }),
         residual_stride: module.residual_stride,
         output: main,
     })
@@ -206,7 +242,11 @@ pub mod cost {
 
     /// Parameters of a layer and the batch norm after it: `(total, non-trainable)`.
     pub fn with_batch_norm(weights: usize, channels: usize, batch_norm: bool) -> (usize, usize) {
-        if batch_norm { (weights + 4 * channels, 2 * channels) } else { (weights, 0) }
+        if batch_norm {
+            (weights + 4 * channels, 2 * channels)
+        } else {
+            (weights, 0)
+        }
     }
 
     pub fn conv_parameters(conv: &ConvBlock) -> (usize, usize) {
@@ -216,12 +256,20 @@ pub mod cost {
     }
 
     pub fn conv_macs(conv: &ConvBlock) -> usize {
-        positions(conv.output) * conv.output.channels * conv.kernel * conv.kernel * conv.input.channels
+        positions(conv.output)
+            * conv.output.channels
+            * conv.kernel
+            * conv.kernel
+            * conv.input.channels
     }
 
     /// A separable convolution from `input` to `output` with batch norm.
     pub fn separable_parameters(kernel: usize, input: Shape, output: Shape) -> (usize, usize) {
-        with_batch_norm(kernel * kernel * input.channels + input.channels * output.channels, output.channels, true)
+        with_batch_norm(
+            kernel * kernel * input.channels + input.channels * output.channels,
+            output.channels,
+            true,
+        )
     }
 
     pub fn separable_macs(kernel: usize, input: Shape, output: Shape) -> usize {
@@ -229,7 +277,11 @@ pub mod cost {
     }
 
     pub fn residual_parameters(module: &ModuleBlock) -> (usize, usize) {
-        with_batch_norm(module.input.channels * module.output.channels, module.output.channels, true)
+        with_batch_norm(
+            module.input.channels * module.output.channels,
+            module.output.channels,
+            true,
+        )
     }
 
     pub fn residual_macs(module: &ModuleBlock) -> usize {

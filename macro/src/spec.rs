@@ -145,8 +145,12 @@ impl<'de> Deserialize<'de> for PoolSetting {
                 }
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PoolSetting, A::Error> {
-                PoolSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(PoolSetting::Max)
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<PoolSetting, A::Error> {
+                PoolSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(PoolSetting::Max)
             }
         }
 
@@ -161,17 +165,46 @@ impl<'de> Deserialize<'de> for PoolSetting {
 pub fn parse(text: &str) -> Result<ModelSpec, Diagnostic> {
     let options = serde_saphyr::options! { with_snippet: false };
     let mut failed_at = None;
-    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
-        serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            failed_at = Some(error.path().to_string());
-            error.into_inner()
-        })
-    });
+    let parsed =
+        serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
+            serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                failed_at = Some(yaml_path(error.path()));
+                error.into_inner()
+            })
+        });
     parsed.map_err(|error| {
-        let (line, column) = error.location().map_or((0, 0), |l| (l.line() as u32, l.column() as u32));
-        let path = failed_at.filter(|p| p != ".").unwrap_or_default();
-        Diagnostic { line, column, path, message: describe(&error.to_string(), text, line, column) }
+        let (line, column) = error
+            .location()
+            .map_or((0, 0), |l| (l.line() as u32, l.column() as u32));
+        let path = failed_at.unwrap_or_default();
+        Diagnostic {
+            line,
+            column,
+            path,
+            message: describe(&error.to_string(), text, line, column),
+        }
     })
+}
+
+/// `modules[2].filters`: the path as a model author reads it, without the
+/// `value` field through which every `Spanned` is deserialized.
+fn yaml_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key == "value" => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
 }
 
 /// Turns a serde-saphyr message into one for a model author: without the
@@ -184,12 +217,25 @@ fn describe(message: &str, text: &str, line: u32, column: u32) -> String {
     let found = text
         .lines()
         .nth(line.saturating_sub(1) as usize)
-        .and_then(|l| l.chars().skip(column.saturating_sub(1) as usize).collect::<String>().split([',', ']', '}', '#']).next().map(|s| s.trim().to_string()))
+        .and_then(|l| {
+            l.chars()
+                .skip(column.saturating_sub(1) as usize)
+                .collect::<String>()
+                .split([',', ']', '}', '#'])
+                .next()
+                .map(|s| s.trim().to_string())
+        })
         .filter(|s| !s.is_empty());
     match (message, found) {
-        ("invalid u64" | "invalid usize", Some(found)) => format!("expected a whole number, found `{found}`"),
-        ("invalid boolean" | "invalid bool", Some(found)) => format!("expected `true` or `false`, found `{found}`"),
-        ("invalid f64" | "invalid floating point number", Some(found)) => format!("expected a number, found `{found}`"),
+        ("invalid u64" | "invalid usize", Some(found)) => {
+            format!("expected a whole number, found `{found}`")
+        }
+        ("invalid boolean" | "invalid bool", Some(found)) => {
+            format!("expected `true` or `false`, found `{found}`")
+        }
+        ("invalid f64" | "invalid floating point number", Some(found)) => {
+            format!("expected a number, found `{found}`")
+        }
         (message, _) => message.replace("expected one of ", "expected one of: "),
     }
 }

@@ -2,7 +2,9 @@
 //! and gathers every mistake it finds.
 
 use crate::diagnostic::Diagnostics;
-use crate::spec::{ActivationSpec, ConvSpec, HeadSpec, ModelSpec, ModuleSpec, PaddingSpec, PoolSetting};
+use crate::spec::{
+    ActivationSpec, ConvSpec, HeadSpec, ModelSpec, ModuleSpec, PaddingSpec, PoolSetting,
+};
 use serde_saphyr::{Location, Spanned};
 
 /// Keras' default batch norm epsilon, which the paper's models use.
@@ -62,7 +64,11 @@ pub fn validate(spec: &ModelSpec, diagnostics: &mut Diagnostics) -> Option<Model
 
     let name = spec.name.value.clone();
     if syn::parse_str::<syn::Ident>(&name).is_err() {
-        checker.error(spec.name.referenced, "name", format!("`{name}` is not a Rust identifier; the model type is named after it"));
+        checker.error(
+            spec.name.referenced,
+            "name",
+            format!("`{name}` is not a Rust identifier; the model type is named after it"),
+        );
     }
 
     let input = &spec.input.value;
@@ -74,13 +80,25 @@ pub fn validate(spec: &ModelSpec, diagnostics: &mut Diagnostics) -> Option<Model
 
     let labels: Vec<String> = spec.labels.value.iter().map(|l| l.value.clone()).collect();
     if labels.is_empty() {
-        checker.error(spec.labels.referenced, "labels", "a classifier needs at least one label");
+        checker.error(
+            spec.labels.referenced,
+            "labels",
+            "a classifier needs at least one label",
+        );
     }
     for (i, label) in spec.labels.value.iter().enumerate() {
         if label.value.trim().is_empty() {
-            checker.error(label.referenced, format!("labels[{i}]"), "a label cannot be empty");
+            checker.error(
+                label.referenced,
+                format!("labels[{i}]"),
+                "a label cannot be empty",
+            );
         } else if labels[..i].contains(&label.value) {
-            checker.error(label.referenced, format!("labels[{i}]"), format!("the label `{}` is given twice", label.value));
+            checker.error(
+                label.referenced,
+                format!("labels[{i}]"),
+                format!("the label `{}` is given twice", label.value),
+            );
         }
     }
 
@@ -88,15 +106,36 @@ pub fn validate(spec: &ModelSpec, diagnostics: &mut Diagnostics) -> Option<Model
         None => DEFAULT_EPSILON,
         Some(epsilon) => {
             if !(epsilon.value.is_finite() && epsilon.value > 0.0) {
-                checker.error(epsilon.referenced, "batch_norm_epsilon", format!("must be a positive number, found {}", epsilon.value));
+                checker.error(
+                    epsilon.referenced,
+                    "batch_norm_epsilon",
+                    format!("must be a positive number, found {}", epsilon.value),
+                );
             }
             epsilon.value
         }
     } as f32;
 
-    let base = spec.base.value.iter().enumerate().map(|(i, conv)| checker.base_conv(conv, &format!("base[{i}]"))).collect();
-    let modules = spec.modules.value.iter().enumerate().map(|(i, module)| checker.module(module, &format!("modules[{i}]"))).collect();
-    let head = checker.head(spec.head.as_ref(), spec.modules.referenced, labels.len(), spec.labels.referenced);
+    let base = spec
+        .base
+        .value
+        .iter()
+        .enumerate()
+        .map(|(i, conv)| checker.base_conv(conv, &format!("base[{i}]")))
+        .collect();
+    let modules = spec
+        .modules
+        .value
+        .iter()
+        .enumerate()
+        .map(|(i, module)| checker.module(module, &format!("modules[{i}]")))
+        .collect();
+    let head = checker.head(
+        spec.head.as_ref(),
+        spec.modules.referenced,
+        labels.len(),
+        spec.labels.referenced,
+    );
 
     if checker.diagnostics.len() > errors_before {
         return None;
@@ -129,7 +168,12 @@ impl Checker<'_> {
         value.value
     }
 
-    fn positive_or(&mut self, value: &Option<Spanned<usize>>, path: &str, default: usize) -> (usize, Option<Location>) {
+    fn positive_or(
+        &mut self,
+        value: &Option<Spanned<usize>>,
+        path: &str,
+        default: usize,
+    ) -> (usize, Option<Location>) {
         match value {
             Some(value) => (self.positive(value, path), Some(value.referenced)),
             None => (default, None),
@@ -144,33 +188,63 @@ impl Checker<'_> {
             filters: self.positive(&conv.filters, &format!("{path}.filters")),
             kernel,
             kernel_at: kernel_at.unwrap_or(spanned.referenced),
-            stride: self.positive_or(&conv.stride, &format!("{path}.stride"), 1).0,
-            padding: conv.padding.as_ref().map_or(PaddingSpec::Valid, |p| p.value),
+            stride: self
+                .positive_or(&conv.stride, &format!("{path}.stride"), 1)
+                .0,
+            padding: conv
+                .padding
+                .as_ref()
+                .map_or(PaddingSpec::Valid, |p| p.value),
             bias: conv.bias.as_ref().is_some_and(|b| b.value),
             batch_norm: conv.batch_norm.as_ref().is_none_or(|b| b.value),
-            relu: conv.activation.as_ref().is_none_or(|a| a.value == ActivationSpec::Relu),
+            relu: conv
+                .activation
+                .as_ref()
+                .is_none_or(|a| a.value == ActivationSpec::Relu),
         }
     }
 
     fn module(&mut self, spanned: &Spanned<ModuleSpec>, path: &str) -> Module {
         let module = &spanned.value;
         let filters = self.positive(&module.filters, &format!("{path}.filters"));
-        let kernel = self.positive_or(&module.kernel, &format!("{path}.kernel"), 3).0;
+        let kernel = self
+            .positive_or(&module.kernel, &format!("{path}.kernel"), 3)
+            .0;
         let residual_path = format!("{path}.residual");
         let (residual_filters, residual_stride, residual_at) = match &module.residual {
             Some(residual) => (
-                self.positive_or(&residual.value.filters, &format!("{residual_path}.filters"), filters).0,
-                self.positive_or(&residual.value.stride, &format!("{residual_path}.stride"), 2).0,
+                self.positive_or(
+                    &residual.value.filters,
+                    &format!("{residual_path}.filters"),
+                    filters,
+                )
+                .0,
+                self.positive_or(
+                    &residual.value.stride,
+                    &format!("{residual_path}.stride"),
+                    2,
+                )
+                .0,
                 residual.referenced,
             ),
             None => (filters, 2, spanned.referenced),
         };
         let pool = match &module.pool {
             None => Some(Pool { size: 3, stride: 2 }),
-            Some(Spanned { value: PoolSetting::None, .. }) => None,
-            Some(Spanned { value: PoolSetting::Max(pool), .. }) => Some(Pool {
-                size: self.positive_or(&pool.size, &format!("{path}.pool.size"), 3).0,
-                stride: self.positive_or(&pool.stride, &format!("{path}.pool.stride"), 2).0,
+            Some(Spanned {
+                value: PoolSetting::None,
+                ..
+            }) => None,
+            Some(Spanned {
+                value: PoolSetting::Max(pool),
+                ..
+            }) => Some(Pool {
+                size: self
+                    .positive_or(&pool.size, &format!("{path}.pool.size"), 3)
+                    .0,
+                stride: self
+                    .positive_or(&pool.stride, &format!("{path}.pool.stride"), 2)
+                    .0,
             }),
         };
         Module {
@@ -186,7 +260,13 @@ impl Checker<'_> {
 
     /// The head defaults to a 3x3 `same` convolution with bias and one filter
     /// per label; given filters must match the labels.
-    fn head(&mut self, head: Option<&Spanned<HeadSpec>>, fallback_at: Location, labels: usize, labels_at: Location) -> Conv {
+    fn head(
+        &mut self,
+        head: Option<&Spanned<HeadSpec>>,
+        fallback_at: Location,
+        labels: usize,
+        labels_at: Location,
+    ) -> Conv {
         let at = head.map_or(fallback_at, |h| h.referenced);
         let spec = head.map(|h| &h.value);
         let filters = match spec.and_then(|h| h.filters.as_ref()) {
@@ -216,7 +296,9 @@ impl Checker<'_> {
             kernel,
             kernel_at: kernel_at.unwrap_or(at),
             stride: 1,
-            padding: spec.and_then(|h| h.padding.as_ref()).map_or(PaddingSpec::Same, |p| p.value),
+            padding: spec
+                .and_then(|h| h.padding.as_ref())
+                .map_or(PaddingSpec::Same, |p| p.value),
             bias: spec.and_then(|h| h.bias.as_ref()).is_none_or(|b| b.value),
             batch_norm: false,
             relu: false,

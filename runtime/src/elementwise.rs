@@ -42,6 +42,6 @@ mod tests {
         let expected = reference::relu(tensor.view());
         relu_in_place(&mut tensor);
         assert_close(tensor.view(), expected.view(), 0.0);
-        assert!(tensor.as_slice().iter().any(|&v| v == 0.0));
+        assert!(tensor.as_slice().contains(&0.0));
     }
 }

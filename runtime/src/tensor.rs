@@ -111,7 +111,8 @@ mod tests {
         let view = tensor.view();
         assert_eq!(view[[1, 2, 3]], 7.0);
         assert_eq!(view[[0, 1, 2]], 5.0);
-        assert_eq!(tensor.as_slice()[(0 * 3 + 1) * 4 + 2], 5.0);
+        // [y][x][c] sits at (y * W + x) * C + c.
+        assert_eq!(tensor.as_slice()[6], 5.0);
         assert_eq!(tensor.as_slice()[(3 + 2) * 4 + 3], 7.0);
         assert_eq!(tensor.as_slice().len(), Tensor::<2, 3, 4>::LEN);
     }

@@ -11,16 +11,22 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
+/// The parameters handed out, by `(layer, Keras name)`: shape and values.
+pub type Given = BTreeMap<(String, &'static str), (Vec<usize>, Vec<f32>)>;
+
 /// Hands out seeded random parameters of plausible scale and records them by
 /// `(layer, kind)`, so a reference implementation can use the same values.
 pub struct RandomSource {
     rng: StdRng,
-    pub given: BTreeMap<(String, &'static str), (Vec<usize>, Vec<f32>)>,
+    pub given: Given,
 }
 
 impl RandomSource {
     pub fn new(seed: u64) -> Self {
-        RandomSource { rng: StdRng::seed_from_u64(seed), given: BTreeMap::new() }
+        RandomSource {
+            rng: StdRng::seed_from_u64(seed),
+            given: BTreeMap::new(),
+        }
     }
 
     pub fn get(&self, layer: &str, kind: ParameterKind) -> (&[usize], &[f32]) {
@@ -73,7 +79,11 @@ pub struct Architecture {
 
 impl Architecture {
     pub fn paper() -> Self {
-        Architecture { base: 2, modules: vec![(2, true); 4], epsilon: 1e-3 }
+        Architecture {
+            base: 2,
+            modules: vec![(2, true); 4],
+            epsilon: 1e-3,
+        }
     }
 }
 
@@ -98,11 +108,21 @@ fn separable(source: &RandomSource, layer: &str, x: ArrayView3<f32>) -> Array3<f
     let depthwise = ArrayView3::from_shape((shape[0], shape[1], shape[2]), depthwise).unwrap();
     let spatial = reference::depthwise_conv2d(x, depthwise, 1, Padding::Same);
     let (shape, pointwise) = source.get(layer, ParameterKind::PointwiseKernel);
-    reference::conv2d(spatial.view(), kernel4(shape, pointwise), None, 1, Padding::Valid)
+    reference::conv2d(
+        spatial.view(),
+        kernel4(shape, pointwise),
+        None,
+        1,
+        Padding::Valid,
+    )
 }
 
 /// The unfolded forward pass, layer by layer as Keras runs it: `(logits, probabilities)`.
-pub fn reference_forward(source: &RandomSource, architecture: &Architecture, input: ArrayView3<f32>) -> (Array1<f32>, Array1<f32>) {
+pub fn reference_forward(
+    source: &RandomSource,
+    architecture: &Architecture,
+    input: ArrayView3<f32>,
+) -> (Array1<f32>, Array1<f32>) {
     let epsilon = architecture.epsilon;
     let mut x = input.to_owned();
     for i in 0..architecture.base {
@@ -123,12 +143,24 @@ pub fn reference_forward(source: &RandomSource, architecture: &Architecture, inp
         }
         let layer = format!("modules[{i}].residual");
         let (shape, kernel) = source.get(&layer, ParameterKind::Kernel);
-        let residual = reference::conv2d(x.view(), kernel4(shape, kernel), None, residual_stride, Padding::Same);
+        let residual = reference::conv2d(
+            x.view(),
+            kernel4(shape, kernel),
+            None,
+            residual_stride,
+            Padding::Same,
+        );
         x = main + batch_norm(source, &layer, residual.view(), epsilon);
     }
     let (shape, kernel) = source.get("head", ParameterKind::Kernel);
     let bias = ArrayView1::from(source.get("head", ParameterKind::Bias).1);
-    let head = reference::conv2d(x.view(), kernel4(shape, kernel), Some(bias), 1, Padding::Same);
+    let head = reference::conv2d(
+        x.view(),
+        kernel4(shape, kernel),
+        Some(bias),
+        1,
+        Padding::Same,
+    );
     let logits = reference::global_average_pool(head.view());
     let probabilities = reference::softmax(logits.view());
     (logits, probabilities)
@@ -145,6 +177,9 @@ pub fn assert_all_close(what: &str, actual: &[f32], expected: &[f32], tolerance:
     assert_eq!(actual.len(), expected.len(), "{what}: lengths");
     for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
         let bound = tolerance * e.abs().max(1.0);
-        assert!((a - e).abs() <= bound, "{what}[{i}]: {a} differs from the reference {e} by more than {bound}");
+        assert!(
+            (a - e).abs() <= bound,
+            "{what}[{i}]: {a} differs from the reference {e} by more than {bound}"
+        );
     }
 }

@@ -1,0 +1,3 @@
+mini_xception::mini_xception!(models::mini_xception);
+
+fn main() {}
