@@ -21,12 +21,17 @@ fn source_index(
     (position < input).then_some(position)
 }
 
-/// Output size and top/left padding along one axis.
+/// Output size and top/left padding along one axis, written out here from
+/// TensorFlow's definition rather than taken from `geometry`, so that the
+/// kernels' padding is checked against a second implementation.
 fn axis(input: usize, window: usize, stride: usize, padding: Padding) -> (usize, usize) {
-    (
-        padding.output_size(input, window, stride),
-        padding.padding_before(input, window, stride),
-    )
+    let output = match padding {
+        Padding::Valid => (input - window) / stride + 1,
+        Padding::Same => (input + stride - 1) / stride,
+    };
+    let total = ((output - 1) * stride + window).saturating_sub(input);
+    let before = if padding == Padding::Same { total / 2 } else { 0 };
+    (output, before)
 }
 
 /// A full 2-D convolution (cross-correlation, as in every framework).
