@@ -27,7 +27,7 @@ fn source_index(
 fn axis(input: usize, window: usize, stride: usize, padding: Padding) -> (usize, usize) {
     let output = match padding {
         Padding::Valid => (input - window) / stride + 1,
-        Padding::Same => (input + stride - 1) / stride,
+        Padding::Same => input.div_ceil(stride),
     };
     let total = ((output - 1) * stride + window).saturating_sub(input);
     let before = if padding == Padding::Same { total / 2 } else { 0 };
