@@ -25,6 +25,8 @@ extern crate self as mini_xception;
 pub use mini_xception_macro::mini_xception;
 pub use mini_xception_runtime as runtime;
 
+pub mod keras;
+
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

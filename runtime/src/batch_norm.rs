@@ -19,12 +19,14 @@ pub struct BatchNorm<const C: usize> {
 }
 
 impl<const C: usize> BatchNorm<C> {
-    /// Reads the batch norm that follows `layer`.
+    /// Reads the batch norm that follows `layer`; `epsilon` is the model
+    /// file's, which the source may override with the trained one.
     pub fn read<S: ParameterSource>(
         source: &mut S,
         layer: &str,
         epsilon: f32,
     ) -> Result<Self, S::Error> {
+        let epsilon = source.batch_norm_epsilon(layer, epsilon)?;
         let mut batch_norm = BatchNorm {
             gamma: [0.0; C],
             beta: [0.0; C],

@@ -98,6 +98,14 @@ pub trait ParameterSource {
     /// Fills `values` (exactly `spec.len()` of them) with the parameter `spec`
     /// in Keras layout.
     fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), Self::Error>;
+
+    /// The epsilon of the batch norm that follows `layer`. The model file's
+    /// value is `model_epsilon`; a source that knows the trained value (a Keras
+    /// file records it) returns that instead.
+    fn batch_norm_epsilon(&mut self, layer: &str, model_epsilon: f32) -> Result<f32, Self::Error> {
+        let _ = layer;
+        Ok(model_epsilon)
+    }
 }
 
 /// How to read one convolution-like layer.
