@@ -26,6 +26,8 @@ pub use mini_xception_macro::mini_xception;
 pub use mini_xception_runtime as runtime;
 
 pub mod keras;
+pub mod native;
+pub mod preprocess;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

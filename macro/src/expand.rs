@@ -112,6 +112,9 @@ struct SummaryRow {
 struct Parts {
     weight_fields: Vec<TokenStream>,
     weight_reads: Vec<TokenStream>,
+    weight_zeroed: Vec<TokenStream>,
+    weight_tensors: Vec<TokenStream>,
+    weight_tensors_mut: Vec<TokenStream>,
     scratch_fields: Vec<TokenStream>,
     scratch_inits: Vec<TokenStream>,
     forward: Vec<TokenStream>,
@@ -133,13 +136,30 @@ impl Parts {
             .push(quote!(#field: Tensor::zeroed_boxed(),));
     }
 
-    fn weights(&mut self, field: &Ident, ty: TokenStream, text: String, read: TokenStream) {
+    /// A weights field of type `kind<generics>` for the layer at `path`.
+    fn weights(
+        &mut self,
+        field: &Ident,
+        kind: &str,
+        generics: TokenStream,
+        path: &str,
+        text: String,
+        options: &Ident,
+    ) {
         let doc = doc(text);
+        let kind = format_ident!("{kind}");
         self.weight_fields.push(quote! {
             #[doc = #doc]
-            pub #field: Box<#ty>,
+            pub #field: Box<#kind<#generics>>,
         });
-        self.weight_reads.push(quote!(#field: #read,));
+        self.weight_reads
+            .push(quote!(#field: #kind::read(source, #path, #options)?,));
+        self.weight_zeroed
+            .push(quote!(#field: #kind::zeroed_boxed(),));
+        self.weight_tensors
+            .push(quote!(self.#field.tensors(&format!("{prefix}{}", #path)),));
+        self.weight_tensors_mut
+            .push(quote!(self.#field.tensors_mut(&format!("{prefix}{}", #path)),));
     }
 
     fn contract(&mut self, computed: TokenStream, expected: Shape, message: String) {
@@ -180,12 +200,14 @@ impl Parts {
         let path = &conv.path;
         self.weights(
             &field,
-            quote!(Conv2dWeights<#k, #ci, #co>),
+            "Conv2dWeights",
+            quote!(#k, #ci, #co),
+            path,
             format!(
                 "`{path}`: {operation}, {} -> {} channels.",
                 conv.input.channels, conv.output.channels
             ),
-            quote!(Conv2dWeights::read(source, #path, #options)?),
+            &options,
         );
         self.scratch(&field, conv.output, format!("`{path}` output."));
 
@@ -232,12 +254,14 @@ impl Parts {
             let (ci, co) = (number(step_input.channels), number(output.channels));
             self.weights(
                 &field,
-                quote!(SeparableConv2dWeights<#k, #ci, #co>),
+                "SeparableConv2dWeights",
+                quote!(#k, #ci, #co),
+                &layer,
                 format!(
                     "`{layer}`: {operation}, {} -> {} channels.",
                     step_input.channels, output.channels
                 ),
-                quote!(SeparableConv2dWeights::read(source, #layer, #options)?),
+                &options,
             );
             self.scratch(
                 &depthwise,
@@ -316,12 +340,14 @@ impl Parts {
         );
         self.weights(
             &residual,
-            quote!(PointwiseWeights<#ci, #co>),
+            "PointwiseWeights",
+            quote!(#ci, #co),
+            &layer,
             format!(
                 "`{layer}`: {operation}, {} -> {} channels.",
                 module.input.channels, module.output.channels
             ),
-            quote!(PointwiseWeights::read(source, #layer, #options)?),
+            &options,
         );
         self.scratch(&residual, module.output, format!("`{layer}` output."));
         self.forward.push(quote! {
@@ -509,6 +535,9 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
     let Parts {
         weight_fields,
         weight_reads,
+        weight_zeroed,
+        weight_tensors,
+        weight_tensors_mut,
         scratch_fields,
         scratch_inits,
         forward,
@@ -522,9 +551,10 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
             use #runtime::{
                 add_assign, conv, conv2d, global_average_pool, max_pool, pointwise, pointwise_conv2d, pool,
                 relu_in_place, render_summary, separable, separable_conv2d, shape_eq, softmax, Conv2dWeights,
-                LayerOptions, LayerSummary, Padding, ParameterSource, PointwiseWeights, Same, SeparableConv2dWeights,
-                Stride, Tensor, Valid, Window,
+                FoldedTensors, LayerOptions, LayerSummary, Padding, ParameterSource, PointwiseWeights, Same,
+                SeparableConv2dWeights, Stride, Tensor, Valid, Window,
             };
+            use #runtime::folded::{TensorView, TensorViewMut};
 
             // The compiler rebuilds the model whenever the model file changes.
             const _: &[u8] = include_bytes!(#absolute);
@@ -613,6 +643,23 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
                     Ok(Self {
                         #(#weight_reads)*
                     })
+                }
+
+                /// All-zero weights, to be filled from a saved file through [`FoldedTensors::tensors_mut`].
+                pub fn zeroed() -> Self {
+                    Self {
+                        #(#weight_zeroed)*
+                    }
+                }
+            }
+
+            impl FoldedTensors for #weights_name {
+                fn tensors<'a>(&'a self, prefix: &str) -> Vec<TensorView<'a>> {
+                    [#(#weight_tensors)*].into_iter().flatten().collect()
+                }
+
+                fn tensors_mut<'a>(&'a mut self, prefix: &str) -> Vec<TensorViewMut<'a>> {
+                    [#(#weight_tensors_mut)*].into_iter().flatten().collect()
                 }
             }
 

@@ -1,6 +1,7 @@
 //! Full 2-D convolution with a square kernel, any stride, `valid` or `same`.
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
+use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::{Padding, PaddingMode, Stride};
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, zeroed_box};
@@ -67,6 +68,28 @@ impl<const K: usize, const CI: usize, const CO: usize> FoldBatchNorm<CO>
             &mut self.bias,
             batch_norm,
         );
+    }
+}
+
+impl<const K: usize, const CI: usize, const CO: usize> FoldedTensors for Conv2dWeights<K, CI, CO> {
+    fn tensors<'a>(&'a self, layer: &str) -> Vec<TensorView<'a>> {
+        let kernel = self.kernel.as_flattened().as_flattened().as_flattened();
+        vec![
+            (format!("{layer}.kernel"), vec![K, K, CI, CO], kernel),
+            (format!("{layer}.bias"), vec![CO], &self.bias),
+        ]
+    }
+
+    fn tensors_mut<'a>(&'a mut self, layer: &str) -> Vec<TensorViewMut<'a>> {
+        let kernel = self
+            .kernel
+            .as_flattened_mut()
+            .as_flattened_mut()
+            .as_flattened_mut();
+        vec![
+            (format!("{layer}.kernel"), vec![K, K, CI, CO], kernel),
+            (format!("{layer}.bias"), vec![CO], &mut self.bias),
+        ]
     }
 }
 

@@ -3,6 +3,7 @@
 //! is no padding to choose.
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
+use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::Stride;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, zeroed_box};
@@ -69,6 +70,30 @@ impl<const CI: usize, const CO: usize> PointwiseWeights<CI, CO> {
 impl<const CI: usize, const CO: usize> FoldBatchNorm<CO> for PointwiseWeights<CI, CO> {
     fn fold_batch_norm(&mut self, batch_norm: &BatchNorm<CO>) {
         fold_into(&mut self.kernel, &mut self.bias, batch_norm);
+    }
+}
+
+impl<const CI: usize, const CO: usize> FoldedTensors for PointwiseWeights<CI, CO> {
+    fn tensors<'a>(&'a self, layer: &str) -> Vec<TensorView<'a>> {
+        vec![
+            (
+                format!("{layer}.kernel"),
+                vec![CI, CO],
+                self.kernel.as_flattened(),
+            ),
+            (format!("{layer}.bias"), vec![CO], &self.bias),
+        ]
+    }
+
+    fn tensors_mut<'a>(&'a mut self, layer: &str) -> Vec<TensorViewMut<'a>> {
+        vec![
+            (
+                format!("{layer}.kernel"),
+                vec![CI, CO],
+                self.kernel.as_flattened_mut(),
+            ),
+            (format!("{layer}.bias"), vec![CO], &mut self.bias),
+        ]
     }
 }
 

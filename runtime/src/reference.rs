@@ -30,7 +30,11 @@ fn axis(input: usize, window: usize, stride: usize, padding: Padding) -> (usize,
         Padding::Same => input.div_ceil(stride),
     };
     let total = ((output - 1) * stride + window).saturating_sub(input);
-    let before = if padding == Padding::Same { total / 2 } else { 0 };
+    let before = if padding == Padding::Same {
+        total / 2
+    } else {
+        0
+    };
     (output, before)
 }
 

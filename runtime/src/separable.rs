@@ -3,6 +3,7 @@
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm};
 use crate::depthwise::{DepthwiseWeights, depthwise_conv2d};
+use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::{Padding, PaddingMode, Stride};
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource};
 use crate::pointwise::{PointwiseWeights, pointwise_conv2d};
@@ -46,6 +47,32 @@ impl<const K: usize, const CI: usize, const CO: usize> FoldBatchNorm<CO>
 {
     fn fold_batch_norm(&mut self, batch_norm: &BatchNorm<CO>) {
         self.pointwise.fold_batch_norm(batch_norm);
+    }
+}
+
+impl<const K: usize, const CI: usize, const CO: usize> FoldedTensors
+    for SeparableConv2dWeights<K, CI, CO>
+{
+    fn tensors<'a>(&'a self, layer: &str) -> Vec<TensorView<'a>> {
+        let depthwise = self.depthwise.kernel.as_flattened().as_flattened();
+        let mut tensors = vec![(
+            format!("{layer}.depthwise_kernel"),
+            vec![K, K, CI],
+            depthwise,
+        )];
+        tensors.extend(self.pointwise.tensors(layer));
+        tensors
+    }
+
+    fn tensors_mut<'a>(&'a mut self, layer: &str) -> Vec<TensorViewMut<'a>> {
+        let depthwise = self.depthwise.kernel.as_flattened_mut().as_flattened_mut();
+        let mut tensors = vec![(
+            format!("{layer}.depthwise_kernel"),
+            vec![K, K, CI],
+            depthwise,
+        )];
+        tensors.extend(self.pointwise.tensors_mut(layer));
+        tensors
     }
 }
 

@@ -35,27 +35,57 @@ pub enum WeightsError {
     },
     /// The file is not valid HDF5, or is damaged where its structure is.
     #[error("{file}: not a readable HDF5 file ({what}): {reason}")]
-    Hdf5 { file: String, what: String, reason: String },
+    Hdf5 {
+        file: String,
+        what: String,
+        reason: String,
+    },
     /// Valid HDF5, but not a Keras model file.
     #[error("{file}: not a Keras model file: {reason}")]
     NotKeras { file: String, reason: String },
     /// The file's network is not one the model file describes.
     #[error("{file}: Keras layer `{keras_layer}`: {reason}")]
-    Structure { file: String, keras_layer: String, reason: String },
+    Structure {
+        file: String,
+        keras_layer: String,
+        reason: String,
+    },
     /// The model file has a layer the Keras file does not.
-    #[error("{file}: the model's layer `{layer}` has no counterpart in the file, whose network has {found}")]
-    MissingLayer { file: String, layer: String, found: String },
+    #[error(
+        "{file}: the model's layer `{layer}` has no counterpart in the file, whose network has {found}"
+    )]
+    MissingLayer {
+        file: String,
+        layer: String,
+        found: String,
+    },
     /// The Keras layer lacks a weight the model needs.
     #[error("{file}: Keras layer `{keras_layer}` (model layer `{layer}`) has no `{weight}` weight")]
-    MissingWeight { file: String, keras_layer: String, layer: String, weight: String },
+    MissingWeight {
+        file: String,
+        keras_layer: String,
+        layer: String,
+        weight: String,
+    },
     /// A weight of another shape: usually a file for another architecture.
     #[error(
         "{file}: Keras layer `{keras_layer}` (model layer `{layer}`): `{weight}` has shape {found}, the model expects {expected}"
     )]
-    Shape { file: String, keras_layer: String, layer: String, weight: String, expected: String, found: String },
+    Shape {
+        file: String,
+        keras_layer: String,
+        layer: String,
+        weight: String,
+        expected: String,
+        found: String,
+    },
     /// Weights in the file that the model never read.
     #[error("{file}: the file has weights the model does not use: {weights}")]
     Unused { file: String, weights: String },
+    /// Two weights stored in the same bytes, or a weight stored in fewer or
+    /// more bytes than its shape needs: the file's index is damaged.
+    #[error("{file}: damaged: {reason}")]
+    Damaged { file: String, reason: String },
 }
 
 /// An open Keras 2 HDF5 model file.
@@ -67,6 +97,8 @@ pub struct KerasFile {
     matched: HashMap<String, MatchedLayer>,
     /// `model_weights/<layer>/<weight name>` of every weight not yet read.
     unread: BTreeSet<String>,
+    /// Where each weight read so far is stored: `(offset, bytes, path)`.
+    storage: Vec<(u64, u64, String)>,
 }
 
 impl KerasFile {
@@ -74,7 +106,10 @@ impl KerasFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { file: name.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+            file: name.clone(),
+            source,
+        })?;
         Self::from_bytes(name, bytes)
     }
 
@@ -86,7 +121,10 @@ impl KerasFile {
             what: what.to_string(),
             reason: error.to_string(),
         };
-        let not_keras = |reason: String| WeightsError::NotKeras { file: name.clone(), reason };
+        let not_keras = |reason: String| WeightsError::NotKeras {
+            file: name.clone(),
+            reason,
+        };
 
         let file = Hdf5File::from_vec(bytes).map_err(|e| hdf5("superblock", e))?;
         let root = file.root_group().map_err(|e| hdf5("root group", e))?;
@@ -94,13 +132,17 @@ impl KerasFile {
             .attribute("model_config")
             .and_then(|a| a.read_string())
             .map_err(|e| not_keras(format!("no readable `model_config` attribute ({e})")))?;
-        let config: ModelConfig = serde_json::from_str(&config_text)
-            .map_err(|e| not_keras(format!("`model_config` is not a Keras model description: {e}")))?;
-        let matched = topology::match_layers(&config.config).map_err(|e| WeightsError::Structure {
-            file: name.clone(),
-            keras_layer: e.keras_layer,
-            reason: e.message,
+        let config: ModelConfig = serde_json::from_str(&config_text).map_err(|e| {
+            not_keras(format!(
+                "`model_config` is not a Keras model description: {e}"
+            ))
         })?;
+        let matched =
+            topology::match_layers(&config.config).map_err(|e| WeightsError::Structure {
+                file: name.clone(),
+                keras_layer: e.keras_layer,
+                reason: e.message,
+            })?;
 
         let weights_group = root
             .group("model_weights")
@@ -108,55 +150,109 @@ impl KerasFile {
         let layer_names = weights_group
             .attribute("layer_names")
             .and_then(|a| a.read_strings())
-            .map_err(|e| not_keras(format!("`model_weights` has no readable `layer_names` ({e})")))?;
+            .map_err(|e| {
+                not_keras(format!(
+                    "`model_weights` has no readable `layer_names` ({e})"
+                ))
+            })?;
         let mut unread = BTreeSet::new();
         for layer in &layer_names {
-            let group = weights_group.group(layer).map_err(|e| hdf5(&format!("model_weights/{layer}"), e))?;
-            for weight in weight_names(&group).map_err(|e| hdf5(&format!("model_weights/{layer} weight_names"), e))? {
+            let group = weights_group
+                .group(layer)
+                .map_err(|e| hdf5(&format!("model_weights/{layer}"), e))?;
+            for weight in weight_names(&group)
+                .map_err(|e| hdf5(&format!("model_weights/{layer} weight_names"), e))?
+            {
                 unread.insert(format!("model_weights/{layer}/{weight}"));
             }
         }
-        Ok(KerasFile { name, file, config, matched, unread })
+        Ok(KerasFile {
+            name,
+            file,
+            config,
+            matched,
+            unread,
+            storage: Vec::new(),
+        })
     }
 
     /// Errors unless every weight in the file was read: a file with more
     /// layers than the model is for another architecture.
-    pub fn finish(self) -> Result<(), WeightsError> {
+    ///
+    /// Also errors when two weights share stored bytes. HDF5 files of this age
+    /// carry no checksums, so a damaged data address would otherwise read
+    /// another weight's values without complaint.
+    pub fn finish(mut self) -> Result<(), WeightsError> {
+        self.storage.sort();
+        for pair in self.storage.windows(2) {
+            let ((start, length, first), (next, _, second)) = (&pair[0], &pair[1]);
+            if start + length > *next {
+                return Err(WeightsError::Damaged {
+                    file: self.name,
+                    reason: format!("`{first}` and `{second}` are stored in overlapping bytes"),
+                });
+            }
+        }
         if self.unread.is_empty() {
             return Ok(());
         }
         let weights: Vec<&str> = self.unread.iter().map(String::as_str).collect();
-        Err(WeightsError::Unused { file: self.name, weights: weights.join(", ") })
+        Err(WeightsError::Unused {
+            file: self.name,
+            weights: weights.join(", "),
+        })
     }
 
     /// How many plain convolutions and modules the file's network has, for
     /// messages about layers it lacks.
     fn network_outline(&self) -> String {
-        let base = self.matched.keys().filter(|k| k.starts_with("base[")).count();
-        let modules = self.matched.keys().filter(|k| k.ends_with(".residual")).count();
+        let base = self
+            .matched
+            .keys()
+            .filter(|k| k.starts_with("base["))
+            .count();
+        let modules = self
+            .matched
+            .keys()
+            .filter(|k| k.ends_with(".residual"))
+            .count();
         format!("{base} base convolutions and {modules} modules")
     }
 
     fn layer_config(&self, keras_layer: &str) -> Option<&serde_json::Value> {
-        self.config.config.layers.iter().find(|l| l.name == keras_layer).map(|l| &l.config)
+        self.config
+            .config
+            .layers
+            .iter()
+            .find(|l| l.name == keras_layer)
+            .map(|l| &l.config)
     }
 
     /// The Keras layer that holds `spec`'s weight.
     fn keras_layer(&self, spec: &ParameterSpec<'_>) -> Result<String, WeightsError> {
-        let matched = self.matched.get(spec.layer).ok_or_else(|| WeightsError::MissingLayer {
-            file: self.name.clone(),
-            layer: spec.layer.to_string(),
-            found: self.network_outline(),
-        })?;
+        let matched = self
+            .matched
+            .get(spec.layer)
+            .ok_or_else(|| WeightsError::MissingLayer {
+                file: self.name.clone(),
+                layer: spec.layer.to_string(),
+                found: self.network_outline(),
+            })?;
         if !spec.kind.is_batch_norm() {
             return Ok(matched.conv.clone());
         }
-        matched.batch_norm.clone().ok_or_else(|| WeightsError::MissingWeight {
-            file: self.name.clone(),
-            keras_layer: matched.conv.clone(),
-            layer: spec.layer.to_string(),
-            weight: format!("{} (no batch norm follows the layer)", spec.kind.keras_name()),
-        })
+        matched
+            .batch_norm
+            .clone()
+            .ok_or_else(|| WeightsError::MissingWeight {
+                file: self.name.clone(),
+                keras_layer: matched.conv.clone(),
+                layer: spec.layer.to_string(),
+                weight: format!(
+                    "{} (no batch norm follows the layer)",
+                    spec.kind.keras_name()
+                ),
+            })
     }
 }
 
@@ -168,6 +264,30 @@ fn weight_names(group: &hdf5_reader::group::Group) -> hdf5_reader::error::Result
         return Ok(Vec::new());
     }
     attribute.read_strings()
+}
+
+/// Where a contiguous dataset's values are: `(offset, bytes)`. Keras 2 writes
+/// every weight contiguous and unfiltered; other layouts are reported.
+fn contiguous_storage(
+    file: &Hdf5File,
+    dataset: &hdf5_reader::Dataset,
+) -> hdf5_reader::error::Result<(u64, u64)> {
+    use hdf5_reader::messages::HdfMessage;
+    use hdf5_reader::messages::layout::DataLayout;
+    let header = file.get_or_parse_header(dataset.address())?;
+    header
+        .messages
+        .iter()
+        .find_map(|message| match message {
+            HdfMessage::DataLayout(layout) => match &layout.layout {
+                DataLayout::Contiguous { address, size } => Some((*address, *size)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .ok_or_else(|| {
+            hdf5_reader::error::Error::InvalidData("not a contiguous dataset".to_string())
+        })
 }
 
 fn shape_text(shape: impl IntoIterator<Item = impl std::fmt::Display>) -> String {
@@ -192,8 +312,12 @@ impl ParameterSource for KerasFile {
             reason: error.to_string(),
         };
         let group_path = format!("model_weights/{keras_layer}");
-        let group = self.file.group(&group_path).map_err(|e| hdf5(&group_path, e))?;
-        let names = weight_names(&group).map_err(|e| hdf5(&format!("{group_path} weight_names"), e))?;
+        let group = self
+            .file
+            .group(&group_path)
+            .map_err(|e| hdf5(&group_path, e))?;
+        let names =
+            weight_names(&group).map_err(|e| hdf5(&format!("{group_path} weight_names"), e))?;
         let wanted = format!("{}:0", spec.kind.keras_name());
         let weight = names
             .iter()
@@ -213,8 +337,20 @@ impl ParameterSource for KerasFile {
                 found: shape_text(found),
             });
         }
+        let (offset, length) =
+            contiguous_storage(&self.file, &dataset).map_err(|e| hdf5(&path, e))?;
+        if length != 4 * values.len() as u64 {
+            return Err(WeightsError::Damaged {
+                file: self.name.clone(),
+                reason: format!(
+                    "`{path}` has {} values but is stored in {length} bytes",
+                    values.len()
+                ),
+            });
+        }
         dataset.read_into(values).map_err(|e| hdf5(&path, e))?;
         self.unread.remove(&path);
+        self.storage.push((offset, length, path));
         Ok(())
     }
 
@@ -224,7 +360,10 @@ impl ParameterSource for KerasFile {
             .get(layer)
             .and_then(|m| m.batch_norm.clone())
             .unwrap_or_default();
-        let epsilon = self.layer_config(&keras_layer).and_then(|c| c.get("epsilon")).and_then(|e| e.as_f64());
+        let epsilon = self
+            .layer_config(&keras_layer)
+            .and_then(|c| c.get("epsilon"))
+            .and_then(|e| e.as_f64());
         Ok(epsilon.map_or(model_epsilon, |e| e as f32))
     }
 }

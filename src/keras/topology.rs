@@ -92,7 +92,10 @@ impl<'a> Graph<'a> {
         match self.consumers(name) {
             [only] => Ok(only),
             [] => Err(error(name, "nothing reads its output")),
-            many => Err(error(name, format!("{} layers read its output, expected one", many.len()))),
+            many => Err(error(
+                name,
+                format!("{} layers read its output, expected one", many.len()),
+            )),
         }
     }
 
@@ -112,7 +115,13 @@ impl<'a> Graph<'a> {
                 end = next;
             }
         }
-        (MatchedLayer { conv: conv.to_string(), batch_norm }, end)
+        (
+            MatchedLayer {
+                conv: conv.to_string(),
+                batch_norm,
+            },
+            end,
+        )
     }
 
     fn activation(&self, name: &str) -> Option<&str> {
@@ -123,13 +132,22 @@ impl<'a> Graph<'a> {
         if self.class(name) == class {
             Ok(())
         } else {
-            Err(error(name, format!("expected the {role} to be a {class}, found a {}", self.class(name))))
+            Err(error(
+                name,
+                format!(
+                    "expected the {role} to be a {class}, found a {}",
+                    self.class(name)
+                ),
+            ))
         }
     }
 }
 
 fn error(layer: &str, message: impl Into<String>) -> StructureError {
-    StructureError { keras_layer: layer.to_string(), message: message.into() }
+    StructureError {
+        keras_layer: layer.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Walks the graph from its input and names every convolution as the model
@@ -150,7 +168,10 @@ pub fn match_layers(config: &GraphConfig) -> Result<HashMap<String, MatchedLayer
         match graph.consumers(current) {
             [next] if graph.class(next) == "Conv2D" => {
                 let (layer, end) = graph.conv_chain(next);
-                let is_head = graph.consumers(end).first().is_some_and(|c| graph.class(c) == "GlobalAveragePooling2D");
+                let is_head = graph
+                    .consumers(end)
+                    .first()
+                    .is_some_and(|c| graph.class(c) == "GlobalAveragePooling2D");
                 if is_head {
                     matched.insert("head".to_string(), layer);
                     return Ok(matched);
@@ -160,15 +181,27 @@ pub fn match_layers(config: &GraphConfig) -> Result<HashMap<String, MatchedLayer
                 current = end;
             }
             [a, b] => {
-                let (separable, residual) = if graph.class(a) == "SeparableConv2D" { (*a, *b) } else { (*b, *a) };
+                let (separable, residual) = if graph.class(a) == "SeparableConv2D" {
+                    (*a, *b)
+                } else {
+                    (*b, *a)
+                };
                 current = match_module(&graph, separable, residual, modules, &mut matched)?;
                 modules += 1;
             }
-            [] => return Err(error(current, "the network ends before a head (a Conv2D followed by GlobalAveragePooling2D)")),
+            [] => {
+                return Err(error(
+                    current,
+                    "the network ends before a head (a Conv2D followed by GlobalAveragePooling2D)",
+                ));
+            }
             consumers => {
                 return Err(error(
                     current,
-                    format!("its output goes to {}, which mini-Xception never does", describe(&graph, consumers)),
+                    format!(
+                        "its output goes to {}, which mini-Xception never does",
+                        describe(&graph, consumers)
+                    ),
                 ));
             }
         }
@@ -187,7 +220,11 @@ fn match_module<'a>(
     graph.expect_class(residual, "Conv2D", "residual branch of a module")?;
     let (first, first_end) = graph.conv_chain(separable);
     let second_conv = graph.sole_consumer(first_end)?;
-    graph.expect_class(second_conv, "SeparableConv2D", "second separable convolution of a module")?;
+    graph.expect_class(
+        second_conv,
+        "SeparableConv2D",
+        "second separable convolution of a module",
+    )?;
     let (second, second_end) = graph.conv_chain(second_conv);
     let mut main_end = graph.sole_consumer(second_end)?;
     if graph.class(main_end) == "MaxPooling2D" {
@@ -197,7 +234,10 @@ fn match_module<'a>(
     let (shortcut, residual_end) = graph.conv_chain(residual);
     let add = graph.sole_consumer(residual_end)?;
     if add != main_end {
-        return Err(error(residual, format!("the residual branch ends in `{add}`, the main branch in `{main_end}`")));
+        return Err(error(
+            residual,
+            format!("the residual branch ends in `{add}`, the main branch in `{main_end}`"),
+        ));
     }
     matched.insert(format!("modules[{index}].separable[0]"), first);
     matched.insert(format!("modules[{index}].separable[1]"), second);
@@ -206,7 +246,10 @@ fn match_module<'a>(
 }
 
 fn describe(graph: &Graph<'_>, layers: &[&str]) -> String {
-    let named: Vec<String> = layers.iter().map(|l| format!("`{l}` ({})", graph.class(l))).collect();
+    let named: Vec<String> = layers
+        .iter()
+        .map(|l| format!("`{l}` ({})", graph.class(l)))
+        .collect();
     named.join(", ")
 }
 
@@ -215,12 +258,19 @@ mod tests {
     use super::*;
 
     fn layer(name: &str, class: &str, inputs: &[&str]) -> LayerConfig {
-        let inbound: Vec<serde_json::Value> = inputs.iter().map(|i| serde_json::json!([i, 0, 0, {}])).collect();
+        let inbound: Vec<serde_json::Value> = inputs
+            .iter()
+            .map(|i| serde_json::json!([i, 0, 0, {}]))
+            .collect();
         LayerConfig {
             name: name.into(),
             class_name: class.into(),
             config: serde_json::json!({}),
-            inbound_nodes: if inputs.is_empty() { vec![] } else { vec![inbound] },
+            inbound_nodes: if inputs.is_empty() {
+                vec![]
+            } else {
+                vec![inbound]
+            },
         }
     }
 
@@ -234,16 +284,36 @@ mod tests {
                 layer("batch_normalization_1", "BatchNormalization", &["conv2d_1"]),
                 layer("activation_1", "Activation", &["batch_normalization_1"]),
                 layer("separable_conv2d_1", "SeparableConv2D", &["activation_1"]),
-                layer("batch_normalization_3", "BatchNormalization", &["separable_conv2d_1"]),
+                layer(
+                    "batch_normalization_3",
+                    "BatchNormalization",
+                    &["separable_conv2d_1"],
+                ),
                 layer("activation_2", "Activation", &["batch_normalization_3"]),
                 layer("separable_conv2d_2", "SeparableConv2D", &["activation_2"]),
-                layer("batch_normalization_4", "BatchNormalization", &["separable_conv2d_2"]),
+                layer(
+                    "batch_normalization_4",
+                    "BatchNormalization",
+                    &["separable_conv2d_2"],
+                ),
                 layer("conv2d_2", "Conv2D", &["activation_1"]),
-                layer("max_pooling2d_1", "MaxPooling2D", &["batch_normalization_4"]),
+                layer(
+                    "max_pooling2d_1",
+                    "MaxPooling2D",
+                    &["batch_normalization_4"],
+                ),
                 layer("batch_normalization_2", "BatchNormalization", &["conv2d_2"]),
-                layer("add_1", "Add", &["max_pooling2d_1", "batch_normalization_2"]),
+                layer(
+                    "add_1",
+                    "Add",
+                    &["max_pooling2d_1", "batch_normalization_2"],
+                ),
                 layer("conv2d_3", "Conv2D", &["add_1"]),
-                layer("global_average_pooling2d_1", "GlobalAveragePooling2D", &["conv2d_3"]),
+                layer(
+                    "global_average_pooling2d_1",
+                    "GlobalAveragePooling2D",
+                    &["conv2d_3"],
+                ),
                 layer("predictions", "Activation", &["global_average_pooling2d_1"]),
             ],
         }
@@ -253,12 +323,27 @@ mod tests {
     fn matches_by_connections_not_by_numbers() {
         let matched = match_layers(&tiny()).unwrap();
         let get = |path: &str| matched[path].clone();
-        assert_eq!(get("base[0]").batch_norm.as_deref(), Some("batch_normalization_1"));
-        assert_eq!(get("modules[0].separable[0]").batch_norm.as_deref(), Some("batch_normalization_3"));
+        assert_eq!(
+            get("base[0]").batch_norm.as_deref(),
+            Some("batch_normalization_1")
+        );
+        assert_eq!(
+            get("modules[0].separable[0]").batch_norm.as_deref(),
+            Some("batch_normalization_3")
+        );
         assert_eq!(get("modules[0].separable[1]").conv, "separable_conv2d_2");
         assert_eq!(get("modules[0].residual").conv, "conv2d_2");
-        assert_eq!(get("modules[0].residual").batch_norm.as_deref(), Some("batch_normalization_2"));
-        assert_eq!(get("head"), MatchedLayer { conv: "conv2d_3".into(), batch_norm: None });
+        assert_eq!(
+            get("modules[0].residual").batch_norm.as_deref(),
+            Some("batch_normalization_2")
+        );
+        assert_eq!(
+            get("head"),
+            MatchedLayer {
+                conv: "conv2d_3".into(),
+                batch_norm: None
+            }
+        );
         assert_eq!(matched.len(), 5);
     }
 
@@ -266,9 +351,15 @@ mod tests {
     fn a_network_of_another_shape_is_an_error_naming_the_layer() {
         let mut config = tiny();
         // The residual branch skips the module and goes straight to the head.
-        config.layers.retain(|l| l.name != "global_average_pooling2d_1" && l.name != "predictions");
+        config
+            .layers
+            .retain(|l| l.name != "global_average_pooling2d_1" && l.name != "predictions");
         let error = match_layers(&config).unwrap_err();
         assert_eq!(error.keras_layer, "conv2d_3");
-        assert!(error.message.contains("ends before a head"), "{}", error.message);
+        assert!(
+            error.message.contains("ends before a head"),
+            "{}",
+            error.message
+        );
     }
 }

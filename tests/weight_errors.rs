@@ -1,0 +1,276 @@
+//! Weight files that do not fit the model, or are damaged: each gives an error
+//! naming the file, the Keras layer, the model's layer and the shapes, never a
+//! panic; damage that misses the weights gives a correct load.
+
+mod support;
+
+use mini_xception::keras::{self, KerasFile, WeightsError};
+use mini_xception::runtime::{ParameterSource, ParameterSpec};
+use std::collections::BTreeMap;
+use support::shared;
+
+mini_xception::mini_xception!("models/mini_xception.yaml");
+mini_xception::mini_xception!("models/mini_xception_paz.yaml");
+mini_xception::mini_xception!("tests/models/five_modules.yaml");
+mini_xception::mini_xception!("tests/models/three_modules.yaml");
+
+const EMOTION: &str = "models/fer2013_mini_XCEPTION.102-0.66.hdf5";
+const GENDER: &str = "models/gender_mini_XCEPTION.21-0.95.hdf5";
+
+fn message(error: WeightsError) -> String {
+    error.to_string()
+}
+
+#[test]
+fn the_gender_file_in_the_emotion_model_names_the_head_and_both_shapes() {
+    let error = keras::load(shared(GENDER), MiniXceptionWeights::from_source)
+        .err()
+        .unwrap();
+    let text = message(error);
+    assert!(text.contains("gender_mini_XCEPTION.21-0.95.hdf5"), "{text}");
+    assert!(
+        text.contains("Keras layer `conv2d_7` (model layer `head`)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("has shape (3, 3, 128, 2), the model expects (3, 3, 128, 7)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_file_of_another_architecture_is_refused() {
+    // The paz variant's first convolution has 5 filters, the file's 8.
+    let text = message(
+        keras::load(shared(EMOTION), MiniXceptionPazWeights::from_source)
+            .err()
+            .unwrap(),
+    );
+    assert!(
+        text.contains("Keras layer `conv2d_1` (model layer `base[0]`)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("has shape (3, 3, 1, 8), the model expects (3, 3, 1, 5)"),
+        "{text}"
+    );
+
+    // A model with a module more than the file.
+    let text = message(
+        keras::load(shared(EMOTION), FiveModulesWeights::from_source)
+            .err()
+            .unwrap(),
+    );
+    assert!(
+        text.contains("the model's layer `modules[4].separable[0]` has no counterpart"),
+        "{text}"
+    );
+    assert!(text.contains("2 base convolutions and 4 modules"), "{text}");
+
+    // A model with a module fewer: its head reads 64 channels, not 128.
+    let text = message(
+        keras::load(shared(EMOTION), ThreeModulesWeights::from_source)
+            .err()
+            .unwrap(),
+    );
+    assert!(text.contains("(model layer `head`)"), "{text}");
+    assert!(text.contains("the model expects (3, 3, 64, 7)"), "{text}");
+}
+
+#[test]
+fn files_that_are_not_keras_weights_are_refused() {
+    let text = message(
+        keras::load(
+            shared("models/mini_xception_fer2013.onnx"),
+            MiniXceptionWeights::from_source,
+        )
+        .err()
+        .unwrap(),
+    );
+    assert!(
+        text.starts_with(
+            &shared("models/mini_xception_fer2013.onnx")
+                .display()
+                .to_string()
+        ),
+        "{text}"
+    );
+    assert!(text.contains("not a readable HDF5 file"), "{text}");
+    let text = message(
+        keras::load(
+            shared("models/absent.hdf5"),
+            MiniXceptionWeights::from_source,
+        )
+        .err()
+        .unwrap(),
+    );
+    assert!(text.contains("absent.hdf5: cannot read the file"), "{text}");
+}
+
+fn emotion_bytes() -> Vec<u8> {
+    std::fs::read(shared(EMOTION)).unwrap()
+}
+
+#[test]
+fn a_renamed_weight_is_reported_as_missing_from_its_layer() {
+    let original = emotion_bytes();
+    let needle = b"separable_conv2d_3_1/depthwise_kernel:0";
+    let places: Vec<usize> = original
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!places.is_empty());
+    for place in places {
+        let mut bytes = original.clone();
+        // `depthwise` -> `depthwisX`: the name no longer matches.
+        bytes[place + "separable_conv2d_3_1/depthwis".len()] = b'X';
+        let text = message(
+            keras::load_bytes("damaged.hdf5", bytes, MiniXceptionWeights::from_source)
+                .err()
+                .unwrap(),
+        );
+        assert!(text.starts_with("damaged.hdf5: "), "{text}");
+        assert!(
+            text.contains("separable_conv2d_3"),
+            "offset {place}: {text}"
+        );
+    }
+}
+
+/// Keeps every raw (unfolded) parameter and epsilon the model reads, to tell
+/// a correct load from a damaged one.
+struct Recording<'a> {
+    inner: &'a mut KerasFile,
+    read: BTreeMap<String, Vec<f32>>,
+}
+
+impl ParameterSource for Recording<'_> {
+    type Error = WeightsError;
+
+    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), WeightsError> {
+        self.inner.read(spec, values)?;
+        self.read.insert(
+            format!("{} {}", spec.layer, spec.kind.keras_name()),
+            values.to_vec(),
+        );
+        Ok(())
+    }
+
+    fn batch_norm_epsilon(&mut self, layer: &str, model_epsilon: f32) -> Result<f32, WeightsError> {
+        let epsilon = self.inner.batch_norm_epsilon(layer, model_epsilon)?;
+        self.read.insert(format!("{layer} epsilon"), vec![epsilon]);
+        Ok(epsilon)
+    }
+}
+
+/// The raw parameters of a load, or its error message.
+fn load_recorded(bytes: Vec<u8>) -> Result<BTreeMap<String, Vec<f32>>, String> {
+    let mut recorded = BTreeMap::new();
+    keras::load_bytes("mutated.hdf5", bytes, |file| {
+        let mut recording = Recording {
+            inner: file,
+            read: BTreeMap::new(),
+        };
+        MiniXceptionWeights::from_source(&mut recording)?;
+        recorded = recording.read;
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(recorded)
+}
+
+/// Whether `mutated` differs from `original` in exactly one value whose bit
+/// pattern differs exactly by `mask` in one byte, as a flip in that value's
+/// stored bytes would make it.
+fn only_the_flipped_value_changed(
+    original: &BTreeMap<String, Vec<f32>>,
+    mutated: &BTreeMap<String, Vec<f32>>,
+    mask: u8,
+) -> bool {
+    let mut changes = Vec::new();
+    for (key, values) in original {
+        let Some(other) = mutated.get(key) else {
+            return false;
+        };
+        for (a, b) in values.iter().zip(other) {
+            if a.to_bits() != b.to_bits() {
+                changes.push(a.to_bits() ^ b.to_bits());
+            }
+        }
+    }
+    matches!(changes.as_slice(), [xor] if (0..4).any(|k| *xor == (mask as u32) << (8 * k)))
+}
+
+#[test]
+fn truncated_files_give_errors_or_correct_loads_never_panics() {
+    let original = emotion_bytes();
+    let expected = load_recorded(original.clone()).unwrap();
+    let mut offsets: Vec<usize> = vec![0, 1, 4, 8, 96, 512, 800, 2048];
+    offsets.extend((1..200).map(|i| original.len() * i / 200));
+    let mut errors = 0;
+    for offset in offsets {
+        match load_recorded(original[..offset].to_vec()) {
+            Err(text) => {
+                assert!(
+                    text.starts_with("mutated.hdf5: "),
+                    "offset {offset}: {text}"
+                );
+                errors += 1;
+            }
+            Ok(recorded) => assert_eq!(
+                recorded, expected,
+                "truncated at {offset}: loaded, but not the original weights"
+            ),
+        }
+    }
+    eprintln!("{errors} of the truncations were errors, the others cut only the optimizer state");
+    assert!(errors > 50, "only {errors} truncations were noticed");
+}
+
+#[test]
+fn flipped_bytes_give_errors_or_correct_loads_never_panics() {
+    let original = emotion_bytes();
+    let expected = load_recorded(original.clone()).unwrap();
+    let config_start = original
+        .windows(14)
+        .position(|w| w == b"{\"class_name\":")
+        .unwrap();
+    let config_end = config_start
+        + original[config_start..]
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap();
+    let (mut errors, mut value_changes, mut config_changes) = (0, 0, 0);
+    // Every 211th byte (coprime with the layout's alignments) and the whole
+    // first 2 KiB, where the superblock and root structures are.
+    // `MUTATION_STEP=1` flips every byte (minutes, not run by default).
+    let step = std::env::var("MUTATION_STEP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(211);
+    let places = (0..2048).chain((2048..original.len()).step_by(step));
+    for (n, place) in places.enumerate() {
+        let mask = [0xFF, 0x01, 0x80, 0x10][n % 4];
+        let mut bytes = original.clone();
+        bytes[place] ^= mask;
+        match load_recorded(bytes) {
+            Err(_) => errors += 1,
+            Ok(recorded) if recorded == expected => {}
+            Ok(recorded) if only_the_flipped_value_changed(&expected, &recorded, mask) => {
+                value_changes += 1
+            }
+            // The damage is in the network's description: a digit of a batch
+            // norm's epsilon, say. The file still parses; what it says changed.
+            Ok(_) if (config_start..config_end).contains(&place) => config_changes += 1,
+            Ok(_) => {
+                panic!("a flip of {mask:#04x} at {place} loaded different weights without an error")
+            }
+        }
+    }
+    eprintln!(
+        "{errors} errors, {value_changes} single-value changes, {config_changes} model_config changes"
+    );
+    assert!(errors > 100, "only {errors} flips were noticed");
+}
