@@ -25,9 +25,13 @@ extern crate self as mini_xception;
 pub use mini_xception_macro::mini_xception;
 pub use mini_xception_runtime as runtime;
 
+pub mod evaluate;
+pub mod fer2013;
 pub mod keras;
+pub mod models;
 pub mod native;
 pub mod preprocess;
+pub mod pretrained;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

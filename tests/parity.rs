@@ -43,30 +43,52 @@ impl Case {
     /// The normalised input, as the reference produced it.
     fn input(&self) -> Vec<f32> {
         let input = match (&self.input_u8, &self.input_f32) {
-            (Some(bytes), None) => bytes.iter().map(|&b| ((b as f32) / 255.0 - 0.5) * 2.0).collect(),
+            (Some(bytes), None) => bytes
+                .iter()
+                .map(|&b| ((b as f32) / 255.0 - 0.5) * 2.0)
+                .collect(),
             (None, Some(values)) => values.clone(),
-            _ => panic!("{}: exactly one of input_u8 and input_f32 must be set", self.id),
+            _ => panic!(
+                "{}: exactly one of input_u8 and input_f32 must be set",
+                self.id
+            ),
         };
         // The reference's own record of the normalised range.
         let min = input.iter().copied().fold(f32::INFINITY, f32::min);
         let max = input.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        assert_eq!((min, max), (self.input_min, self.input_max), "{}: normalisation", self.id);
+        assert_eq!(
+            (min, max),
+            (self.input_min, self.input_max),
+            "{}: normalisation",
+            self.id
+        );
         input
     }
 
     /// Checks one case; returns the largest probability difference.
     fn check(&self, logits: &[f32], probabilities: &[f32]) -> f32 {
-        for (what, actual, expected, tolerance) in
-            [("logits", logits, &self.logits, 1e-4), ("probabilities", probabilities, &self.probs, 1e-5)]
-        {
+        for (what, actual, expected, tolerance) in [
+            ("logits", logits, &self.logits, 1e-4),
+            ("probabilities", probabilities, &self.probs, 1e-5),
+        ] {
             assert_eq!(actual.len(), expected.len());
             for (i, (a, e)) in actual.iter().zip(expected.iter()).enumerate() {
-                assert!((a - e).abs() <= tolerance, "{}: {what}[{i}] = {a}, Keras gives {e} (tolerance {tolerance})", self.id);
+                assert!(
+                    (a - e).abs() <= tolerance,
+                    "{}: {what}[{i}] = {a}, Keras gives {e} (tolerance {tolerance})",
+                    self.id
+                );
             }
         }
-        let argmax = probabilities.iter().enumerate().fold(0, |best, (i, &p)| if p > probabilities[best] { i } else { best });
+        let argmax = probabilities.iter().enumerate().fold(0, |best, (i, &p)| {
+            if p > probabilities[best] { i } else { best }
+        });
         assert_eq!(argmax, self.argmax, "{}: argmax", self.id);
-        probabilities.iter().zip(&self.probs).map(|(a, e)| (a - e).abs()).fold(0.0, f32::max)
+        probabilities
+            .iter()
+            .zip(&self.probs)
+            .map(|(a, e)| (a - e).abs())
+            .fold(0.0, f32::max)
     }
 }
 
@@ -86,21 +108,46 @@ macro_rules! parity {
             let probabilities = model.forward(&input, &mut scratch);
             largest = largest.max(case.check(&logits, &probabilities));
         }
-        eprintln!("{}: {} cases, largest probability difference from Keras {largest:e}", $cases, cases.cases.len());
+        eprintln!(
+            "{}: {} cases, largest probability difference from Keras {largest:e}",
+            $cases,
+            cases.cases.len()
+        );
     }};
 }
 
 #[test]
 fn emotion_model_matches_keras() {
-    parity!(MiniXception, MiniXceptionWeights, MiniXceptionScratch, MiniXceptionInput, EMOTION_WEIGHTS, "emotion_cases.json");
+    parity!(
+        MiniXception,
+        MiniXceptionWeights,
+        MiniXceptionScratch,
+        MiniXceptionInput,
+        EMOTION_WEIGHTS,
+        "emotion_cases.json"
+    );
 }
 
 #[test]
 fn emotion_model_at_48x48_matches_keras() {
-    parity!(MiniXception48, MiniXception48Weights, MiniXception48Scratch, MiniXception48Input, EMOTION_WEIGHTS, "emotion48_cases.json");
+    parity!(
+        MiniXception48,
+        MiniXception48Weights,
+        MiniXception48Scratch,
+        MiniXception48Input,
+        EMOTION_WEIGHTS,
+        "emotion48_cases.json"
+    );
 }
 
 #[test]
 fn gender_model_matches_keras() {
-    parity!(GenderMiniXception, GenderMiniXceptionWeights, GenderMiniXceptionScratch, GenderMiniXceptionInput, GENDER_WEIGHTS, "gender_cases.json");
+    parity!(
+        GenderMiniXception,
+        GenderMiniXceptionWeights,
+        GenderMiniXceptionScratch,
+        GenderMiniXceptionInput,
+        GENDER_WEIGHTS,
+        "gender_cases.json"
+    );
 }

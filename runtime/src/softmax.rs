@@ -8,8 +8,8 @@ pub fn softmax<const N: usize>(logits: &[f32; N]) -> [f32; N] {
     exps.map(|e| e / total)
 }
 
-/// The index of the largest value (the first one on ties), or 0 for `N = 0`.
-pub fn argmax<const N: usize>(values: &[f32; N]) -> usize {
+/// The index of the largest value (the first one on ties), or 0 when empty.
+pub fn argmax(values: &[f32]) -> usize {
     let mut best = 0;
     for (index, &value) in values.iter().enumerate() {
         if value > values[best] {

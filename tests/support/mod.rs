@@ -186,5 +186,7 @@ pub fn assert_all_close(what: &str, actual: &[f32], expected: &[f32], tolerance:
 
 /// A file of `../shared`, beside the project root.
 pub fn shared(path: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(path)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(path)
 }

@@ -1,0 +1,67 @@
+//! `mini-xception classify`: each image is one face crop.
+
+use super::{CliError, classifier};
+use crate::ModelChoice;
+use mini_xception::preprocess::load_gray;
+use mini_xception::runtime::argmax;
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Classifies every image; an unreadable one is reported and skipped. Fails
+/// (exit code 1) when any image failed.
+pub fn run(
+    model: ModelChoice,
+    weights: Option<&Path>,
+    json: bool,
+    images: &[PathBuf],
+) -> Result<ExitCode, CliError> {
+    let mut classifier = classifier(model, weights)?;
+    let labels = classifier.labels();
+    let mut failed = 0;
+    for path in images {
+        let outcome = load_gray(path).map_err(CliError::from).and_then(|face| {
+            classifier
+                .classify(&face)
+                .map_err(|e| format!("{}: {e}", path.display()).into())
+        });
+        let probabilities = match outcome {
+            Ok(probabilities) => probabilities,
+            Err(error) => {
+                eprintln!("mini-xception: {error}");
+                failed += 1;
+                continue;
+            }
+        };
+        let top = argmax(&probabilities);
+        if json {
+            let probs: Map<String, Value> = labels
+                .iter()
+                .zip(&probabilities)
+                .map(|(l, &p)| (l.to_string(), json!(p)))
+                .collect();
+            println!(
+                "{}",
+                json!({ "path": path.display().to_string(), "label": labels[top], "probs": probs })
+            );
+        } else {
+            let all: Vec<String> = labels
+                .iter()
+                .zip(&probabilities)
+                .map(|(l, p)| format!("{l} {p:.3}"))
+                .collect();
+            println!(
+                "{}: {} ({:.1}%)  [{}]",
+                path.display(),
+                labels[top],
+                100.0 * probabilities[top],
+                all.join(", ")
+            );
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

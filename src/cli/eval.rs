@@ -1,0 +1,89 @@
+//! `mini-xception eval`: accuracy on one split of FER2013.
+
+use super::{CliError, classifier};
+use crate::ModelChoice;
+use indicatif::{ProgressBar, ProgressStyle};
+use mini_xception::evaluate::{Evaluation, evaluate, ratio};
+use mini_xception::fer2013;
+use serde_json::{Map, Value, json};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(
+    data: &Path,
+    split: &str,
+    weights: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let mut classifier = classifier(ModelChoice::Emotion, weights)?;
+    let rows = fer2013::read(data, Some(split))?;
+    if rows.is_empty() {
+        return Err(format!("{}: no rows with Usage `{split}`", data.display()).into());
+    }
+    let progress = ProgressBar::new(rows.len() as u64).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    progress.set_prefix(format!("{split}"));
+    let evaluation = evaluate(classifier.as_mut(), &rows, || progress.inc(1))?;
+    progress.finish_and_clear();
+    if json {
+        println!("{}", report_json(split, &evaluation));
+    } else {
+        print!("{}", report_text(split, &evaluation));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_json(split: &str, evaluation: &Evaluation) -> Value {
+    let per_class: Map<String, Value> = evaluation
+        .labels
+        .iter()
+        .zip(evaluation.per_class())
+        .map(|(label, (total, correct))| {
+            (
+                label.to_string(),
+                json!({ "total": total, "correct": correct, "accuracy": ratio(correct, total) }),
+            )
+        })
+        .collect();
+    json!({
+        "split": split,
+        "total": evaluation.total(),
+        "correct": evaluation.correct(),
+        "accuracy": evaluation.accuracy(),
+        "labels": evaluation.labels,
+        "per_class": per_class,
+        "confusion": evaluation.confusion,
+    })
+}
+
+fn report_text(split: &str, evaluation: &Evaluation) -> String {
+    let mut out = format!(
+        "{split}: {} of {} correct, accuracy {:.2}%\n\nper class:\n",
+        evaluation.correct(),
+        evaluation.total(),
+        100.0 * evaluation.accuracy()
+    );
+    for (label, (total, correct)) in evaluation.labels.iter().zip(evaluation.per_class()) {
+        out += &format!(
+            "  {label:<9} {:>6.2}%  ({correct} of {total})\n",
+            100.0 * ratio(correct, total)
+        );
+    }
+    out += "\nconfusion (rows: true label, columns: predicted):\n";
+    out += &format!("  {:<9}", "");
+    for label in &evaluation.labels {
+        out += &format!("{:>9}", label);
+    }
+    out += "\n";
+    for (label, row) in evaluation.labels.iter().zip(&evaluation.confusion) {
+        out += &format!("  {label:<9}");
+        for count in row {
+            out += &format!("{count:>9}");
+        }
+        out += "\n";
+    }
+    out
+}

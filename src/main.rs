@@ -1,0 +1,94 @@
+//! `mini-xception`: classify face crops, evaluate on FER2013 and print model
+//! summaries with the paper's models compiled in.
+
+mod cli;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mini-xception",
+    version,
+    about = "The mini-Xception emotion and gender classifiers (Arriaga et al., 2017), compiled from YAML"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which compiled-in model to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelChoice {
+    /// Seven emotions, 64x64 (models/mini_xception.yaml).
+    Emotion,
+    /// Woman or man, 64x64 (models/gender_mini_xception.yaml).
+    Gender,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify images, each taken as one face crop.
+    Classify {
+        /// The model to run.
+        #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
+        model: ModelChoice,
+        /// Keras HDF5 or native .safetensors weights. Without it, the emotion
+        /// model uses the paper's weights (fetched once with pip and cached).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// One JSON object per image and line: path, label, probs.
+        #[arg(long)]
+        json: bool,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Accuracy, per-class accuracy and confusion matrix of the emotion model
+    /// on one split of a FER2013 CSV.
+    Eval {
+        /// fer2013.csv or fer2013.csv.gz (Kaggle layout: emotion,pixels,Usage).
+        #[arg(long)]
+        data: PathBuf,
+        /// The `Usage` value of the rows to evaluate.
+        #[arg(long, default_value = "PublicTest")]
+        split: String,
+        /// Keras HDF5 or native .safetensors weights (default: the paper's).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// One JSON object: split, total, correct, accuracy, per_class, confusion.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a model's layers, output shapes, parameters and MACs.
+    Summary {
+        #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
+        model: ModelChoice,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Classify {
+            model,
+            weights,
+            json,
+            images,
+        } => cli::classify::run(model, weights.as_deref(), json, &images),
+        Command::Eval {
+            data,
+            split,
+            weights,
+            json,
+        } => cli::eval::run(&data, &split, weights.as_deref(), json),
+        Command::Summary { model } => {
+            cli::summary(model);
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("mini-xception: {error}");
+        ExitCode::FAILURE
+    })
+}

