@@ -38,7 +38,7 @@ pub fn run(
             let probs: Map<String, Value> = labels
                 .iter()
                 .zip(&probabilities)
-                .map(|(l, &p)| (l.to_string(), json!(p)))
+                .map(|(l, &p)| (l.to_string(), shortest(p)))
                 .collect();
             println!(
                 "{}",
@@ -64,4 +64,12 @@ pub fn run(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `p` as the shortest decimal that reads back as the same f32, so JSON shows
+/// `0.92758763`, not the f64 widening `0.927587628364563`.
+fn shortest(p: f32) -> Value {
+    p.to_string()
+        .parse::<f64>()
+        .map_or(Value::Null, |v| json!(v))
 }
