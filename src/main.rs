@@ -61,6 +61,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Median one-image latency and batch throughput of a model on this machine
+    /// (seeded random weights: the speed does not depend on their values).
+    Bench {
+        #[arg(long, value_enum, default_value_t = cli::bench::BenchModel::Emotion)]
+        model: cli::bench::BenchModel,
+        /// Threads for the batch throughput.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Images per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Seconds of measurement, split between latency and throughput.
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f64,
+        /// Instruction set: avx512, avx2 or portable (default: the best this CPU has).
+        #[arg(long)]
+        isa: Option<String>,
+        /// One JSON object: latency_ms_median, images_per_s, threads, batch, model, isa.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a model's layers, output shapes, parameters and MACs.
     Summary {
         #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
@@ -82,6 +103,21 @@ fn main() -> ExitCode {
             weights,
             json,
         } => cli::eval::run(&data, &split, weights.as_deref(), json),
+        Command::Bench {
+            model,
+            threads,
+            batch,
+            seconds,
+            isa,
+            json,
+        } => cli::bench::run(cli::bench::Settings {
+            model,
+            threads,
+            batch,
+            seconds,
+            isa,
+            json,
+        }),
         Command::Summary { model } => {
             cli::summary(model);
             Ok(ExitCode::SUCCESS)

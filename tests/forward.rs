@@ -149,3 +149,32 @@ fn the_input_type_has_the_model_file_shape() {
     assert_eq!(MiniXceptionPazInput::WIDTH, 48);
     let _: Box<Tensor<48, 48, 1>> = MiniXceptionPazInput::zeroed_boxed();
 }
+
+#[test]
+fn a_batch_gives_each_image_what_a_single_pass_gives() {
+    let model = MiniXception::from_source(&mut RandomSource::new(9)).unwrap();
+    let inputs: Vec<MiniXceptionInput> = (0..7)
+        .map(|seed| {
+            let mut input = MiniXceptionInput::zeroed_boxed();
+            input
+                .copy_from_view(random_image(seed, 64, 64).view())
+                .unwrap();
+            *input
+        })
+        .collect();
+    let mut scratch = MiniXceptionScratch::new();
+    let expected: Vec<[f32; 7]> = inputs
+        .iter()
+        .map(|input| model.forward(input, &mut scratch))
+        .collect();
+    for threads in [1, 2, 3] {
+        let mut scratches: Vec<MiniXceptionScratch> =
+            (0..threads).map(|_| MiniXceptionScratch::new()).collect();
+        let mut outputs = vec![[0.0; 7]; inputs.len()];
+        assert_eq!(
+            model.forward_batch(&inputs, &mut outputs, &mut scratches),
+            inputs.len()
+        );
+        assert_eq!(outputs, expected, "{threads} scratch spaces");
+    }
+}

@@ -6,6 +6,7 @@
 mod support;
 
 use mini_xception::keras;
+use mini_xception::runtime::Isa;
 use serde::Deserialize;
 use support::shared;
 
@@ -92,27 +93,36 @@ impl Case {
     }
 }
 
+/// Runs every case on every instruction set this CPU has (the portable path
+/// always), so each compiled variant of the forward pass is checked.
 macro_rules! parity {
     ($model:ident, $weights:ident, $scratch:ident, $input:ident, $file:expr, $cases:expr) => {{
-        let weights = keras::load(shared($file), $weights::from_source).unwrap();
-        let model = $model::new(weights);
-        let mut scratch = $scratch::new();
         let cases = cases($cases);
         assert_eq!(cases.labels, $model::LABELS);
         assert!(cases.cases.len() >= 37);
-        let mut input = $input::zeroed_boxed();
-        let mut largest = 0.0f32;
-        for case in &cases.cases {
-            input.as_mut_slice().copy_from_slice(&case.input());
-            let logits = model.logits(&input, &mut scratch);
-            let probabilities = model.forward(&input, &mut scratch);
-            largest = largest.max(case.check(&logits, &probabilities));
+        let mut isas_run = 0;
+        for isa in Isa::ALL.into_iter().filter(|isa| isa.is_available()) {
+            let weights = keras::load(shared($file), $weights::from_source).unwrap();
+            let model = $model::new(weights).with_isa(isa);
+            assert_eq!(model.isa(), isa);
+            let mut scratch = $scratch::new();
+            let mut input = $input::zeroed_boxed();
+            let mut largest = 0.0f32;
+            for case in &cases.cases {
+                input.as_mut_slice().copy_from_slice(&case.input());
+                let logits = model.logits(&input, &mut scratch);
+                let probabilities = model.forward(&input, &mut scratch);
+                largest = largest.max(case.check(&logits, &probabilities));
+            }
+            eprintln!(
+                "{} ({}): {} cases, largest probability difference from Keras {largest:e}",
+                $cases,
+                isa.name(),
+                cases.cases.len()
+            );
+            isas_run += 1;
         }
-        eprintln!(
-            "{}: {} cases, largest probability difference from Keras {largest:e}",
-            $cases,
-            cases.cases.len()
-        );
+        assert!(isas_run >= 1);
     }};
 }
 

@@ -213,7 +213,7 @@ impl Parts {
 
         let (padding, stride) = (padding_value(conv.padding), number(conv.stride));
         self.forward
-            .push(quote!(conv2d(#input, &w.#field, #padding, Stride::<#stride>, &mut s.#field);));
+            .push(quote!(conv2d(#input, &w.#field, #padding, Stride::<#stride>, arithmetic, &mut s.#field);));
         if conv.relu {
             self.forward.push(quote!(relu_in_place(&mut s.#field);));
         }
@@ -270,7 +270,7 @@ impl Parts {
             );
             self.scratch(&field, output, format!("`{layer}` output."));
             self.forward.push(quote! {
-                separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, &mut s.#depthwise, &mut s.#field);
+                separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, arithmetic, &mut s.#depthwise, &mut s.#field);
             });
             if relu {
                 self.forward.push(quote!(relu_in_place(&mut s.#field);));
@@ -351,7 +351,7 @@ impl Parts {
         );
         self.scratch(&residual, module.output, format!("`{layer}` output."));
         self.forward.push(quote! {
-            pointwise_conv2d(#input, &w.#residual, Stride::<#stride>, &mut s.#residual);
+            pointwise_conv2d(#input, &w.#residual, Stride::<#stride>, arithmetic, &mut s.#residual);
             add_assign(&mut s.#output_field, &s.#residual);
         });
         let input_shape = shape_array(module.input);
@@ -550,9 +550,9 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
         mod #module_name {
             use #runtime::{
                 add_assign, conv, conv2d, global_average_pool, max_pool, pointwise, pointwise_conv2d, pool,
-                relu_in_place, render_summary, separable, separable_conv2d, shape_eq, softmax, Conv2dWeights,
-                FoldedTensors, LayerOptions, LayerSummary, Padding, ParameterSource, PointwiseWeights, Same,
-                SeparableConv2dWeights, Stride, Tensor, Valid, Window,
+                relu_in_place, render_summary, run_batch, separable, separable_conv2d, shape_eq, softmax, dispatch,
+                Arithmetic, Conv2dWeights, FoldedTensors, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
+                PointwiseWeights, Same, SeparableConv2dWeights, Stride, Tensor, Valid, Window, WithArithmetic,
             };
             use #runtime::folded::{TensorView, TensorViewMut};
 
@@ -569,6 +569,7 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
             #[doc = #model_doc]
             pub struct #name {
                 weights: #weights_name,
+                isa: Isa,
             }
 
             #[doc = #weights_doc]
@@ -601,9 +602,20 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
                 /// One row per layer, for [`Self::summary`].
                 pub const LAYERS: &'static [LayerSummary] = &[#(#layer_rows)*];
 
-                /// A model with the given weights.
+                /// A model with the given weights, running the best instruction set of this CPU.
                 pub fn new(weights: #weights_name) -> Self {
-                    Self { weights }
+                    Self { weights, isa: Isa::detect() }
+                }
+
+                /// The same model running `isa`, or the portable code where this CPU lacks it.
+                pub fn with_isa(self, isa: Isa) -> Self {
+                    let isa = if isa.is_available() { isa } else { Isa::Portable };
+                    Self { isa, ..self }
+                }
+
+                /// The instruction set the forward pass runs.
+                pub fn isa(&self) -> Isa {
+                    self.isa
                 }
 
                 /// A model with weights read from `source`.
@@ -618,10 +630,7 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
 
                 /// The class scores before softmax (the global average pooling output).
                 pub fn logits(&self, input: &#input_type, scratch: &mut #scratch_name) -> [f32; #classes_lit] {
-                    let w = &self.weights;
-                    let s = scratch;
-                    #(#forward)*
-                    global_average_pool(&s.#logits_field)
+                    dispatch(self.isa, ForwardPass { weights: &self.weights, input, scratch })
                 }
 
                 /// The class probabilities. Allocates nothing.
@@ -629,9 +638,40 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
                     softmax(&self.logits(input, scratch))
                 }
 
+                /// The class probabilities of every input, one image per thread
+                /// task with one scratch space per thread (give as many as there
+                /// are threads). Allocates nothing per image. Returns how many
+                /// images ran: all, unless `outputs` is shorter.
+                pub fn forward_batch(
+                    &self,
+                    inputs: &[#input_type],
+                    outputs: &mut [[f32; #classes_lit]],
+                    scratches: &mut [#scratch_name],
+                ) -> usize {
+                    run_batch(inputs, outputs, scratches, |input, scratch| self.forward(input, scratch))
+                }
+
                 /// A Keras-style table of the layers, their output shapes, parameters and MACs.
                 pub fn summary() -> String {
                     render_summary(Self::NAME, Self::SOURCE, Self::LAYERS)
+                }
+            }
+
+            /// One forward pass, compiled once per instruction set by [`dispatch`].
+            struct ForwardPass<'a> {
+                weights: &'a #weights_name,
+                input: &'a #input_type,
+                scratch: &'a mut #scratch_name,
+            }
+
+            impl WithArithmetic for ForwardPass<'_> {
+                type Output = [f32; #classes_lit];
+
+                #[inline(always)]
+                fn run<A: Arithmetic>(self, arithmetic: A) -> [f32; #classes_lit] {
+                    let (w, s, input) = (self.weights, self.scratch, self.input);
+                    #(#forward)*
+                    global_average_pool(&s.#logits_field)
                 }
             }
 

@@ -43,7 +43,7 @@ fn paz_model_expansion() {
     );
     assert!(!code.contains("module_3_output"), "{code}");
     assert!(
-        code.contains("Stride::<1>, &mut s.module_3_residual"),
+        code.contains("Stride::<1>, arithmetic, &mut s.module_3_residual"),
         "{code}"
     );
 }

@@ -3,6 +3,7 @@
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::isa::Arithmetic;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, zeroed_box};
 use bytemuck::Zeroable;
@@ -108,12 +109,18 @@ pub const fn output_shape(
     ]
 }
 
+/// Output pixels of one row computed together, so that each weight vector
+/// loaded serves several pixels.
+const PIXEL_BLOCK: usize = 4;
+
 /// `output = conv(input, weights.kernel) + weights.bias`.
 ///
 /// The output shape must follow from the input shape, kernel, padding and
 /// stride; a call where it does not fails to build.
+#[inline(always)]
 pub fn conv2d<
     P: PaddingMode,
+    A: Arithmetic,
     const S: usize,
     const H: usize,
     const W: usize,
@@ -127,6 +134,7 @@ pub fn conv2d<
     weights: &Conv2dWeights<K, CI, CO>,
     _padding: P,
     _stride: Stride<S>,
+    _arithmetic: A,
     output: &mut Tensor<OH, OW, CO>,
 ) {
     const {
@@ -140,36 +148,95 @@ pub fn conv2d<
     };
     let pad_top = P::PADDING.padding_before(H, K, S);
     let pad_left = P::PADDING.padding_before(W, K, S);
-    for oy in 0..OH {
-        for ox in 0..OW {
-            let out = &mut output.data[oy][ox];
-            *out = weights.bias;
-            for ky in 0..K {
-                // Positions in the padding contribute zero, so they are skipped.
-                let Some(iy) = (oy * S + ky).checked_sub(pad_top).filter(|&iy| iy < H) else {
-                    continue;
-                };
-                for kx in 0..K {
-                    let Some(ix) = (ox * S + kx).checked_sub(pad_left).filter(|&ix| ix < W) else {
-                        continue;
-                    };
-                    let pixel = &input.data[iy][ix];
-                    let taps = &weights.kernel[ky][kx];
-                    for (&value, filter_row) in pixel.iter().zip(taps) {
-                        for (acc, &weight) in out.iter_mut().zip(filter_row) {
-                            *acc += value * weight;
+    // Output columns whose whole window lies inside the input.
+    let first_inside = pad_left.div_ceil(S);
+    let end_inside = if W + pad_left >= K {
+        ((W + pad_left - K) / S + 1).min(OW)
+    } else {
+        0
+    };
+    for (oy, out_row) in output.data.iter_mut().enumerate() {
+        // Rows of the window that fall in the padding contribute zero.
+        let top = (oy * S).saturating_sub(pad_top);
+        let ky_start = (pad_top + top) - oy * S;
+        let ky_end = K.min(H + pad_top - oy * S);
+        let mut ox = 0;
+        while ox < OW {
+            let inside = ox >= first_inside && ox + PIXEL_BLOCK <= end_inside;
+            if inside {
+                let mut acc = [weights.bias; PIXEL_BLOCK];
+                for ky in ky_start..ky_end {
+                    let in_row = &input.data[oy * S + ky - pad_top];
+                    for kx in 0..K {
+                        for (ci, filter_row) in weights.kernel[ky][kx].iter().enumerate() {
+                            for (b, acc) in acc.iter_mut().enumerate() {
+                                let x = in_row[(ox + b) * S + kx - pad_left][ci];
+                                for (a, &w) in acc.iter_mut().zip(filter_row) {
+                                    *a = A::mul_add(x, w, *a);
+                                }
+                            }
                         }
                     }
+                }
+                out_row[ox..ox + PIXEL_BLOCK].copy_from_slice(&acc);
+                ox += PIXEL_BLOCK;
+            } else {
+                out_row[ox] = border_pixel::<A, S, H, W, K, CI, CO>(
+                    input,
+                    weights,
+                    oy * S,
+                    ox * S,
+                    pad_top,
+                    pad_left,
+                );
+                ox += 1;
+            }
+        }
+    }
+}
+
+/// One output pixel whose window may hang over the border.
+#[inline(always)]
+fn border_pixel<
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const CI: usize,
+    const CO: usize,
+>(
+    input: &Tensor<H, W, CI>,
+    weights: &Conv2dWeights<K, CI, CO>,
+    y: usize,
+    x: usize,
+    pad_top: usize,
+    pad_left: usize,
+) -> [f32; CO] {
+    let mut acc = weights.bias;
+    for ky in 0..K {
+        let Some(iy) = (y + ky).checked_sub(pad_top).filter(|&iy| iy < H) else {
+            continue;
+        };
+        for kx in 0..K {
+            let Some(ix) = (x + kx).checked_sub(pad_left).filter(|&ix| ix < W) else {
+                continue;
+            };
+            for (&value, filter_row) in input.data[iy][ix].iter().zip(&weights.kernel[ky][kx]) {
+                for (a, &w) in acc.iter_mut().zip(filter_row) {
+                    *a = A::mul_add(value, w, *a);
                 }
             }
         }
     }
+    acc
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::geometry::{Same, Valid};
+    use crate::isa::{Fused, Unfused};
     use crate::reference;
     use crate::test_support::{assert_close, random_tensor, random_values};
     use ndarray::{ArrayView1, ArrayView4};
@@ -206,7 +273,7 @@ mod tests {
         let input = random_tensor::<H, W, CI>(H as u64 * 31 + W as u64);
         let weights = random_weights::<K, CI, CO>(K as u64 + S as u64);
         let mut output = Tensor::<OH, OW, CO>::zeroed_boxed();
-        conv2d(&input, &weights, padding, Stride::<S>, &mut output);
+        conv2d(&input, &weights, padding, Stride::<S>, Unfused, &mut output);
         let kernel = ArrayView4::from_shape(
             (K, K, CI, CO),
             weights.kernel.as_flattened().as_flattened().as_flattened(),
@@ -220,17 +287,24 @@ mod tests {
             P::PADDING,
         );
         assert_close(output.view(), expected.view(), 1e-5);
+        output.as_mut_slice().fill(f32::NAN);
+        conv2d(&input, &weights, padding, Stride::<S>, Fused, &mut output);
+        assert_close(output.view(), expected.view(), 1e-5);
     }
 
     #[test]
     fn matches_the_reference_valid() {
         check::<Valid, 1, 9, 8, 3, 2, 5, 7, 6>(Valid);
         check::<Valid, 2, 9, 8, 3, 3, 4, 4, 3>(Valid);
+        // Rows of 13 outputs: blocks of 4 and one pixel left over.
+        check::<Valid, 1, 15, 15, 3, 8, 8, 13, 13>(Valid);
     }
 
     #[test]
     fn matches_the_reference_same_on_odd_and_even_sizes() {
         check::<Same, 1, 7, 6, 3, 4, 3, 7, 6>(Same);
+        check::<Same, 1, 12, 11, 3, 2, 5, 12, 11>(Same);
+        check::<Same, 1, 4, 4, 3, 16, 7, 4, 4>(Same);
         check::<Same, 2, 7, 6, 3, 2, 3, 4, 3>(Same);
         check::<Same, 2, 8, 5, 3, 2, 3, 4, 3>(Same);
         check::<Same, 3, 10, 11, 4, 2, 2, 4, 4>(Same);
@@ -250,7 +324,7 @@ mod tests {
         let input = random_tensor::<6, 5, 3>(3);
         let mut weights = random_weights::<3, 3, 4>(9);
         let mut output = Tensor::<6, 5, 4>::zeroed_boxed();
-        conv2d(&input, &weights, Same, Stride::<1>, &mut output);
+        conv2d(&input, &weights, Same, Stride::<1>, Unfused, &mut output);
         let mut statistics = [[0.0f32; 4]; 4];
         random_values(11, statistics.as_flattened_mut());
         let batch_norm = BatchNorm {
@@ -269,7 +343,7 @@ mod tests {
             batch_norm.epsilon,
         );
         weights.fold_batch_norm(&batch_norm);
-        conv2d(&input, &weights, Same, Stride::<1>, &mut output);
+        conv2d(&input, &weights, Same, Stride::<1>, Unfused, &mut output);
         assert_close(output.view(), expected.view(), 1e-5);
     }
 }

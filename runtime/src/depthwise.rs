@@ -2,6 +2,7 @@
 //! own `K x K` kernel.
 
 use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::isa::Arithmetic;
 use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, zeroed_box};
 use bytemuck::Zeroable;
@@ -50,8 +51,14 @@ pub const fn output_shape(
 }
 
 /// `output[y][x][c] = sum over the window of input * kernel[..][..][c]`.
+///
+/// Channels are innermost, so every tap is a vector multiply-add over all of
+/// a pixel's channels; the window's rows and columns are clipped to the input
+/// once per pixel instead of testing every tap.
+#[inline(always)]
 pub fn depthwise_conv2d<
     P: PaddingMode,
+    A: Arithmetic,
     const S: usize,
     const H: usize,
     const W: usize,
@@ -64,6 +71,7 @@ pub fn depthwise_conv2d<
     weights: &DepthwiseWeights<K, C>,
     _padding: P,
     _stride: Stride<S>,
+    _arithmetic: A,
     output: &mut Tensor<OH, OW, C>,
 ) {
     const {
@@ -77,34 +85,39 @@ pub fn depthwise_conv2d<
     };
     let pad_top = P::PADDING.padding_before(H, K, S);
     let pad_left = P::PADDING.padding_before(W, K, S);
-    for oy in 0..OH {
-        for ox in 0..OW {
-            let out = &mut output.data[oy][ox];
-            *out = [0.0; C];
-            for ky in 0..K {
-                let Some(iy) = (oy * S + ky).checked_sub(pad_top).filter(|&iy| iy < H) else {
-                    continue;
-                };
-                for kx in 0..K {
-                    let Some(ix) = (ox * S + kx).checked_sub(pad_left).filter(|&ix| ix < W) else {
-                        continue;
-                    };
-                    let pixel = &input.data[iy][ix];
-                    for ((acc, &value), &weight) in
-                        out.iter_mut().zip(pixel).zip(&weights.kernel[ky][kx])
-                    {
-                        *acc += value * weight;
+    for (oy, out_row) in output.data.iter_mut().enumerate() {
+        let (ky_start, ky_end) = window(oy * S, pad_top, K, H);
+        for (ox, out) in out_row.iter_mut().enumerate() {
+            let (kx_start, kx_end) = window(ox * S, pad_left, K, W);
+            let mut acc = [0.0f32; C];
+            for ky in ky_start..ky_end {
+                let in_row = &input.data[oy * S + ky - pad_top];
+                for kx in kx_start..kx_end {
+                    let pixel = &in_row[ox * S + kx - pad_left];
+                    for ((a, &x), &w) in acc.iter_mut().zip(pixel).zip(&weights.kernel[ky][kx]) {
+                        *a = A::mul_add(x, w, *a);
                     }
                 }
             }
+            *out = acc;
         }
     }
+}
+
+/// The taps `start..end` of a window starting at padded position `position`
+/// that fall inside an input of `size`.
+#[inline(always)]
+fn window(position: usize, padding: usize, taps: usize, size: usize) -> (usize, usize) {
+    let start = padding.saturating_sub(position);
+    let end = taps.min((size + padding).saturating_sub(position));
+    (start, end.max(start))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::geometry::{Same, Valid};
+    use crate::isa::Unfused;
     use crate::reference;
     use crate::test_support::{assert_close, random_tensor, random_values};
     use ndarray::ArrayView3;
@@ -125,7 +138,7 @@ mod tests {
         let mut weights = DepthwiseWeights::<K, C>::zeroed_boxed();
         random_values(17, weights.kernel.as_flattened_mut().as_flattened_mut());
         let mut output = Tensor::<OH, OW, C>::zeroed_boxed();
-        depthwise_conv2d(&input, &weights, padding, Stride::<S>, &mut output);
+        depthwise_conv2d(&input, &weights, padding, Stride::<S>, Unfused, &mut output);
         let kernel =
             ArrayView3::from_shape((K, K, C), weights.kernel.as_flattened().as_flattened())
                 .unwrap();
@@ -140,6 +153,8 @@ mod tests {
         check::<Same, 2, 6, 5, 3, 2, 3, 3>(Same);
         check::<Valid, 1, 7, 8, 3, 4, 5, 6>(Valid);
         check::<Valid, 2, 9, 6, 3, 3, 4, 2>(Valid);
+        // A window larger than the input in one direction.
+        check::<Same, 1, 2, 5, 3, 4, 2, 5>(Same);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::tensor::Tensor;
 /// `accumulator += other`, the residual connection.
 ///
 /// Both tensors have one type, so branches of different shapes cannot be added.
+#[inline(always)]
 pub fn add_assign<const H: usize, const W: usize, const C: usize>(
     accumulator: &mut Tensor<H, W, C>,
     other: &Tensor<H, W, C>,
@@ -15,6 +16,7 @@ pub fn add_assign<const H: usize, const W: usize, const C: usize>(
 }
 
 /// `x = max(x, 0)`.
+#[inline(always)]
 pub fn relu_in_place<const H: usize, const W: usize, const C: usize>(tensor: &mut Tensor<H, W, C>) {
     for value in tensor.as_mut_slice() {
         *value = value.max(0.0);

@@ -5,6 +5,7 @@ use crate::tensor::Tensor;
 /// The mean of each channel.
 ///
 /// Sums in f64 so the result does not depend on the order of the positions.
+#[inline(always)]
 pub fn global_average_pool<const H: usize, const W: usize, const C: usize>(
     input: &Tensor<H, W, C>,
 ) -> [f32; C] {

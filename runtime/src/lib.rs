@@ -10,6 +10,7 @@
 //!
 //! Kernels write into caller-provided tensors and never allocate.
 
+pub mod batch;
 pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
@@ -17,6 +18,7 @@ pub mod elementwise;
 pub mod folded;
 pub mod geometry;
 pub mod global_pool;
+pub mod isa;
 pub mod parameters;
 pub mod pointwise;
 pub mod pool;
@@ -29,6 +31,7 @@ pub mod tensor;
 #[cfg(test)]
 mod test_support;
 
+pub use batch::run_batch;
 pub use batch_norm::{BatchNorm, FoldBatchNorm};
 pub use conv::{Conv2dWeights, conv2d};
 pub use depthwise::{DepthwiseWeights, depthwise_conv2d};
@@ -36,6 +39,7 @@ pub use elementwise::{add_assign, relu_in_place};
 pub use folded::FoldedTensors;
 pub use geometry::{Padding, PaddingMode, Same, Stride, Valid, Window};
 pub use global_pool::global_average_pool;
+pub use isa::{Arithmetic, Fused, Isa, Unfused, WithArithmetic, dispatch};
 pub use parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 pub use pointwise::{PointwiseWeights, pointwise_conv2d};
 pub use pool::max_pool;

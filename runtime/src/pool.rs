@@ -22,6 +22,7 @@ pub const fn output_shape(
 /// Padded cells never win: a window that hangs over the border takes the
 /// maximum of the cells it covers, as TensorFlow does. Three of the four pools
 /// of mini-Xception at 64x64 pad only at the bottom and right.
+#[inline(always)]
 pub fn max_pool<
     P: PaddingMode,
     const K: usize,

@@ -5,6 +5,7 @@ use crate::batch_norm::{BatchNorm, FoldBatchNorm};
 use crate::depthwise::{DepthwiseWeights, depthwise_conv2d};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::isa::Arithmetic;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource};
 use crate::pointwise::{PointwiseWeights, pointwise_conv2d};
 use crate::tensor::{Tensor, zeroed_box};
@@ -92,8 +93,10 @@ pub const fn output_shape(
 }
 
 /// The depthwise pass into `depthwise_output`, then the pointwise pass into `output`.
+#[inline(always)]
 pub fn separable_conv2d<
     P: PaddingMode,
+    A: Arithmetic,
     const S: usize,
     const H: usize,
     const W: usize,
@@ -107,17 +110,32 @@ pub fn separable_conv2d<
     weights: &SeparableConv2dWeights<K, CI, CO>,
     padding: P,
     stride: Stride<S>,
+    arithmetic: A,
     depthwise_output: &mut Tensor<OH, OW, CI>,
     output: &mut Tensor<OH, OW, CO>,
 ) {
-    depthwise_conv2d(input, &weights.depthwise, padding, stride, depthwise_output);
-    pointwise_conv2d(depthwise_output, &weights.pointwise, Stride::<1>, output);
+    depthwise_conv2d(
+        input,
+        &weights.depthwise,
+        padding,
+        stride,
+        arithmetic,
+        depthwise_output,
+    );
+    pointwise_conv2d(
+        depthwise_output,
+        &weights.pointwise,
+        Stride::<1>,
+        arithmetic,
+        output,
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::geometry::Same;
+    use crate::isa::Fused;
     use crate::reference;
     use crate::test_support::{assert_close, random_tensor, random_values};
     use ndarray::{ArrayView1, ArrayView3, ArrayView4};
@@ -143,6 +161,7 @@ mod tests {
             &weights,
             Same,
             Stride::<1>,
+            Fused,
             &mut depthwise_output,
             &mut output,
         );

@@ -1,6 +1,7 @@
 //! Softmax over class logits.
 
 /// `exp(x - max) / sum(exp(x - max))`, stable for large logits.
+#[inline(always)]
 pub fn softmax<const N: usize>(logits: &[f32; N]) -> [f32; N] {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exps = logits.map(|v| (v - max).exp());

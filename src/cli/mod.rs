@@ -1,5 +1,6 @@
 //! The subcommands of `mini-xception`.
 
+pub mod bench;
 pub mod classify;
 pub mod eval;
 

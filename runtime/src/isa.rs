@@ -1,0 +1,184 @@
+//! Instruction sets, chosen at run time: a default build runs AVX-512 or AVX2
+//! code where the CPU has it and stays correct where it does not.
+//!
+//! The kernels are written once, generic over [`Arithmetic`] and always
+//! inlined; [`dispatch`] calls a whole forward pass inside a function compiled
+//! for the chosen instruction set, so the compiler vectorises every kernel
+//! for it.
+
+/// An instruction set the forward pass can be compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// AVX-512 (F, VL, BW, DQ) with FMA.
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    /// Whatever the build targets, without fused multiply-add.
+    Portable,
+}
+
+impl Isa {
+    /// Every instruction set, best first.
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
+    /// The best instruction set this CPU has.
+    pub fn detect() -> Isa {
+        Isa::ALL
+            .into_iter()
+            .find(|isa| isa.is_available())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Whether this CPU can run code compiled for `self`.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.is_available()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// `avx512`, `avx2` or `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
+    /// The instruction set named `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name() == name)
+    }
+}
+
+/// How a kernel multiplies and adds: fused (one rounding, where the CPU has
+/// FMA) or as a multiply then an add (everywhere else, where a fused
+/// multiply-add would be a slow library call).
+pub trait Arithmetic: Copy {
+    /// `a * b + c`.
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// Fused multiply-add, for code compiled with FMA.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fused;
+
+/// Separate multiply and add.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unfused;
+
+impl Arithmetic for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl Arithmetic for Unfused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// A computation that can run with either arithmetic; generated models
+/// implement it for their forward pass.
+pub trait WithArithmetic {
+    /// What the computation returns.
+    type Output;
+
+    /// Runs the computation with arithmetic `A`.
+    fn run<A: Arithmetic>(self, arithmetic: A) -> Self::Output;
+}
+
+/// Runs `work` compiled for `isa`, or portably when this CPU lacks `isa`.
+#[inline(always)]
+pub fn dispatch<W: WithArithmetic>(isa: Isa, work: W) -> W::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa == Isa::Avx512 && isa.is_available() {
+            // SAFETY: the CPU has every feature `run_avx512` is compiled for;
+            // `is_available` just checked them.
+            return unsafe { run_avx512(work) };
+        }
+        if isa == Isa::Avx2 && isa.is_available() {
+            // SAFETY: as above, for AVX2 and FMA.
+            return unsafe { run_avx2(work) };
+        }
+    }
+    let _ = isa;
+    work.run(Unfused)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+unsafe fn run_avx512<W: WithArithmetic>(work: W) -> W::Output {
+    work.run(Fused)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<W: WithArithmetic>(work: W) -> W::Output {
+    work.run(Fused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sums of products: the fused and unfused results may differ in the last
+    /// bits, but both must be close to the exact value.
+    struct DotProduct<'a>(&'a [f32], &'a [f32]);
+
+    impl WithArithmetic for DotProduct<'_> {
+        type Output = f32;
+
+        fn run<A: Arithmetic>(self, _: A) -> f32 {
+            self.0
+                .iter()
+                .zip(self.1)
+                .fold(0.0, |acc, (&a, &b)| A::mul_add(a, b, acc))
+        }
+    }
+
+    #[test]
+    fn every_available_isa_runs_and_agrees() {
+        let a: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..100).map(|i| (i as f32 * 0.11).cos()).collect();
+        let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        for isa in Isa::ALL {
+            let result = dispatch(isa, DotProduct(&a, &b));
+            assert!(
+                (result as f64 - exact).abs() < 1e-4,
+                "{isa:?}: {result} vs {exact}"
+            );
+        }
+        assert!(Isa::Portable.is_available());
+        assert!(Isa::detect().is_available());
+        assert_eq!(Isa::from_name(Isa::detect().name()), Some(Isa::detect()));
+    }
+
+    #[test]
+    fn fused_rounds_once() {
+        // (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24: the last term is lost when the
+        // product is rounded before the add.
+        let x = 1.0 + 2f32.powi(-12);
+        assert_eq!(Fused::mul_add(x, x, -1.0), 2f32.powi(-11) + 2f32.powi(-24));
+        assert_eq!(Unfused::mul_add(x, x, -1.0), 2f32.powi(-11));
+    }
+}

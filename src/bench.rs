@@ -1,0 +1,119 @@
+//! Timing of the compiled-in models: median one-image latency on one thread,
+//! and batch throughput on a given number of threads.
+
+use crate::runtime::{Isa, ParameterKind, ParameterSource, ParameterSpec};
+use std::time::{Duration, Instant};
+
+/// Seeded pseudo-random weights of a plausible scale. The forward pass has no
+/// data-dependent branches, so its speed does not depend on the values.
+pub struct SyntheticWeights {
+    state: u64,
+}
+
+impl SyntheticWeights {
+    /// Weights from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SyntheticWeights {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    /// A value in `[-1, 1)` (xorshift64*).
+    fn next(&mut self) -> f32 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        let bits = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        bits as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+impl ParameterSource for SyntheticWeights {
+    type Error = std::convert::Infallible;
+
+    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), Self::Error> {
+        let scale = match spec.kind {
+            ParameterKind::Gamma | ParameterKind::MovingVariance => return Ok(values.fill(1.0)),
+            ParameterKind::Kernel
+            | ParameterKind::DepthwiseKernel
+            | ParameterKind::PointwiseKernel => {
+                (3.0 / (spec.len() as f32 / spec.shape.last().copied().unwrap_or(1) as f32)).sqrt()
+            }
+            _ => 0.1,
+        };
+        for value in values {
+            *value = self.next() * scale;
+        }
+        Ok(())
+    }
+}
+
+/// What a benchmark run measured.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub isa: String,
+    pub threads: usize,
+    pub batch: usize,
+    /// Median of single-image forward passes on one thread, in milliseconds.
+    pub latency_ms_median: f64,
+    /// Images per second over whole batches on `threads` threads.
+    pub images_per_s: f64,
+}
+
+/// The median duration of `run` over repeated calls for about `budget`,
+/// after a warm-up; at least 11 calls.
+pub fn median_latency(budget: Duration, mut run: impl FnMut()) -> Duration {
+    let warm_up = Instant::now();
+    while warm_up.elapsed() < budget / 10 {
+        run();
+    }
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 11 || start.elapsed() < budget {
+        let t = Instant::now();
+        run();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Images per second of `run_batch` (which runs `batch` images) over about `budget`.
+pub fn throughput(budget: Duration, batch: usize, mut run_batch: impl FnMut()) -> f64 {
+    run_batch();
+    let start = Instant::now();
+    let mut images = 0;
+    while images == 0 || start.elapsed() < budget {
+        run_batch();
+        images += batch;
+    }
+    images as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Benchmarks a model given as closures over its own types. `forward` runs one
+/// image; `forward_batch` runs `batch` images on the current rayon pool.
+pub fn run(
+    model: &str,
+    isa: Isa,
+    threads: usize,
+    batch: usize,
+    seconds: f64,
+    forward: impl FnMut(),
+    forward_batch: impl FnMut() + Send,
+) -> Result<BenchReport, rayon::ThreadPoolBuildError> {
+    let budget = Duration::from_secs_f64(seconds.max(0.02) / 2.0);
+    let latency = median_latency(budget, forward);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let images_per_s = pool.install(|| throughput(budget, batch, forward_batch));
+    Ok(BenchReport {
+        model: model.to_string(),
+        isa: isa.name().to_string(),
+        threads,
+        batch,
+        latency_ms_median: latency.as_secs_f64() * 1e3,
+        images_per_s,
+    })
+}

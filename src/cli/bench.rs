@@ -1,0 +1,115 @@
+//! `mini-xception bench`: median one-image latency and batch throughput.
+
+use super::CliError;
+use mini_xception::bench::{self, BenchReport, SyntheticWeights};
+use mini_xception::models::{emotion, gender, paz};
+use mini_xception::runtime::Isa;
+use std::process::ExitCode;
+
+/// Which model to time; the 48x48 variant is here too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchModel {
+    /// The emotion model, 64x64.
+    Emotion,
+    /// The gender model, 64x64.
+    Gender,
+    /// The 48x48 paz variant.
+    Paz,
+}
+
+/// The settings of a run.
+pub struct Settings {
+    pub model: BenchModel,
+    pub threads: usize,
+    pub batch: usize,
+    pub seconds: f64,
+    pub isa: Option<String>,
+    pub json: bool,
+}
+
+macro_rules! time_model {
+    ($settings:expr, $isa:expr, $module:ident, $model:ident, $scratch:ident, $input:ident) => {{
+        let settings: &Settings = $settings;
+        let model = $module::$model::from_source(&mut SyntheticWeights::new(1))
+            .unwrap_or_else(|never| match never {})
+            .with_isa($isa);
+        let mut input = $module::$input::zeroed_boxed();
+        for (i, value) in input.as_mut_slice().iter_mut().enumerate() {
+            *value = ((i * 7919) % 255) as f32 / 127.5 - 1.0;
+        }
+        let inputs: Vec<$module::$input> = vec![*input; settings.batch];
+        let mut outputs = vec![[0.0f32; $module::$model::NUM_CLASSES]; settings.batch];
+        let mut scratches: Vec<$module::$scratch> = (0..settings.threads)
+            .map(|_| $module::$scratch::new())
+            .collect();
+        let mut scratch = $module::$scratch::new();
+        bench::run(
+            $module::$model::NAME,
+            model.isa(),
+            settings.threads,
+            settings.batch,
+            settings.seconds,
+            || {
+                std::hint::black_box(model.forward(std::hint::black_box(&input), &mut scratch));
+            },
+            || {
+                model.forward_batch(&inputs, &mut outputs, &mut scratches);
+                std::hint::black_box(&outputs);
+            },
+        )?
+    }};
+}
+
+pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
+    let isa = match &settings.isa {
+        None => Isa::detect(),
+        Some(name) => Isa::from_name(name)
+            .ok_or_else(|| format!("unknown instruction set `{name}` (avx512, avx2, portable)"))?,
+    };
+    if !isa.is_available() {
+        return Err(format!("this CPU cannot run {}", isa.name()).into());
+    }
+    if settings.threads == 0 || settings.batch == 0 {
+        return Err("--threads and --batch must be at least 1".into());
+    }
+    let report: BenchReport = match settings.model {
+        BenchModel::Emotion => time_model!(
+            &settings,
+            isa,
+            emotion,
+            MiniXception,
+            MiniXceptionScratch,
+            MiniXceptionInput
+        ),
+        BenchModel::Gender => time_model!(
+            &settings,
+            isa,
+            gender,
+            GenderMiniXception,
+            GenderMiniXceptionScratch,
+            GenderMiniXceptionInput
+        ),
+        BenchModel::Paz => time_model!(
+            &settings,
+            isa,
+            paz,
+            MiniXceptionPaz,
+            MiniXceptionPazScratch,
+            MiniXceptionPazInput
+        ),
+    };
+    if settings.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} ({}): {:.3} ms per image (median, 1 thread); {:.0} images/s ({} threads, batches of {})",
+            report.model,
+            report.isa,
+            report.latency_ms_median,
+            report.images_per_s,
+            report.threads,
+            report.batch
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
