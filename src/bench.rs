@@ -33,7 +33,10 @@ impl ParameterSource for SyntheticWeights {
 
     fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), Self::Error> {
         let scale = match spec.kind {
-            ParameterKind::Gamma | ParameterKind::MovingVariance => return Ok(values.fill(1.0)),
+            ParameterKind::Gamma | ParameterKind::MovingVariance => {
+                values.fill(1.0);
+                return Ok(());
+            }
             ParameterKind::Kernel
             | ParameterKind::DepthwiseKernel
             | ParameterKind::PointwiseKernel => {

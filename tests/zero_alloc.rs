@@ -1,6 +1,7 @@
 //! A forward pass makes no heap allocation: a counting global allocator
 //! watches this thread while the model runs.
 
+use mini_xception::runtime::Isa;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -64,12 +65,24 @@ fn a_forward_pass_allocates_nothing() {
     assert_eq!(allocations(), before_setup + 1);
     drop(probe);
 
-    let before = allocations();
-    let mut probabilities = [0.0; 7];
-    for _ in 0..3 {
-        probabilities = model.forward(&input, &mut scratch);
+    // Every compiled variant of the forward pass this CPU can run.
+    let mut model = model;
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.is_available()) {
+        model = model.with_isa(isa);
+        let before = allocations();
+        let mut probabilities = [0.0; 7];
+        for _ in 0..3 {
+            probabilities = model.forward(&input, &mut scratch);
+        }
+        let logits = model.logits(&input, &mut scratch);
+        assert_eq!(
+            allocations(),
+            before,
+            "the {} forward pass allocated",
+            isa.name()
+        );
+        assert!(
+            probabilities.iter().all(|p| p.is_finite()) && logits.iter().all(|l| l.is_finite())
+        );
     }
-    let logits = model.logits(&input, &mut scratch);
-    assert_eq!(allocations(), before, "the forward pass allocated");
-    assert!(probabilities.iter().all(|p| p.is_finite()) && logits.iter().all(|l| l.is_finite()));
 }

@@ -243,7 +243,6 @@ impl Parts {
         let mut step_input = module.input;
         for (i, &output) in module.separable.iter().enumerate() {
             let field = format_ident!("{}_separable_{i}", module.field);
-            let depthwise = format_ident!("{}_depthwise_{i}", module.field);
             let layer = format!("{path}.separable[{i}]");
             let relu = i == 0;
             let operation = format!(
@@ -263,14 +262,9 @@ impl Parts {
                 ),
                 &options,
             );
-            self.scratch(
-                &depthwise,
-                output.with_channels(step_input.channels),
-                format!("`{layer}` depthwise output."),
-            );
             self.scratch(&field, output, format!("`{layer}` output."));
             self.forward.push(quote! {
-                separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, arithmetic, &mut s.#depthwise, &mut s.#field);
+                separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, arithmetic, &mut s.#field);
             });
             if relu {
                 self.forward.push(quote!(relu_in_place(&mut s.#field);));

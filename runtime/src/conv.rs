@@ -160,25 +160,31 @@ pub fn conv2d<
         let top = (oy * S).saturating_sub(pad_top);
         let ky_start = (pad_top + top) - oy * S;
         let ky_end = K.min(H + pad_top - oy * S);
+        let rows = &input.data[oy * S + ky_start - pad_top..oy * S + ky_end - pad_top];
+        let kernels = &weights.kernel[ky_start..ky_end];
         let mut ox = 0;
         while ox < OW {
-            let inside = ox >= first_inside && ox + PIXEL_BLOCK <= end_inside;
-            if inside {
-                let mut acc = [weights.bias; PIXEL_BLOCK];
-                for ky in ky_start..ky_end {
-                    let in_row = &input.data[oy * S + ky - pad_top];
-                    for kx in 0..K {
-                        for (ci, filter_row) in weights.kernel[ky][kx].iter().enumerate() {
-                            for (b, acc) in acc.iter_mut().enumerate() {
-                                let x = in_row[(ox + b) * S + kx - pad_left][ci];
-                                for (a, &w) in acc.iter_mut().zip(filter_row) {
-                                    *a = A::mul_add(x, w, *a);
-                                }
-                            }
-                        }
-                    }
-                }
-                out_row[ox..ox + PIXEL_BLOCK].copy_from_slice(&acc);
+            // Narrow outputs (a few channels) take wider blocks of pixels, so
+            // that the accumulators fill the registers either way.
+            if CO <= 8 && ox >= first_inside && ox + 2 * PIXEL_BLOCK <= end_inside {
+                let out = &mut out_row[ox..ox + 2 * PIXEL_BLOCK];
+                interior_block::<A, { 2 * PIXEL_BLOCK }, S, W, K, CI, CO>(
+                    rows,
+                    kernels,
+                    &weights.bias,
+                    ox * S - pad_left,
+                    out,
+                );
+                ox += 2 * PIXEL_BLOCK;
+            } else if ox >= first_inside && ox + PIXEL_BLOCK <= end_inside {
+                let out = &mut out_row[ox..ox + PIXEL_BLOCK];
+                interior_block::<A, PIXEL_BLOCK, S, W, K, CI, CO>(
+                    rows,
+                    kernels,
+                    &weights.bias,
+                    ox * S - pad_left,
+                    out,
+                );
                 ox += PIXEL_BLOCK;
             } else {
                 out_row[ox] = border_pixel::<A, S, H, W, K, CI, CO>(
@@ -192,6 +198,44 @@ pub fn conv2d<
                 ox += 1;
             }
         }
+    }
+}
+
+/// `B` neighbouring output pixels whose windows lie inside the input
+/// columns; the first window starts at column `left`. Each weight row loaded
+/// serves all `B` pixels.
+#[inline(always)]
+fn interior_block<
+    A: Arithmetic,
+    const B: usize,
+    const S: usize,
+    const W: usize,
+    const K: usize,
+    const CI: usize,
+    const CO: usize,
+>(
+    rows: &[[[f32; CI]; W]],
+    kernels: &[[[[f32; CO]; CI]; K]],
+    bias: &[f32; CO],
+    left: usize,
+    out: &mut [[f32; CO]],
+) {
+    let mut acc = [*bias; B];
+    for (row, kernel_row) in rows.iter().zip(kernels) {
+        let span = &row[left..left + (B - 1) * S + K];
+        for (kx, taps) in kernel_row.iter().enumerate() {
+            for (ci, filter_row) in taps.iter().enumerate() {
+                for (b, acc) in acc.iter_mut().enumerate() {
+                    let x = span[b * S + kx][ci];
+                    for (a, &w) in acc.iter_mut().zip(filter_row) {
+                        *a = A::mul_add(x, w, *a);
+                    }
+                }
+            }
+        }
+    }
+    for (out, acc) in out.iter_mut().zip(&acc) {
+        *out = *acc;
     }
 }
 

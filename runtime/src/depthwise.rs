@@ -83,23 +83,103 @@ pub fn depthwise_conv2d<
             "depthwise_conv2d: the output shape does not follow from the input shape, kernel, padding and stride"
         )
     };
+    for (oy, out_row) in output.data.iter_mut().enumerate() {
+        depthwise_row::<P, A, S, H, W, K, C, OW>(input, weights, oy, out_row);
+    }
+}
+
+/// Output row `oy` of a depthwise convolution; see [`depthwise_conv2d`].
+#[inline(always)]
+pub(crate) fn depthwise_row<
+    P: PaddingMode,
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const C: usize,
+    const OW: usize,
+>(
+    input: &Tensor<H, W, C>,
+    weights: &DepthwiseWeights<K, C>,
+    oy: usize,
+    out_row: &mut [[f32; C]; OW],
+) {
     let pad_top = P::PADDING.padding_before(H, K, S);
     let pad_left = P::PADDING.padding_before(W, K, S);
-    for (oy, out_row) in output.data.iter_mut().enumerate() {
-        let (ky_start, ky_end) = window(oy * S, pad_top, K, H);
-        for (ox, out) in out_row.iter_mut().enumerate() {
+    // Output columns whose whole window lies inside the input.
+    let first_inside = pad_left.div_ceil(S);
+    let end_inside = if W + pad_left >= K {
+        ((W + pad_left - K) / S + 1).min(OW)
+    } else {
+        0
+    };
+    let blocked = C % CHANNEL_BLOCK == 0;
+    let (ky_start, ky_end) = window(oy * S, pad_top, K, H);
+    let rows = &input.data[oy * S + ky_start - pad_top..oy * S + ky_end - pad_top];
+    let kernel_rows = &weights.kernel[ky_start..ky_end];
+    let mut ox = 0;
+    while ox < OW {
+        if blocked && ox >= first_inside && ox + PIXEL_BLOCK <= end_inside {
+            interior_block::<A, S, K, W, C>(
+                rows,
+                kernel_rows,
+                ox * S - pad_left,
+                &mut out_row[ox..ox + PIXEL_BLOCK],
+            );
+            ox += PIXEL_BLOCK;
+        } else {
             let (kx_start, kx_end) = window(ox * S, pad_left, K, W);
+            let columns = ox * S + kx_start - pad_left..ox * S + kx_end - pad_left;
             let mut acc = [0.0f32; C];
-            for ky in ky_start..ky_end {
-                let in_row = &input.data[oy * S + ky - pad_top];
-                for kx in kx_start..kx_end {
-                    let pixel = &in_row[ox * S + kx - pad_left];
-                    for ((a, &x), &w) in acc.iter_mut().zip(pixel).zip(&weights.kernel[ky][kx]) {
+            for (row, kernel_row) in rows.iter().zip(kernel_rows) {
+                for (pixel, taps) in row[columns.clone()]
+                    .iter()
+                    .zip(&kernel_row[kx_start..kx_end])
+                {
+                    for ((a, &x), &w) in acc.iter_mut().zip(pixel).zip(taps) {
                         *a = A::mul_add(x, w, *a);
                     }
                 }
             }
-            *out = acc;
+            out_row[ox] = acc;
+            ox += 1;
+        }
+    }
+}
+
+/// Output pixels computed together: neighbouring windows share input columns,
+/// so each input pixel and each tap is loaded once for the whole block.
+const PIXEL_BLOCK: usize = 4;
+
+/// Channels computed together, so a block's accumulators stay in registers.
+const CHANNEL_BLOCK: usize = 16;
+
+/// `PIXEL_BLOCK` output pixels whose windows lie inside the input; the first
+/// window starts at column `left`.
+#[inline(always)]
+fn interior_block<A: Arithmetic, const S: usize, const K: usize, const W: usize, const C: usize>(
+    rows: &[[[f32; C]; W]],
+    kernel_rows: &[[[f32; C]; K]],
+    left: usize,
+    out: &mut [[f32; C]],
+) {
+    for channel in (0..C).step_by(CHANNEL_BLOCK) {
+        let mut acc = [[0.0f32; CHANNEL_BLOCK]; PIXEL_BLOCK];
+        for (row, kernel_row) in rows.iter().zip(kernel_rows) {
+            let span = &row[left..left + (PIXEL_BLOCK - 1) * S + K];
+            for (kx, taps) in kernel_row.iter().enumerate() {
+                let taps = &taps[channel..channel + CHANNEL_BLOCK];
+                for (b, acc) in acc.iter_mut().enumerate() {
+                    let pixel = &span[b * S + kx][channel..channel + CHANNEL_BLOCK];
+                    for ((a, &x), &w) in acc.iter_mut().zip(pixel).zip(taps) {
+                        *a = A::mul_add(x, w, *a);
+                    }
+                }
+            }
+        }
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            out[channel..channel + CHANNEL_BLOCK].copy_from_slice(acc);
         }
     }
 }
@@ -155,6 +235,10 @@ mod tests {
         check::<Valid, 2, 9, 6, 3, 3, 4, 2>(Valid);
         // A window larger than the input in one direction.
         check::<Same, 1, 2, 5, 3, 4, 2, 5>(Same);
+        // Blocks of 4 pixels and 16 channels, with stride 1 and 2.
+        check::<Same, 1, 9, 13, 3, 32, 9, 13>(Same);
+        check::<Same, 2, 9, 13, 3, 16, 5, 7>(Same);
+        check::<Valid, 1, 6, 11, 3, 16, 4, 9>(Valid);
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub fn pointwise_conv2d<
 
 /// `out[p] = pixel(p) . kernel + bias` for every `p` of `out`.
 #[inline(always)]
-fn multiply_pixels<'a, A: Arithmetic, const CI: usize, const CO: usize>(
+pub(crate) fn multiply_pixels<'a, A: Arithmetic, const CI: usize, const CO: usize>(
     pixel: impl Fn(usize) -> &'a [f32; CI],
     weights: &PointwiseWeights<CI, CO>,
     out: &mut [[f32; CO]],

@@ -2,12 +2,12 @@
 //! multiplier 1: a depthwise convolution followed by a pointwise one.
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm};
-use crate::depthwise::{DepthwiseWeights, depthwise_conv2d};
+use crate::depthwise::{DepthwiseWeights, depthwise_row};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::{Padding, PaddingMode, Stride};
 use crate::isa::Arithmetic;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource};
-use crate::pointwise::{PointwiseWeights, pointwise_conv2d};
+use crate::pointwise::{PointwiseWeights, multiply_pixels};
 use crate::tensor::{Tensor, zeroed_box};
 use bytemuck::Zeroable;
 
@@ -92,7 +92,9 @@ pub const fn output_shape(
     ]
 }
 
-/// The depthwise pass into `depthwise_output`, then the pointwise pass into `output`.
+/// The depthwise pass, then the pointwise pass, one output row at a time:
+/// the depthwise row stays in a small buffer on the stack, in cache, instead of
+/// a whole intermediate tensor going out to memory and back.
 #[inline(always)]
 pub fn separable_conv2d<
     P: PaddingMode,
@@ -108,27 +110,25 @@ pub fn separable_conv2d<
 >(
     input: &Tensor<H, W, CI>,
     weights: &SeparableConv2dWeights<K, CI, CO>,
-    padding: P,
-    stride: Stride<S>,
-    arithmetic: A,
-    depthwise_output: &mut Tensor<OH, OW, CI>,
+    _padding: P,
+    _stride: Stride<S>,
+    _arithmetic: A,
     output: &mut Tensor<OH, OW, CO>,
 ) {
-    depthwise_conv2d(
-        input,
-        &weights.depthwise,
-        padding,
-        stride,
-        arithmetic,
-        depthwise_output,
-    );
-    pointwise_conv2d(
-        depthwise_output,
-        &weights.pointwise,
-        Stride::<1>,
-        arithmetic,
-        output,
-    );
+    const {
+        assert!(
+            OH == P::PADDING.output_size(H, K, S)
+                && OW == P::PADDING.output_size(W, K, S)
+                && OH > 0
+                && OW > 0,
+            "separable_conv2d: the output shape does not follow from the input shape, kernel, padding and stride"
+        )
+    };
+    let mut depthwise = [[0.0f32; CI]; OW];
+    for (oy, out_row) in output.data.iter_mut().enumerate() {
+        depthwise_row::<P, A, S, H, W, K, CI, OW>(input, &weights.depthwise, oy, &mut depthwise);
+        multiply_pixels::<A, CI, CO>(|p| &depthwise[p], &weights.pointwise, out_row);
+    }
 }
 
 #[cfg(test)]
@@ -154,17 +154,8 @@ mod tests {
         );
         random_values(43, weights.pointwise.kernel.as_flattened_mut());
         random_values(44, &mut weights.pointwise.bias);
-        let mut depthwise_output = Tensor::<9, 8, 4>::zeroed_boxed();
         let mut output = Tensor::<9, 8, 6>::zeroed_boxed();
-        separable_conv2d(
-            &input,
-            &weights,
-            Same,
-            Stride::<1>,
-            Fused,
-            &mut depthwise_output,
-            &mut output,
-        );
+        separable_conv2d(&input, &weights, Same, Stride::<1>, Fused, &mut output);
 
         let depthwise_kernel = ArrayView3::from_shape(
             (3, 3, 4),
@@ -173,6 +164,42 @@ mod tests {
         .unwrap();
         let pointwise_kernel =
             ArrayView4::from_shape((1, 1, 4, 6), weights.pointwise.kernel.as_flattened()).unwrap();
+        let spatial = reference::depthwise_conv2d(input.view(), depthwise_kernel, 1, Padding::Same);
+        let bias = ArrayView1::from(&weights.pointwise.bias);
+        let expected = reference::conv2d(
+            spatial.view(),
+            pointwise_kernel,
+            Some(bias),
+            1,
+            Padding::Valid,
+        );
+        assert_close(output.view(), expected.view(), 1e-5);
+    }
+
+    #[test]
+    fn the_row_by_row_pass_matches_the_reference_on_blocked_sizes() {
+        let input = random_tensor::<7, 13, 16>(51);
+        let mut weights = SeparableConv2dWeights::<3, 16, 32>::zeroed_boxed();
+        random_values(
+            52,
+            weights
+                .depthwise
+                .kernel
+                .as_flattened_mut()
+                .as_flattened_mut(),
+        );
+        random_values(53, weights.pointwise.kernel.as_flattened_mut());
+        random_values(54, &mut weights.pointwise.bias);
+        let mut output = Tensor::<7, 13, 32>::zeroed_boxed();
+        separable_conv2d(&input, &weights, Same, Stride::<1>, Fused, &mut output);
+        let depthwise_kernel = ArrayView3::from_shape(
+            (3, 3, 16),
+            weights.depthwise.kernel.as_flattened().as_flattened(),
+        )
+        .unwrap();
+        let pointwise_kernel =
+            ArrayView4::from_shape((1, 1, 16, 32), weights.pointwise.kernel.as_flattened())
+                .unwrap();
         let spatial = reference::depthwise_conv2d(input.view(), depthwise_kernel, 1, Padding::Same);
         let bias = ArrayView1::from(&weights.pointwise.bias);
         let expected = reference::conv2d(
