@@ -26,6 +26,7 @@ pub use mini_xception_macro::mini_xception;
 pub use mini_xception_runtime as runtime;
 
 pub mod bench;
+pub mod detect;
 pub mod evaluate;
 pub mod fer2013;
 pub mod keras;

@@ -114,7 +114,7 @@ pub(crate) fn depthwise_row<
     } else {
         0
     };
-    let blocked = C % CHANNEL_BLOCK == 0;
+    let blocked = C.is_multiple_of(CHANNEL_BLOCK);
     let (ky_start, ky_end) = window(oy * S, pad_top, K, H);
     let rows = &input.data[oy * S + ky_start - pad_top..oy * S + ky_end - pad_top];
     let kernel_rows = &weights.kernel[ky_start..ky_end];

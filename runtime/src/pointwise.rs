@@ -160,7 +160,7 @@ pub(crate) fn multiply_pixels<'a, A: Arithmetic, const CI: usize, const CO: usiz
     weights: &PointwiseWeights<CI, CO>,
     out: &mut [[f32; CO]],
 ) {
-    let blocked = if CO % CHANNEL_BLOCK == 0 {
+    let blocked = if CO.is_multiple_of(CHANNEL_BLOCK) {
         out.len() / PIXEL_BLOCK * PIXEL_BLOCK
     } else {
         0

@@ -68,17 +68,8 @@ pub enum WeightsError {
         weight: String,
     },
     /// A weight of another shape: usually a file for another architecture.
-    #[error(
-        "{file}: Keras layer `{keras_layer}` (model layer `{layer}`): `{weight}` has shape {found}, the model expects {expected}"
-    )]
-    Shape {
-        file: String,
-        keras_layer: String,
-        layer: String,
-        weight: String,
-        expected: String,
-        found: String,
-    },
+    #[error(transparent)]
+    Shape(Box<ShapeError>),
     /// Weights in the file that the model never read.
     #[error("{file}: the file has weights the model does not use: {weights}")]
     Unused { file: String, weights: String },
@@ -86,6 +77,20 @@ pub enum WeightsError {
     /// more bytes than its shape needs: the file's index is damaged.
     #[error("{file}: damaged: {reason}")]
     Damaged { file: String, reason: String },
+}
+
+/// A weight whose shape in the file is not the one the model needs.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{file}: Keras layer `{keras_layer}` (model layer `{layer}`): `{weight}` has shape {found}, the model expects {expected}"
+)]
+pub struct ShapeError {
+    pub file: String,
+    pub keras_layer: String,
+    pub layer: String,
+    pub weight: String,
+    pub expected: String,
+    pub found: String,
 }
 
 /// An open Keras 2 HDF5 model file.
@@ -328,14 +333,14 @@ impl ParameterSource for KerasFile {
         let found: Vec<u64> = dataset.shape().to_vec();
         let expected: Vec<u64> = spec.shape.iter().map(|&d| d as u64).collect();
         if found != expected {
-            return Err(WeightsError::Shape {
+            return Err(WeightsError::Shape(Box::new(ShapeError {
                 file: self.name.clone(),
                 keras_layer,
                 layer: spec.layer.to_string(),
                 weight: weight.clone(),
                 expected: shape_text(spec.shape),
                 found: shape_text(found),
-            });
+            })));
         }
         let (offset, length) =
             contiguous_storage(&self.file, &dataset).map_err(|e| hdf5(&path, e))?;

@@ -104,16 +104,17 @@ impl<'a> Graph<'a> {
     fn conv_chain(&self, conv: &'a str) -> (MatchedLayer, &'a str) {
         let mut end = conv;
         let mut batch_norm = None;
-        if let [next] = self.consumers(end) {
-            if self.class(next) == "BatchNormalization" {
-                batch_norm = Some(next.to_string());
-                end = next;
-            }
+        if let [next] = self.consumers(end)
+            && self.class(next) == "BatchNormalization"
+        {
+            batch_norm = Some(next.to_string());
+            end = next;
         }
-        if let [next] = self.consumers(end) {
-            if self.class(next) == "Activation" && self.activation(next) != Some("softmax") {
-                end = next;
-            }
+        if let [next] = self.consumers(end)
+            && self.class(next) == "Activation"
+            && self.activation(next) != Some("softmax")
+        {
+            end = next;
         }
         (
             MatchedLayer {

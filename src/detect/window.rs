@@ -1,0 +1,319 @@
+//! The cascade prepared for one scale's integral image, and the evaluation of
+//! one window: OpenCV 4.10's `HaarEvaluator::setWindow` (variance
+//! normalisation) followed by `predictOrderedStump` or `predictOrdered`.
+//!
+//! As OpenCV's `computeOptFeatures` does, every rectangle corner is turned
+//! into an offset into the integral image once per scale, so evaluating a
+//! feature is a handful of loads. Unlike OpenCV, each stump carries its
+//! feature inline (the frontal-face cascades use every feature once), so the
+//! stage loop walks one contiguous array.
+//!
+//! The arithmetic is OpenCV's, type for type, because a window whose stage
+//! sum lands within rounding of a threshold flips otherwise:
+//! - a feature is `w0 * s0 + w1 * s1 (+ w2 * s2 if w2 != 0)` in `f32` from
+//!   exact integer rectangle sums, times the `f32` variance factor;
+//! - the factor is `(float)(1 / sqrt(area * sqsum - sum * sum))` in `f64`;
+//!   windows with `area * factor >= 0.1` (standard deviation of at most 10
+//!   grey levels) are rejected before any stage;
+//! - stage sums add `f32` leaves in an `f64`, compared with an `f32`
+//!   threshold.
+
+use super::cascade::{Feature, MAX_RECTS, Model};
+use super::integral::{Integral, rect_sum};
+
+/// What the cascade says about one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Too little contrast to normalise (OpenCV's `setWindow` returns false).
+    Flat,
+    /// Rejected by stage `stage` (counted from 0).
+    Rejected { stage: usize },
+    /// Passed every stage.
+    Object,
+}
+
+/// A Haar feature with its corners as offsets from a window's top-left
+/// integral-image entry.
+#[derive(Debug, Clone, Copy)]
+struct HaarAt {
+    corners: [[u32; 4]; MAX_RECTS],
+    weights: [f32; MAX_RECTS],
+    /// OpenCV adds the third rectangle only when its weight is not zero.
+    third: bool,
+}
+
+impl HaarAt {
+    fn new(feature: &Feature, stride: usize) -> Option<Self> {
+        let mut corners = [[0_u32; 4]; MAX_RECTS];
+        let mut weights = [0_f32; MAX_RECTS];
+        for ((corner, weight), rect) in corners.iter_mut().zip(&mut weights).zip(&feature.rects) {
+            let (x, y) = (rect.x as usize, rect.y as usize);
+            let (right, bottom) = (x + rect.width as usize, y + rect.height as usize);
+            let offset = |column: usize, row: usize| {
+                u32::try_from(row.checked_mul(stride)?.checked_add(column)?).ok()
+            };
+            *corner = [
+                offset(x, y)?,
+                offset(right, y)?,
+                offset(x, bottom)?,
+                offset(right, bottom)?,
+            ];
+            *weight = rect.weight;
+        }
+        Some(Self {
+            corners,
+            weights,
+            third: weights[2] != 0.0,
+        })
+    }
+
+    /// The feature's raw value for the window whose entries start at `window[0]`.
+    #[inline(always)]
+    fn value(&self, window: &[u32]) -> f32 {
+        let sum = |corners: &[u32; 4]| {
+            let [a, b, c, d] =
+                corners.map(|offset| window.get(offset as usize).copied().unwrap_or(0));
+            rect_sum(a, b, c, d) as f32
+        };
+        let mut value =
+            self.weights[0] * sum(&self.corners[0]) + self.weights[1] * sum(&self.corners[1]);
+        if self.third {
+            value += self.weights[2] * sum(&self.corners[2]);
+        }
+        value
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stump {
+    feature: HaarAt,
+    threshold: f32,
+    /// The leaves, widened once here rather than in every window's sum
+    /// (exact: every `f32` is an `f64`).
+    below: f64,
+    above: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TreeNode {
+    feature: HaarAt,
+    threshold: f32,
+    left: i32,
+    right: i32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StageAt {
+    first: usize,
+    end: usize,
+    threshold: f32,
+}
+
+enum Weak {
+    /// Every tree is one node: OpenCV's stump path.
+    Stumps(Vec<Stump>),
+    /// General trees: `(first node, first leaf)` per tree, in stage order.
+    Trees {
+        trees: Vec<(usize, usize)>,
+        nodes: Vec<TreeNode>,
+        leaves: Vec<f32>,
+    },
+}
+
+/// The cascade with its offsets computed for integral images of one stride.
+pub(crate) struct ScaledCascade {
+    normalisation: [u32; 4],
+    normalisation_area: f64,
+    stages: Vec<StageAt>,
+    weak: Weak,
+}
+
+impl ScaledCascade {
+    /// Prepares `model` for integral images with `stride` entries per row;
+    /// `None` if a window's offsets do not fit in `u32` (an image hundreds
+    /// of millions of pixels wide).
+    pub(crate) fn new(model: &Model, stride: usize) -> Option<Self> {
+        let features = model
+            .features
+            .iter()
+            .map(|feature| HaarAt::new(feature, stride))
+            .collect::<Option<Vec<_>>>()?;
+        // OpenCV's `normrect`: the window less a 1-pixel border.
+        let (width, height) = (model.window_width as usize, model.window_height as usize);
+        let norm = Feature {
+            rects: [
+                super::cascade::WeightedRect {
+                    x: 1,
+                    y: 1,
+                    width: model.window_width.saturating_sub(2),
+                    height: model.window_height.saturating_sub(2),
+                    weight: 1.0,
+                },
+                Default::default(),
+                Default::default(),
+            ],
+        };
+        let normalisation = HaarAt::new(&norm, stride)?.corners[0];
+        let normalisation_area = (width.saturating_sub(2) * height.saturating_sub(2)) as f64;
+        let stages = model
+            .stages
+            .iter()
+            .map(|stage| StageAt {
+                first: stage.first_tree,
+                end: stage.first_tree + stage.tree_count,
+                threshold: stage.threshold,
+            })
+            .collect();
+        // The model is validated, so every index below is in range; `get`
+        // keeps that an invariant rather than a panic.
+        let feature_at = |index: usize| features.get(index).copied();
+        let weak = if model.all_stumps() {
+            let stumps = model
+                .trees
+                .iter()
+                .map(|tree| {
+                    let node = model.nodes.get(tree.first_node)?;
+                    Some(Stump {
+                        feature: feature_at(node.feature)?,
+                        threshold: node.threshold,
+                        below: f64::from(*model.leaves.get(tree.first_leaf)?),
+                        above: f64::from(*model.leaves.get(tree.first_leaf + 1)?),
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Weak::Stumps(stumps)
+        } else {
+            let nodes = model
+                .nodes
+                .iter()
+                .map(|node| {
+                    Some(TreeNode {
+                        feature: feature_at(node.feature)?,
+                        threshold: node.threshold,
+                        left: node.left,
+                        right: node.right,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Weak::Trees {
+                trees: model
+                    .trees
+                    .iter()
+                    .map(|tree| (tree.first_node, tree.first_leaf))
+                    .collect(),
+                nodes,
+                leaves: model.leaves.clone(),
+            }
+        };
+        Some(Self {
+            normalisation,
+            normalisation_area,
+            stages,
+            weak,
+        })
+    }
+
+    /// Evaluates the window whose top-left integral entry is `base`.
+    #[inline]
+    pub(crate) fn evaluate(&self, integral: &Integral, base: usize) -> Verdict {
+        let window = integral.sum.get(base..).unwrap_or_default();
+        let squares = integral.square_sum.get(base..).unwrap_or_default();
+        let Some(factor) = self.variance_factor(window, squares) else {
+            return Verdict::Flat;
+        };
+        match &self.weak {
+            Weak::Stumps(stumps) => self.run_stumps(stumps, window, factor),
+            Weak::Trees {
+                trees,
+                nodes,
+                leaves,
+            } => self.run_trees(trees, nodes, leaves, window, factor),
+        }
+    }
+
+    /// OpenCV's `varianceNormFactor`, or `None` for a window it skips.
+    #[inline(always)]
+    fn variance_factor(&self, window: &[u32], squares: &[u32]) -> Option<f32> {
+        let corner = |table: &[u32], index: usize| {
+            table
+                .get(self.normalisation[index] as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        let sum = rect_sum(
+            corner(window, 0),
+            corner(window, 1),
+            corner(window, 2),
+            corner(window, 3),
+        );
+        // OpenCV reads the squared sum as `unsigned`.
+        let square_sum = rect_sum(
+            corner(squares, 0),
+            corner(squares, 1),
+            corner(squares, 2),
+            corner(squares, 3),
+        ) as u32;
+        let area = self.normalisation_area;
+        let spread = area * f64::from(square_sum) - f64::from(sum) * f64::from(sum);
+        if spread > 0.0 {
+            let factor = (1.0 / spread.sqrt()) as f32;
+            (area * f64::from(factor) < 0.1).then_some(factor)
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    fn run_stumps(&self, stumps: &[Stump], window: &[u32], factor: f32) -> Verdict {
+        for (index, stage) in self.stages.iter().enumerate() {
+            let mut total = 0.0_f64;
+            for stump in stumps.get(stage.first..stage.end).unwrap_or_default() {
+                let value = stump.feature.value(window) * factor;
+                total += if value < stump.threshold {
+                    stump.below
+                } else {
+                    stump.above
+                };
+            }
+            if total < f64::from(stage.threshold) {
+                return Verdict::Rejected { stage: index };
+            }
+        }
+        Verdict::Object
+    }
+
+    fn run_trees(
+        &self,
+        trees: &[(usize, usize)],
+        nodes: &[TreeNode],
+        leaves: &[f32],
+        window: &[u32],
+        factor: f32,
+    ) -> Verdict {
+        for (index, stage) in self.stages.iter().enumerate() {
+            let mut total = 0.0_f64;
+            for &(first_node, first_leaf) in trees.get(stage.first..stage.end).unwrap_or_default() {
+                // Children > 0 are later nodes (checked on load), so this
+                // walk ends; the final child <= 0 names leaf `-child`.
+                let mut child = 0_i32;
+                while let Some(node) = nodes.get(first_node + child.unsigned_abs() as usize) {
+                    let value = node.feature.value(window) * factor;
+                    child = if value < node.threshold {
+                        node.left
+                    } else {
+                        node.right
+                    };
+                    if child <= 0 {
+                        break;
+                    }
+                }
+                let leaf = leaves.get(first_leaf + child.unsigned_abs() as usize);
+                total += f64::from(leaf.copied().unwrap_or(0.0));
+            }
+            if total < f64::from(stage.threshold) {
+                return Verdict::Rejected { stage: index };
+            }
+        }
+        Verdict::Object
+    }
+}
