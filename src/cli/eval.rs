@@ -25,7 +25,7 @@ pub fn run(
             .map_err(|e| e.to_string())?
             .progress_chars("=> "),
     );
-    progress.set_prefix(format!("{split}"));
+    progress.set_prefix(split.to_string());
     let evaluation = evaluate(classifier.as_mut(), &rows, || progress.inc(1))?;
     progress.finish_and_clear();
     if json {
