@@ -28,6 +28,7 @@ pub use mini_xception_runtime as runtime;
 pub mod bench;
 pub mod detect;
 pub mod evaluate;
+pub mod faces;
 pub mod fer2013;
 pub mod keras;
 pub mod models;

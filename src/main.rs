@@ -61,6 +61,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find the faces of each photo (Haar cascade) and label each with an
+    /// emotion and, with --gender-weights, a gender.
+    Faces {
+        /// OpenCV's frontal-face Haar cascade XML (haarcascade_frontalface_default.xml).
+        #[arg(long)]
+        cascade: PathBuf,
+        /// detectMultiScale's scaleFactor.
+        #[arg(long, default_value_t = 1.3)]
+        scale_factor: f64,
+        /// detectMultiScale's minNeighbors.
+        #[arg(long, default_value_t = 5)]
+        min_neighbors: usize,
+        /// The smallest face, in pixels (both sides).
+        #[arg(long, default_value_t = 0)]
+        min_size: u32,
+        /// Emotion weights (default: the paper's, fetched once with pip).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Gender weights; without them no gender is given.
+        #[arg(long)]
+        gender_weights: Option<PathBuf>,
+        /// One JSON object per image and line: path, faces (box, label, emotion, gender).
+        #[arg(long)]
+        json: bool,
+        /// The photos.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Median one-image latency and batch throughput of a model on this machine
     /// (seeded random weights: the speed does not depend on their values).
     Bench {
@@ -103,6 +131,31 @@ fn main() -> ExitCode {
             weights,
             json,
         } => cli::eval::run(&data, &split, weights.as_deref(), json),
+        Command::Faces {
+            cascade,
+            scale_factor,
+            min_neighbors,
+            min_size,
+            weights,
+            gender_weights,
+            json,
+            images,
+        } => {
+            let options = mini_xception::detect::DetectOptions {
+                scale_factor,
+                min_neighbors,
+                min_size: (min_size, min_size),
+                max_size: None,
+            };
+            cli::faces::run(cli::faces::Settings {
+                cascade: &cascade,
+                options,
+                weights: weights.as_deref(),
+                gender_weights: gender_weights.as_deref(),
+                json,
+                images: &images,
+            })
+        }
         Command::Bench {
             model,
             threads,

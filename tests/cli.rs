@@ -214,3 +214,51 @@ fn default_weights_are_fetched_once_and_cached() {
     assert!(!stderr(&second).contains("fetching"), "{}", stderr(&second));
     assert_eq!(stdout(&first), stdout(&second));
 }
+
+#[test]
+fn faces_lists_every_face_with_emotion_and_gender() {
+    let cascade = shared("models/haarcascade_frontalface_default.xml");
+    let weights = shared(EMOTION_WEIGHTS);
+    let gender = shared("models/gender_mini_XCEPTION.21-0.95.hdf5");
+    let photo = shared("reference/images/robocup_team.png");
+    let missing = Path::new("/nonexistent/photo.jpg");
+    let output = run(
+        &[
+            "faces",
+            "--json",
+            "--cascade",
+            cascade.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--gender-weights",
+            gender.to_str().unwrap(),
+            photo.to_str().unwrap(),
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !output.status.success(),
+        "the missing photo must fail the run"
+    );
+    assert!(
+        stderr(&output).contains("/nonexistent/photo.jpg"),
+        "{}",
+        stderr(&output)
+    );
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let faces = lines[0]["faces"].as_array().unwrap();
+    // OpenCV finds 5 faces in this photo at scale factor 1.3, 5 neighbours.
+    assert_eq!(faces.len(), 5);
+    for face in faces {
+        assert_eq!(face["box"].as_array().unwrap().len(), 4);
+        let emotion = face["emotion"].as_object().unwrap();
+        assert_eq!(emotion.len(), 7);
+        assert!(emotion.contains_key(face["label"].as_str().unwrap()));
+        assert_eq!(face["gender"].as_object().unwrap().len(), 2);
+    }
+}

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod classify;
 pub mod eval;
+pub mod faces;
 
 use crate::ModelChoice;
 use mini_xception::models::{EmotionClassifier, FaceClassifier, GenderClassifier, emotion, gender};
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 pub type CliError = Box<dyn std::error::Error>;
 
 /// The weights to use: the given file, else the paper's emotion weights.
-fn weights_path(model: ModelChoice, given: Option<&Path>) -> Result<PathBuf, CliError> {
+pub fn weights_path(model: ModelChoice, given: Option<&Path>) -> Result<PathBuf, CliError> {
     match (given, model) {
         (Some(path), _) => Ok(path.to_path_buf()),
         (None, ModelChoice::Emotion) => Ok(mini_xception::pretrained::emotion_weights()?),

@@ -1,0 +1,116 @@
+//! `mini-xception faces`: every face of each photo, with its emotion and gender.
+
+use super::{CliError, weights_path};
+use crate::ModelChoice;
+use mini_xception::detect::{Cascade, DetectOptions};
+use mini_xception::faces::{Face, Pipeline};
+use mini_xception::models::{EmotionClassifier, GenderClassifier};
+use mini_xception::preprocess::load_gray;
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The settings of a run.
+pub struct Settings<'a> {
+    pub cascade: &'a Path,
+    pub options: DetectOptions,
+    pub weights: Option<&'a Path>,
+    pub gender_weights: Option<&'a Path>,
+    pub json: bool,
+    pub images: &'a [PathBuf],
+}
+
+pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
+    let cascade = Cascade::from_xml_file(settings.cascade)?;
+    let emotion = EmotionClassifier::load(&weights_path(ModelChoice::Emotion, settings.weights)?)?;
+    let gender = settings
+        .gender_weights
+        .map(GenderClassifier::load)
+        .transpose()?;
+    let mut pipeline = Pipeline::new(cascade, settings.options, emotion, gender);
+    let mut failed = 0;
+    for path in settings.images {
+        let faces = load_gray(path)
+            .map_err(CliError::from)
+            .and_then(|gray| Ok(pipeline.analyze(&gray)?));
+        let faces = match faces {
+            Ok(faces) => faces,
+            Err(error) => {
+                eprintln!("mini-xception: {}: {error}", path.display());
+                failed += 1;
+                continue;
+            }
+        };
+        if settings.json {
+            let faces: Vec<Value> = faces
+                .iter()
+                .map(|face| face_json(&pipeline, face))
+                .collect();
+            println!(
+                "{}",
+                json!({ "path": path.display().to_string(), "faces": faces })
+            );
+        } else {
+            println!("{}: {} faces", path.display(), faces.len());
+            for face in &faces {
+                let b = face.face_box;
+                let gender = match (&face.gender, pipeline.gender_labels()) {
+                    (Some(probabilities), Some(labels)) => {
+                        let top = mini_xception::runtime::argmax(probabilities);
+                        format!(", {} ({:.0}%)", labels[top], 100.0 * probabilities[top])
+                    }
+                    _ => String::new(),
+                };
+                let top = face.emotion.iter().copied().fold(0.0f32, f32::max);
+                println!(
+                    "  [{} {} {} {}] {} ({:.0}%){gender}",
+                    b.x,
+                    b.y,
+                    b.width,
+                    b.height,
+                    face.label,
+                    100.0 * top
+                );
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Labels to probabilities, in label order, as shortest f32 decimals.
+fn probabilities(labels: &[&str], values: &[f32]) -> Value {
+    let map: Map<String, Value> = labels
+        .iter()
+        .zip(values)
+        .map(|(label, &p)| {
+            (
+                label.to_string(),
+                p.to_string()
+                    .parse::<f64>()
+                    .map_or(Value::Null, |v| json!(v)),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}
+
+fn face_json(pipeline: &Pipeline, face: &Face) -> Value {
+    let b = face.face_box;
+    let mut object = json!({
+        "box": [b.x, b.y, b.width, b.height],
+        "label": face.label,
+        "emotion": probabilities(pipeline.emotion_labels(), &face.emotion),
+    });
+    if let (Some(values), Some(labels), Some(map)) = (
+        &face.gender,
+        pipeline.gender_labels(),
+        object.as_object_mut(),
+    ) {
+        map.insert("gender".into(), probabilities(labels, values));
+    }
+    object
+}
