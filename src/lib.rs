@@ -25,6 +25,7 @@ extern crate self as mini_xception;
 pub use mini_xception_macro::mini_xception;
 pub use mini_xception_runtime as runtime;
 
+pub mod annotate;
 pub mod bench;
 pub mod detect;
 pub mod evaluate;

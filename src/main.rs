@@ -85,6 +85,10 @@ enum Command {
         /// One JSON object per image and line: path, faces (box, label, emotion, gender).
         #[arg(long)]
         json: bool,
+        /// Write a copy of each photo with boxes and labels drawn, as
+        /// DIR/<name>_faces.png.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// The photos.
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
             weights,
             gender_weights,
             json,
+            out,
             images,
         } => {
             let options = mini_xception::detect::DetectOptions {
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
                 weights: weights.as_deref(),
                 gender_weights: gender_weights.as_deref(),
                 json,
+                out: out.as_deref(),
                 images: &images,
             })
         }

@@ -17,6 +17,7 @@ pub struct Settings<'a> {
     pub weights: Option<&'a Path>,
     pub gender_weights: Option<&'a Path>,
     pub json: bool,
+    pub out: Option<&'a Path>,
     pub images: &'a [PathBuf],
 }
 
@@ -41,6 +42,15 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
                 continue;
             }
         };
+        if let Some(out) = settings.out {
+            match write_annotated(path, out, &faces, pipeline.gender_labels()) {
+                Ok(written) => eprintln!("mini-xception: wrote {}", written.display()),
+                Err(error) => {
+                    eprintln!("mini-xception: {}: {error}", path.display());
+                    failed += 1;
+                }
+            }
+        }
         if settings.json {
             let faces: Vec<Value> = faces
                 .iter()
@@ -79,6 +89,27 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Draws the faces on a colour copy of the photo and saves it as
+/// `<out>/<name>_faces.png`.
+fn write_annotated(
+    path: &Path,
+    out: &Path,
+    faces: &[Face],
+    gender_labels: Option<&[&str]>,
+) -> Result<PathBuf, CliError> {
+    let mut image = image::open(path)?.to_rgb8();
+    mini_xception::annotate::annotate(&mut image, faces, gender_labels);
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let name = path
+        .file_stem()
+        .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+    let target = out.join(format!("{name}_faces.png"));
+    image
+        .save(&target)
+        .map_err(|e| format!("{}: {e}", target.display()))?;
+    Ok(target)
 }
 
 /// Labels to probabilities, in label order, as shortest f32 decimals.
