@@ -2,7 +2,7 @@
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
-use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, zeroed_box};
@@ -139,10 +139,7 @@ pub fn conv2d<
 ) {
     const {
         assert!(
-            OH == P::PADDING.output_size(H, K, S)
-                && OW == P::PADDING.output_size(W, K, S)
-                && OH > 0
-                && OW > 0,
+            window_output_follows(P::PADDING, [H, W], K, S, [OH, OW]),
             "conv2d: the output shape does not follow from the input shape, kernel, padding and stride"
         )
     };

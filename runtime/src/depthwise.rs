@@ -1,7 +1,7 @@
 //! Depthwise convolution (depth multiplier 1): each channel is filtered by its
 //! own `K x K` kernel.
 
-use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
 use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, zeroed_box};
@@ -76,10 +76,7 @@ pub fn depthwise_conv2d<
 ) {
     const {
         assert!(
-            OH == P::PADDING.output_size(H, K, S)
-                && OW == P::PADDING.output_size(W, K, S)
-                && OH > 0
-                && OW > 0,
+            window_output_follows(P::PADDING, [H, W], K, S, [OH, OW]),
             "depthwise_conv2d: the output shape does not follow from the input shape, kernel, padding and stride"
         )
     };

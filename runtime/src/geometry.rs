@@ -101,6 +101,20 @@ pub const fn output_hw(
     ]
 }
 
+/// Whether an `output` of `[height, width]` is what a window op gives for an
+/// `input` of `[height, width]`, and is not empty: the shape contract every
+/// windowed kernel checks at compile time.
+pub const fn window_output_follows(
+    padding: Padding,
+    input: [usize; 2],
+    window: usize,
+    stride: usize,
+    output: [usize; 2],
+) -> bool {
+    let expected = output_hw(input, window, stride, padding);
+    output[0] == expected[0] && output[1] == expected[1] && output[0] > 0 && output[1] > 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +141,19 @@ mod tests {
         assert_eq!(Padding::Same.padding_before(10, 4, 1), 1);
         // A 1x1 window never pads.
         assert_eq!(Padding::Same.padding_before(15, 1, 2), 0);
+    }
+
+    #[test]
+    fn the_window_contract_accepts_only_the_arithmetic_output() {
+        assert!(window_output_follows(Padding::Same, [15, 15], 3, 2, [8, 8]));
+        assert!(!window_output_follows(
+            Padding::Same,
+            [15, 15],
+            3,
+            2,
+            [7, 8]
+        ));
+        assert!(!window_output_follows(Padding::Valid, [2, 2], 3, 1, [0, 0]));
     }
 
     #[test]

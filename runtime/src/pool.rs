@@ -1,6 +1,6 @@
 //! Max pooling over square windows, `valid` or TensorFlow `same`.
 
-use crate::geometry::{Padding, PaddingMode, Stride, Window};
+use crate::geometry::{Padding, PaddingMode, Stride, Window, window_output_follows};
 use crate::tensor::Tensor;
 
 /// The output shape of a max pool, as `[H, W, C]`.
@@ -41,10 +41,7 @@ pub fn max_pool<
 ) {
     const {
         assert!(
-            OH == P::PADDING.output_size(H, K, S)
-                && OW == P::PADDING.output_size(W, K, S)
-                && OH > 0
-                && OW > 0,
+            window_output_follows(P::PADDING, [H, W], K, S, [OH, OW]),
             "max_pool: the output shape does not follow from the input shape, window, padding and stride"
         )
     };

@@ -4,7 +4,7 @@
 use crate::batch_norm::{BatchNorm, FoldBatchNorm};
 use crate::depthwise::{DepthwiseWeights, depthwise_row};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
-use crate::geometry::{Padding, PaddingMode, Stride};
+use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource};
 use crate::pointwise::{PointwiseWeights, multiply_pixels};
@@ -117,10 +117,7 @@ pub fn separable_conv2d<
 ) {
     const {
         assert!(
-            OH == P::PADDING.output_size(H, K, S)
-                && OW == P::PADDING.output_size(W, K, S)
-                && OH > 0
-                && OW > 0,
+            window_output_follows(P::PADDING, [H, W], K, S, [OH, OW]),
             "separable_conv2d: the output shape does not follow from the input shape, kernel, padding and stride"
         )
     };
