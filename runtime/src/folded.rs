@@ -16,13 +16,3 @@ pub trait FoldedTensors {
     /// Every tensor, mutable, in the same order as [`FoldedTensors::tensors`].
     fn tensors_mut<'a>(&'a mut self, layer: &str) -> Vec<TensorViewMut<'a>>;
 }
-
-impl<T: FoldedTensors + ?Sized> FoldedTensors for Box<T> {
-    fn tensors<'a>(&'a self, layer: &str) -> Vec<TensorView<'a>> {
-        (**self).tensors(layer)
-    }
-
-    fn tensors_mut<'a>(&'a mut self, layer: &str) -> Vec<TensorViewMut<'a>> {
-        (**self).tensors_mut(layer)
-    }
-}
