@@ -67,12 +67,16 @@ impl HaarAt {
         })
     }
 
-    /// The feature's raw value for the window whose entries start at `window[0]`.
+    /// The largest corner offset.
+    fn max_offset(&self) -> u32 {
+        self.corners.iter().flatten().copied().max().unwrap_or(0)
+    }
+
+    /// The feature's raw value for a window.
     #[inline(always)]
-    fn value(&self, window: &[u32]) -> f32 {
+    fn value(&self, window: Window<'_>) -> f32 {
         let sum = |corners: &[u32; 4]| {
-            let [a, b, c, d] =
-                corners.map(|offset| window.get(offset as usize).copied().unwrap_or(0));
+            let [a, b, c, d] = corners.map(|offset| window.at(offset));
             rect_sum(a, b, c, d) as f32
         };
         let mut value =
@@ -81,6 +85,35 @@ impl HaarAt {
             value += self.weights[2] * sum(&self.corners[2]);
         }
         value
+    }
+}
+
+/// One window's entries of an integral image: the `span` entries from its
+/// top-left one, where `span` exceeds every corner offset of the cascade it
+/// is evaluated with. Checked once per window, so that the dozens of loads
+/// of each feature need no bounds check of their own.
+#[derive(Clone, Copy)]
+struct Window<'a> {
+    entries: &'a [u32],
+}
+
+impl<'a> Window<'a> {
+    /// The window of `table` starting at `base`, if `span` entries fit.
+    #[inline(always)]
+    fn new(table: &'a [u32], base: usize, span: usize) -> Option<Self> {
+        let entries = table.get(base..base.checked_add(span)?)?;
+        Some(Self { entries })
+    }
+
+    /// The entry `offset` after the window's top-left one.
+    #[inline(always)]
+    fn at(self, offset: u32) -> u32 {
+        debug_assert!((offset as usize) < self.entries.len());
+        // SAFETY: every offset passed here is a corner offset of the
+        // `ScaledCascade` whose `span` sized this window, and
+        // `ScaledCascade::new` refuses a cascade with an offset not below its
+        // span; `Window::new` made `entries` exactly `span` long.
+        unsafe { *self.entries.get_unchecked(offset as usize) }
     }
 }
 
@@ -120,8 +153,19 @@ enum Weak {
     },
 }
 
+/// One more than the offset of a window's bottom-right integral entry.
+fn window_span(stride: usize, height: usize, width: usize) -> Option<usize> {
+    height
+        .checked_mul(stride)?
+        .checked_add(width)?
+        .checked_add(1)
+}
+
 /// The cascade with its offsets computed for integral images of one stride.
 pub(crate) struct ScaledCascade {
+    /// Entries a window covers in the integral image: one more than the
+    /// largest corner offset of any feature, normalisation included.
+    span: usize,
     normalisation: [u32; 4],
     normalisation_area: f64,
     stages: Vec<StageAt>,
@@ -153,7 +197,18 @@ impl ScaledCascade {
                 Default::default(),
             ],
         };
-        let normalisation = HaarAt::new(&norm, stride)?.corners[0];
+        let normalisation_feature = HaarAt::new(&norm, stride)?;
+        let normalisation = normalisation_feature.corners[0];
+        // The bottom-right corner of the window is the largest offset any
+        // rectangle inside it can have; the window must not reach beyond it.
+        let span = window_span(stride, height, width)?;
+        if features
+            .iter()
+            .chain([&normalisation_feature])
+            .any(|feature| feature.max_offset() as usize >= span)
+        {
+            return None;
+        }
         let normalisation_area = (width.saturating_sub(2) * height.saturating_sub(2)) as f64;
         let stages = model
             .stages
@@ -206,6 +261,7 @@ impl ScaledCascade {
             }
         };
         Some(Self {
+            span,
             normalisation,
             normalisation_area,
             stages,
@@ -216,8 +272,14 @@ impl ScaledCascade {
     /// Evaluates the window whose top-left integral entry is `base`.
     #[inline]
     pub(crate) fn evaluate(&self, integral: &Integral, base: usize) -> Verdict {
-        let window = integral.sum.get(base..).unwrap_or_default();
-        let squares = integral.square_sum.get(base..).unwrap_or_default();
+        let (Some(window), Some(squares)) = (
+            Window::new(&integral.sum, base, self.span),
+            Window::new(&integral.square_sum, base, self.span),
+        ) else {
+            // Only a window reaching past the image gets here, and the scan
+            // never asks for one.
+            return Verdict::Flat;
+        };
         let Some(factor) = self.variance_factor(window, squares) else {
             return Verdict::Flat;
         };
@@ -233,13 +295,8 @@ impl ScaledCascade {
 
     /// OpenCV's `varianceNormFactor`, or `None` for a window it skips.
     #[inline(always)]
-    fn variance_factor(&self, window: &[u32], squares: &[u32]) -> Option<f32> {
-        let corner = |table: &[u32], index: usize| {
-            table
-                .get(self.normalisation[index] as usize)
-                .copied()
-                .unwrap_or(0)
-        };
+    fn variance_factor(&self, window: Window<'_>, squares: Window<'_>) -> Option<f32> {
+        let corner = |table: Window<'_>, index: usize| table.at(self.normalisation[index]);
         let sum = rect_sum(
             corner(window, 0),
             corner(window, 1),
@@ -264,7 +321,7 @@ impl ScaledCascade {
     }
 
     #[inline(always)]
-    fn run_stumps(&self, stumps: &[Stump], window: &[u32], factor: f32) -> Verdict {
+    fn run_stumps(&self, stumps: &[Stump], window: Window<'_>, factor: f32) -> Verdict {
         for (index, stage) in self.stages.iter().enumerate() {
             let mut total = 0.0_f64;
             for stump in stumps.get(stage.first..stage.end).unwrap_or_default() {
@@ -287,7 +344,7 @@ impl ScaledCascade {
         trees: &[(usize, usize)],
         nodes: &[TreeNode],
         leaves: &[f32],
-        window: &[u32],
+        window: Window<'_>,
         factor: f32,
     ) -> Verdict {
         for (index, stage) in self.stages.iter().enumerate() {
