@@ -21,10 +21,16 @@ pub fn emotion_color(label: &str) -> Rgb<u8> {
     }
 }
 
-/// Draws every face's box with its emotion (`happy 93%`) and, when known, its
-/// gender (`man 80%`) above it.
+/// Draws every face's box with its emotion label and that label's probability
+/// (`happy 93%`) and, when known, its gender (`man 80%`) above it.
+/// `emotion_labels` names the entries of [`Face::emotion`] in order.
 /// Lines and letters grow with the photo so they read at a glance.
-pub fn annotate(image: &mut RgbImage, faces: &[Face], gender_labels: Option<&[&str]>) {
+pub fn annotate(
+    image: &mut RgbImage,
+    faces: &[Face],
+    emotion_labels: &[&str],
+    gender_labels: Option<&[&str]>,
+) {
     let scale = (image.width().max(image.height()) / 500).max(1);
     for face in faces {
         let color = emotion_color(face.label);
@@ -36,8 +42,16 @@ pub fn annotate(image: &mut RgbImage, faces: &[Face], gender_labels: Option<&[&s
                 draw_hollow_rect_mut(image, rect, color);
             }
         }
-        let top = face.emotion.iter().copied().fold(0.0f32, f32::max);
-        let mut lines = vec![format!("{} {:.0}%", face.label, 100.0 * top)];
+        // The label need not be the most likely one: a video shows the
+        // smoothed label, with this frame's probability of it.
+        let probability = emotion_labels
+            .iter()
+            .position(|&l| l == face.label)
+            .and_then(|index| face.emotion.get(index));
+        let mut lines = vec![match probability {
+            Some(p) => format!("{} {:.0}%", face.label, 100.0 * p),
+            None => face.label.to_string(),
+        }];
         if let (Some(probabilities), Some(labels)) = (&face.gender, gender_labels) {
             let best = crate::runtime::argmax(probabilities);
             lines.push(format!(
@@ -114,7 +128,8 @@ mod tests {
             },
             ..face.clone()
         };
-        annotate(&mut image, &[face, edge], None);
+        let labels = &crate::models::emotion::MiniXception::LABELS;
+        annotate(&mut image, &[face, edge], labels, None);
         let happy = emotion_color("happy");
         assert_eq!(image.get_pixel(50, 70), &happy, "left edge of the box");
         assert_eq!(

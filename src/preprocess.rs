@@ -114,7 +114,7 @@ pub fn to_gray(image: &DynamicImage) -> GrayImage {
     match image {
         DynamicImage::ImageLuma8(gray) => gray.clone(),
         DynamicImage::ImageLumaA8(gray_alpha) => map_pixels(gray_alpha, |p| p.0[0]),
-        DynamicImage::ImageRgb8(rgb) => map_pixels(rgb, |p| pillow_luma(p.0[0], p.0[1], p.0[2])),
+        DynamicImage::ImageRgb8(rgb) => rgb_to_gray(rgb),
         DynamicImage::ImageRgba8(rgba) => map_pixels(rgba, |p| pillow_luma(p.0[0], p.0[1], p.0[2])),
         DynamicImage::ImageLuma16(gray) => map_pixels(gray, |p| clip_to_u8(p.0[0])),
         DynamicImage::ImageLumaA16(gray_alpha) => map_pixels(gray_alpha, |p| high_byte(p.0[0])),
@@ -126,6 +126,12 @@ pub fn to_gray(image: &DynamicImage) -> GrayImage {
         }),
         other => map_pixels(&other.to_rgb8(), |p| pillow_luma(p.0[0], p.0[1], p.0[2])),
     }
+}
+
+/// [`to_gray`] of an 8-bit RGB image (a decoded video frame, say), without
+/// wrapping it in a [`DynamicImage`].
+pub fn rgb_to_gray(rgb: &image::RgbImage) -> GrayImage {
+    map_pixels(rgb, |p| pillow_luma(p.0[0], p.0[1], p.0[2]))
 }
 
 /// Pillow's `L24` macro: the 601-2 weights 0.299, 0.587, 0.114 scaled by 2^16
