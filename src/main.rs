@@ -18,6 +18,56 @@ struct Cli {
     command: Command,
 }
 
+/// How faces are found and labelled (`faces` and `video`).
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// OpenCV's frontal-face Haar cascade XML (haarcascade_frontalface_default.xml).
+    #[arg(long)]
+    cascade: PathBuf,
+    /// detectMultiScale's scaleFactor.
+    #[arg(long, default_value_t = 1.3)]
+    scale_factor: f64,
+    /// detectMultiScale's minNeighbors.
+    #[arg(long, default_value_t = 5)]
+    min_neighbors: usize,
+    /// The smallest face, in pixels (both sides).
+    #[arg(long, default_value_t = 0)]
+    min_size: u32,
+    /// Emotion weights (default: the paper's, fetched once with pip).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Gender weights; without them no gender is given.
+    #[arg(long)]
+    gender_weights: Option<PathBuf>,
+    /// Threads for detection on large images (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl PipelineArgs {
+    fn detect_options(&self) -> mini_xception::detect::DetectOptions {
+        mini_xception::detect::DetectOptions {
+            scale_factor: self.scale_factor,
+            min_neighbors: self.min_neighbors,
+            min_size: (self.min_size, self.min_size),
+            max_size: None,
+        }
+    }
+
+    /// Sizes rayon's global pool, which the detector runs on.
+    fn set_threads(&self) -> Result<(), cli::CliError> {
+        if let Some(threads) = self.threads {
+            if threads == 0 {
+                return Err("--threads must be at least 1".into());
+            }
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build_global()?;
+        }
+        Ok(())
+    }
+}
+
 /// Which compiled-in model to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModelChoice {
@@ -64,24 +114,8 @@ enum Command {
     /// Find the faces of each photo (Haar cascade) and label each with an
     /// emotion and, with --gender-weights, a gender.
     Faces {
-        /// OpenCV's frontal-face Haar cascade XML (haarcascade_frontalface_default.xml).
-        #[arg(long)]
-        cascade: PathBuf,
-        /// detectMultiScale's scaleFactor.
-        #[arg(long, default_value_t = 1.3)]
-        scale_factor: f64,
-        /// detectMultiScale's minNeighbors.
-        #[arg(long, default_value_t = 5)]
-        min_neighbors: usize,
-        /// The smallest face, in pixels (both sides).
-        #[arg(long, default_value_t = 0)]
-        min_size: u32,
-        /// Emotion weights (default: the paper's, fetched once with pip).
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        /// Gender weights; without them no gender is given.
-        #[arg(long)]
-        gender_weights: Option<PathBuf>,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
         /// One JSON object per image and line: path, faces (box, label, emotion, gender).
         #[arg(long)]
         json: bool,
@@ -92,6 +126,23 @@ enum Command {
         /// The photos.
         #[arg(required = true)]
         images: Vec<PathBuf>,
+    },
+    /// Label the faces of every frame of a video (read with the ffmpeg
+    /// command-line tool), each face's label smoothed over its last 10 frames.
+    Video {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Write the video with boxes and labels drawn (format from the
+        /// extension, encoded by ffmpeg).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print one JSON object per frame and line (the default without
+        /// --out): frame, time, faces (box, track, label, frame_label,
+        /// emotion, gender).
+        #[arg(long)]
+        json: bool,
+        /// The video (any format ffmpeg reads).
+        input: PathBuf,
     },
     /// Median one-image latency and batch throughput of a model on this machine
     /// (seeded random weights: the speed does not depend on their values).
@@ -136,32 +187,37 @@ fn main() -> ExitCode {
             json,
         } => cli::eval::run(&data, &split, weights.as_deref(), json),
         Command::Faces {
-            cascade,
-            scale_factor,
-            min_neighbors,
-            min_size,
-            weights,
-            gender_weights,
+            pipeline,
             json,
             out,
             images,
-        } => {
-            let options = mini_xception::detect::DetectOptions {
-                scale_factor,
-                min_neighbors,
-                min_size: (min_size, min_size),
-                max_size: None,
-            };
+        } => pipeline.set_threads().and_then(|()| {
             cli::faces::run(cli::faces::Settings {
-                cascade: &cascade,
-                options,
-                weights: weights.as_deref(),
-                gender_weights: gender_weights.as_deref(),
+                cascade: &pipeline.cascade,
+                options: pipeline.detect_options(),
+                weights: pipeline.weights.as_deref(),
+                gender_weights: pipeline.gender_weights.as_deref(),
                 json,
                 out: out.as_deref(),
                 images: &images,
             })
-        }
+        }),
+        Command::Video {
+            pipeline,
+            out,
+            json,
+            input,
+        } => pipeline.set_threads().and_then(|()| {
+            cli::video::run(cli::video::Settings {
+                input: &input,
+                out: out.as_deref(),
+                json,
+                cascade: &pipeline.cascade,
+                options: pipeline.detect_options(),
+                weights: pipeline.weights.as_deref(),
+                gender_weights: pipeline.gender_weights.as_deref(),
+            })
+        }),
         Command::Bench {
             model,
             threads,

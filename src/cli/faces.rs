@@ -43,7 +43,7 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
             }
         };
         if let Some(out) = settings.out {
-            match write_annotated(path, out, &faces, pipeline.gender_labels()) {
+            match write_annotated(path, out, &faces, &pipeline) {
                 Ok(written) => eprintln!("mini-xception: wrote {}", written.display()),
                 Err(error) => {
                     eprintln!("mini-xception: {}: {error}", path.display());
@@ -97,10 +97,15 @@ fn write_annotated(
     path: &Path,
     out: &Path,
     faces: &[Face],
-    gender_labels: Option<&[&str]>,
+    pipeline: &Pipeline,
 ) -> Result<PathBuf, CliError> {
     let mut image = image::open(path)?.to_rgb8();
-    mini_xception::annotate::annotate(&mut image, faces, gender_labels);
+    mini_xception::annotate::annotate(
+        &mut image,
+        faces,
+        pipeline.emotion_labels(),
+        pipeline.gender_labels(),
+    );
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let name = path
         .file_stem()
@@ -113,7 +118,7 @@ fn write_annotated(
 }
 
 /// Labels to probabilities, in label order, as shortest f32 decimals.
-fn probabilities(labels: &[&str], values: &[f32]) -> Value {
+pub(super) fn probabilities(labels: &[&str], values: &[f32]) -> Value {
     let map: Map<String, Value> = labels
         .iter()
         .zip(values)
@@ -129,7 +134,8 @@ fn probabilities(labels: &[&str], values: &[f32]) -> Value {
     Value::Object(map)
 }
 
-fn face_json(pipeline: &Pipeline, face: &Face) -> Value {
+/// A face as JSON: `box`, `label`, `emotion` and, when known, `gender`.
+pub(super) fn face_json(pipeline: &Pipeline, face: &Face) -> Value {
     let b = face.face_box;
     let mut object = json!({
         "box": [b.x, b.y, b.width, b.height],

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod classify;
 pub mod eval;
 pub mod faces;
+pub mod video;
 
 use crate::ModelChoice;
 use mini_xception::models::{EmotionClassifier, FaceClassifier, GenderClassifier, emotion, gender};
