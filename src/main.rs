@@ -18,9 +18,9 @@ struct Cli {
     command: Command,
 }
 
-/// How faces are found and labelled (`faces` and `video`).
+/// How faces are found (`detect`, `faces` and `video`).
 #[derive(clap::Args)]
-struct PipelineArgs {
+struct DetectArgs {
     /// OpenCV's frontal-face Haar cascade XML (haarcascade_frontalface_default.xml).
     #[arg(long)]
     cascade: PathBuf,
@@ -33,18 +33,25 @@ struct PipelineArgs {
     /// The smallest face, in pixels (both sides).
     #[arg(long, default_value_t = 0)]
     min_size: u32,
+    /// Threads for detection on large images (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// How faces are found and labelled (`faces` and `video`).
+#[derive(clap::Args)]
+struct PipelineArgs {
+    #[command(flatten)]
+    detect: DetectArgs,
     /// Emotion weights (default: the paper's, fetched once with pip).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Gender weights; without them no gender is given.
     #[arg(long)]
     gender_weights: Option<PathBuf>,
-    /// Threads for detection on large images (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
 }
 
-impl PipelineArgs {
+impl DetectArgs {
     fn detect_options(&self) -> mini_xception::detect::DetectOptions {
         mini_xception::detect::DetectOptions {
             scale_factor: self.scale_factor,
@@ -110,6 +117,21 @@ enum Command {
         /// One JSON object: split, total, correct, accuracy, per_class, confusion.
         #[arg(long)]
         json: bool,
+    },
+    /// Find the faces of each photo with the Haar cascade, as OpenCV's
+    /// detectMultiScale does, and time it.
+    Detect {
+        #[command(flatten)]
+        detect: DetectArgs,
+        /// Detect this many times per photo and report the median time.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// One JSON object per photo and line: path, boxes ([x, y, w, h]), ms_median.
+        #[arg(long)]
+        json: bool,
+        /// The photos.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
     },
     /// Find the faces of each photo (Haar cascade) and label each with an
     /// emotion and, with --gender-weights, a gender.
@@ -186,15 +208,29 @@ fn main() -> ExitCode {
             weights,
             json,
         } => cli::eval::run(&data, &split, weights.as_deref(), json),
+        Command::Detect {
+            detect,
+            repeat,
+            json,
+            images,
+        } => detect.set_threads().and_then(|()| {
+            cli::detect::run(
+                &detect.cascade,
+                &detect.detect_options(),
+                repeat,
+                json,
+                &images,
+            )
+        }),
         Command::Faces {
             pipeline,
             json,
             out,
             images,
-        } => pipeline.set_threads().and_then(|()| {
+        } => pipeline.detect.set_threads().and_then(|()| {
             cli::faces::run(cli::faces::Settings {
-                cascade: &pipeline.cascade,
-                options: pipeline.detect_options(),
+                cascade: &pipeline.detect.cascade,
+                options: pipeline.detect.detect_options(),
                 weights: pipeline.weights.as_deref(),
                 gender_weights: pipeline.gender_weights.as_deref(),
                 json,
@@ -207,13 +243,13 @@ fn main() -> ExitCode {
             out,
             json,
             input,
-        } => pipeline.set_threads().and_then(|()| {
+        } => pipeline.detect.set_threads().and_then(|()| {
             cli::video::run(cli::video::Settings {
                 input: &input,
                 out: out.as_deref(),
                 json,
-                cascade: &pipeline.cascade,
-                options: pipeline.detect_options(),
+                cascade: &pipeline.detect.cascade,
+                options: pipeline.detect.detect_options(),
                 weights: pipeline.weights.as_deref(),
                 gender_weights: pipeline.gender_weights.as_deref(),
             })

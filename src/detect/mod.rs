@@ -41,6 +41,8 @@
 //! - `integral` and `window`: 32-bit sum and squared-sum integral images,
 //!   feature offsets computed once per scale, the variance normalisation and
 //!   the stage sums in OpenCV's mix of `float` and `double`.
+//! - `simd`: with AVX2 (detected at run time), the first stages of eight
+//!   neighbouring windows at once, bit for bit as one window at a time.
 //! - `group`: `groupRectangles` with `eps = 0.2`, and the final clipping.
 //!
 //! Only the default `flags = 0` behaviour exists: OpenCV ignores the flags
@@ -51,6 +53,7 @@ mod group;
 mod integral;
 mod resize;
 mod scan;
+mod simd;
 mod window;
 mod xml;
 

@@ -32,14 +32,27 @@ pub(crate) enum Verdict {
     Object,
 }
 
+/// What the first stages said of a window, before the rest of the cascade
+/// (see `simd`): the scan decides from this alone whether to skip the next
+/// window, and finishes only the windows it does not skip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Early {
+    /// Too little contrast ([`Verdict::Flat`]).
+    Flat,
+    /// Rejected by stage `stage`.
+    Rejected { stage: usize },
+    /// Passed the stages before `stage`; the window's variance factor.
+    Passed { stage: usize, factor: f32 },
+}
+
 /// A Haar feature with its corners as offsets from a window's top-left
 /// integral-image entry.
 #[derive(Debug, Clone, Copy)]
-struct HaarAt {
-    corners: [[u32; 4]; MAX_RECTS],
-    weights: [f32; MAX_RECTS],
+pub(super) struct HaarAt {
+    pub(super) corners: [[u32; 4]; MAX_RECTS],
+    pub(super) weights: [f32; MAX_RECTS],
     /// OpenCV adds the third rectangle only when its weight is not zero.
-    third: bool,
+    pub(super) third: bool,
 }
 
 impl HaarAt {
@@ -118,13 +131,13 @@ impl<'a> Window<'a> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Stump {
-    feature: HaarAt,
-    threshold: f32,
+pub(super) struct Stump {
+    pub(super) feature: HaarAt,
+    pub(super) threshold: f32,
     /// The leaves, widened once here rather than in every window's sum
     /// (exact: every `f32` is an `f64`).
-    below: f64,
-    above: f64,
+    pub(super) below: f64,
+    pub(super) above: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,10 +149,10 @@ struct TreeNode {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct StageAt {
-    first: usize,
-    end: usize,
-    threshold: f32,
+pub(super) struct StageAt {
+    pub(super) first: usize,
+    pub(super) end: usize,
+    pub(super) threshold: f32,
 }
 
 enum Weak {
@@ -269,7 +282,69 @@ impl ScaledCascade {
         })
     }
 
-    /// Evaluates the window whose top-left integral entry is `base`.
+    /// One more than the largest corner offset: the integral entries a
+    /// window covers from its top-left one.
+    pub(super) fn span(&self) -> usize {
+        self.span
+    }
+
+    /// The corners of the variance-normalisation rectangle, and its area.
+    pub(super) fn normalisation(&self) -> ([u32; 4], f64) {
+        (self.normalisation, self.normalisation_area)
+    }
+
+    /// The stages, in order.
+    pub(super) fn stages(&self) -> &[StageAt] {
+        &self.stages
+    }
+
+    /// The weak classifiers when every one is a stump.
+    pub(super) fn stumps(&self) -> Option<&[Stump]> {
+        match &self.weak {
+            Weak::Stumps(stumps) => Some(stumps),
+            Weak::Trees { .. } => None,
+        }
+    }
+
+    /// The variance check alone: what [`ScaledCascade::finish`] starts from
+    /// to evaluate the window whose top-left integral entry is `base`.
+    pub(crate) fn early(&self, integral: &Integral, base: usize) -> Early {
+        let (Some(window), Some(squares)) = (
+            Window::new(&integral.sum, base, self.span),
+            Window::new(&integral.square_sum, base, self.span),
+        ) else {
+            return Early::Flat;
+        };
+        match self.variance_factor(window, squares) {
+            Some(factor) => Early::Passed { stage: 0, factor },
+            None => Early::Flat,
+        }
+    }
+
+    /// The verdict on a window from what its first stages said.
+    pub(crate) fn finish(&self, integral: &Integral, base: usize, early: Early) -> Verdict {
+        match early {
+            Early::Flat => Verdict::Flat,
+            Early::Rejected { stage } => Verdict::Rejected { stage },
+            Early::Passed { stage, factor } => {
+                let Some(window) = Window::new(&integral.sum, base, self.span) else {
+                    return Verdict::Flat;
+                };
+                match &self.weak {
+                    Weak::Stumps(stumps) => self.run_stumps(stumps, stage, window, factor),
+                    Weak::Trees {
+                        trees,
+                        nodes,
+                        leaves,
+                    } => self.run_trees(trees, nodes, leaves, stage, window, factor),
+                }
+            }
+        }
+    }
+
+    /// Evaluates the window whose top-left integral entry is `base`, all in
+    /// one go: the reference the block path of `simd` is tested against.
+    #[cfg(test)]
     #[inline]
     pub(crate) fn evaluate(&self, integral: &Integral, base: usize) -> Verdict {
         let (Some(window), Some(squares)) = (
@@ -284,12 +359,12 @@ impl ScaledCascade {
             return Verdict::Flat;
         };
         match &self.weak {
-            Weak::Stumps(stumps) => self.run_stumps(stumps, window, factor),
+            Weak::Stumps(stumps) => self.run_stumps(stumps, 0, window, factor),
             Weak::Trees {
                 trees,
                 nodes,
                 leaves,
-            } => self.run_trees(trees, nodes, leaves, window, factor),
+            } => self.run_trees(trees, nodes, leaves, 0, window, factor),
         }
     }
 
@@ -321,8 +396,14 @@ impl ScaledCascade {
     }
 
     #[inline(always)]
-    fn run_stumps(&self, stumps: &[Stump], window: Window<'_>, factor: f32) -> Verdict {
-        for (index, stage) in self.stages.iter().enumerate() {
+    fn run_stumps(
+        &self,
+        stumps: &[Stump],
+        first_stage: usize,
+        window: Window<'_>,
+        factor: f32,
+    ) -> Verdict {
+        for (index, stage) in self.stages.iter().enumerate().skip(first_stage) {
             let mut total = 0.0_f64;
             for stump in stumps.get(stage.first..stage.end).unwrap_or_default() {
                 let value = stump.feature.value(window) * factor;
@@ -344,10 +425,11 @@ impl ScaledCascade {
         trees: &[(usize, usize)],
         nodes: &[TreeNode],
         leaves: &[f32],
+        first_stage: usize,
         window: Window<'_>,
         factor: f32,
     ) -> Verdict {
-        for (index, stage) in self.stages.iter().enumerate() {
+        for (index, stage) in self.stages.iter().enumerate().skip(first_stage) {
             let mut total = 0.0_f64;
             for &(first_node, first_leaf) in trees.get(stage.first..stage.end).unwrap_or_default() {
                 // Children > 0 are later nodes (checked on load), so this

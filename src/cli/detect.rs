@@ -1,0 +1,66 @@
+//! `mini-xception detect`: the Haar cascade alone, with its time.
+
+use super::CliError;
+use mini_xception::detect::{Cascade, DetectOptions};
+use mini_xception::preprocess::load_gray;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+pub fn run(
+    cascade: &Path,
+    options: &DetectOptions,
+    repeat: usize,
+    json: bool,
+    images: &[PathBuf],
+) -> Result<ExitCode, CliError> {
+    if repeat == 0 {
+        return Err("--repeat must be at least 1".into());
+    }
+    let cascade = Cascade::from_xml_file(cascade)?;
+    let mut failed = 0;
+    for path in images {
+        let gray = match load_gray(path) {
+            Ok(gray) => gray,
+            Err(error) => {
+                eprintln!("mini-xception: {}: {error}", path.display());
+                failed += 1;
+                continue;
+            }
+        };
+        let mut times = Vec::with_capacity(repeat);
+        let mut boxes = Vec::new();
+        for _ in 0..repeat {
+            let start = Instant::now();
+            boxes = cascade.detect(&gray, options)?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        if json {
+            let boxes: Vec<[u32; 4]> = boxes
+                .iter()
+                .map(|b| [b.x, b.y, b.width, b.height])
+                .collect();
+            println!(
+                "{}",
+                json!({ "path": path.display().to_string(), "boxes": boxes, "ms_median": median })
+            );
+        } else {
+            println!(
+                "{}: {} faces in {median:.1} ms (median of {repeat})",
+                path.display(),
+                boxes.len()
+            );
+            for b in &boxes {
+                println!("  [{} {} {} {}]", b.x, b.y, b.width, b.height);
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

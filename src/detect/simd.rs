@@ -1,0 +1,319 @@
+//! The first stages of eight neighbouring windows at once, with AVX2.
+//!
+//! Neighbouring windows' integral entries are neighbours too, so each corner
+//! of a feature is one unaligned 8-lane load for eight windows. The eight go
+//! through the stages together until all are decided; most fall in the first
+//! few stages.
+//!
+//! Every lane computes what [`ScaledCascade::evaluate`] computes, operation
+//! for operation and type for type (`f32` products and sums in the same
+//! order, `f64` stage sums, the same variance test), with no fused
+//! multiply-add, so the verdicts are the scalar path's bit for bit. The test
+//! below checks that on every window of real photos.
+
+use super::integral::Integral;
+use super::window::{Early, ScaledCascade, Stump};
+
+/// Windows evaluated together.
+pub(crate) const LANES: usize = 8;
+
+/// Proof that this CPU has AVX2: only [`Avx2::detect`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2(());
+
+impl Avx2 {
+    /// `Some` when the CPU running this has AVX2.
+    pub(crate) fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Some(Avx2(()));
+        }
+        None
+    }
+
+    /// What the first stages say of the windows whose top-left integral
+    /// entries are `base .. base + LANES`; `None` if the tables end before
+    /// the last of them does (the caller then takes them one at a time).
+    pub(crate) fn first_stages(
+        self,
+        cascade: &ScaledCascade,
+        stumps: &[Stump],
+        integral: &Integral,
+        base: usize,
+    ) -> Option<[Early; LANES]> {
+        let covered = cascade.span() + LANES - 1;
+        let end = base.checked_add(covered)?;
+        let sums = integral.sum.get(base..end)?;
+        let squares = integral.square_sum.get(base..end)?;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: an `Avx2` exists only when the CPU has AVX2, and both
+            // tables are `span + LANES - 1` entries long, as `lanes` needs.
+            Some(unsafe { x86::lanes(cascade, stumps, sums, squares) })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (stumps, sums, squares);
+            None
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Early, LANES, ScaledCascade, Stump};
+    use std::arch::x86_64::*;
+
+    /// Eight windows' `u32` entries at `offset` from each one's top left.
+    ///
+    /// # Safety
+    /// `offset + LANES <= table.len()`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(table: &[u32], offset: u32) -> __m256i {
+        debug_assert!(offset as usize + LANES <= table.len());
+        // SAFETY: the caller guarantees the eight entries are in `table`;
+        // `loadu` has no alignment requirement.
+        unsafe { _mm256_loadu_si256(table.as_ptr().add(offset as usize).cast()) }
+    }
+
+    /// `rect_sum` of eight windows: `a - b - c + d`, wrapping.
+    ///
+    /// # Safety
+    /// Every corner is below `table.len() - LANES + 1`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn rect_sums(table: &[u32], corners: &[u32; 4]) -> __m256i {
+        // SAFETY: passed on from the caller.
+        let [a, b, c, d] = corners.map(|offset| unsafe { load(table, offset) });
+        _mm256_add_epi32(_mm256_sub_epi32(_mm256_sub_epi32(a, b), c), d)
+    }
+
+    /// Four `u32` lanes as exact `f64`s (AVX2 converts signed integers only).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn unsigned_to_f64(values: __m128i) -> __m256d {
+        let shifted = _mm_xor_si128(values, _mm_set1_epi32(i32::MIN));
+        _mm256_add_pd(_mm256_cvtepi32_pd(shifted), _mm256_set1_pd(2_147_483_648.0))
+    }
+
+    /// An 8-lane `f32` comparison mask widened to two 4-lane `f64` masks.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn widen_mask(mask: __m256) -> (__m256d, __m256d) {
+        let bits = _mm256_castps_si256(mask);
+        let low = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(bits));
+        let high = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(bits));
+        (_mm256_castsi256_pd(low), _mm256_castsi256_pd(high))
+    }
+
+    /// `ScaledCascade::variance_factor` for four windows: the factors, and
+    /// the mask of windows that are not flat.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn variance_factors(sum: __m128i, square_sum: __m128i, area: f64) -> (__m128, __m256d) {
+        let area = _mm256_set1_pd(area);
+        let sum = _mm256_cvtepi32_pd(sum);
+        let spread = _mm256_sub_pd(
+            _mm256_mul_pd(area, unsigned_to_f64(square_sum)),
+            _mm256_mul_pd(sum, sum),
+        );
+        let factor = _mm256_cvtpd_ps(_mm256_div_pd(_mm256_set1_pd(1.0), _mm256_sqrt_pd(spread)));
+        let positive = _mm256_cmp_pd::<_CMP_GT_OQ>(spread, _mm256_setzero_pd());
+        let contrast = _mm256_cmp_pd::<_CMP_LT_OQ>(
+            _mm256_mul_pd(area, _mm256_cvtps_pd(factor)),
+            _mm256_set1_pd(0.1),
+        );
+        (factor, _mm256_and_pd(positive, contrast))
+    }
+
+    /// The eight windows' first stages.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, and `sums` and `squares` hold `span + LANES - 1`
+    /// entries from the first window's top-left one.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn lanes(
+        cascade: &ScaledCascade,
+        stumps: &[Stump],
+        sums: &[u32],
+        squares: &[u32],
+    ) -> [Early; LANES] {
+        // Every corner offset is below `span` (`ScaledCascade::new` checks
+        // it), so each 8-lane load below stays inside the tables.
+        let (normalisation, area) = cascade.normalisation();
+        // SAFETY: the normalisation corners are corner offsets (see above).
+        let (window_sum, window_square_sum) = unsafe {
+            (
+                rect_sums(sums, &normalisation),
+                rect_sums(squares, &normalisation),
+            )
+        };
+        let (factor_low, mut alive_low) = variance_factors(
+            _mm256_castsi256_si128(window_sum),
+            _mm256_castsi256_si128(window_square_sum),
+            area,
+        );
+        let (factor_high, mut alive_high) = variance_factors(
+            _mm256_extracti128_si256::<1>(window_sum),
+            _mm256_extracti128_si256::<1>(window_square_sum),
+            area,
+        );
+        let factor = _mm256_set_m128(factor_high, factor_low);
+        let mut factors = [0.0_f32; LANES];
+        // SAFETY: `factors` holds the eight `f32`s written; `storeu` has no
+        // alignment requirement.
+        unsafe { _mm256_storeu_ps(factors.as_mut_ptr(), factor) };
+
+        let mut verdicts = [Early::Flat; LANES];
+        let alive_bits = |low: __m256d, high: __m256d| {
+            (_mm256_movemask_pd(low) | (_mm256_movemask_pd(high) << 4)) as u32
+        };
+        let stages = cascade.stages();
+        for (index, stage) in stages.iter().enumerate() {
+            // Even one undecided window is no slower in a lane than alone.
+            if alive_bits(alive_low, alive_high) == 0 {
+                return verdicts;
+            }
+            let mut total_low = _mm256_setzero_pd();
+            let mut total_high = _mm256_setzero_pd();
+            for stump in stumps.get(stage.first..stage.end).unwrap_or_default() {
+                let feature = &stump.feature;
+                // SAFETY: feature corners are corner offsets (see above).
+                let rect = |corners| unsafe { _mm256_cvtepi32_ps(rect_sums(sums, corners)) };
+                let mut value = _mm256_add_ps(
+                    _mm256_mul_ps(
+                        _mm256_set1_ps(feature.weights[0]),
+                        rect(&feature.corners[0]),
+                    ),
+                    _mm256_mul_ps(
+                        _mm256_set1_ps(feature.weights[1]),
+                        rect(&feature.corners[1]),
+                    ),
+                );
+                if feature.third {
+                    value = _mm256_add_ps(
+                        value,
+                        _mm256_mul_ps(
+                            _mm256_set1_ps(feature.weights[2]),
+                            rect(&feature.corners[2]),
+                        ),
+                    );
+                }
+                value = _mm256_mul_ps(value, factor);
+                let below = _mm256_cmp_ps::<_CMP_LT_OQ>(value, _mm256_set1_ps(stump.threshold));
+                let (below_low, below_high) = widen_mask(below);
+                let above = _mm256_set1_pd(stump.above);
+                let under = _mm256_set1_pd(stump.below);
+                total_low = _mm256_add_pd(total_low, _mm256_blendv_pd(above, under, below_low));
+                total_high = _mm256_add_pd(total_high, _mm256_blendv_pd(above, under, below_high));
+            }
+            let threshold = _mm256_set1_pd(f64::from(stage.threshold));
+            let rejected_low =
+                _mm256_and_pd(alive_low, _mm256_cmp_pd::<_CMP_LT_OQ>(total_low, threshold));
+            let rejected_high = _mm256_and_pd(
+                alive_high,
+                _mm256_cmp_pd::<_CMP_LT_OQ>(total_high, threshold),
+            );
+            let rejected = alive_bits(rejected_low, rejected_high);
+            for lane in (0..LANES).filter(|lane| rejected & (1 << lane) != 0) {
+                verdicts[lane] = Early::Rejected { stage: index };
+            }
+            alive_low = _mm256_andnot_pd(rejected_low, alive_low);
+            alive_high = _mm256_andnot_pd(rejected_high, alive_high);
+        }
+        let alive = alive_bits(alive_low, alive_high);
+        for lane in (0..LANES).filter(|lane| alive & (1 << lane) != 0) {
+            verdicts[lane] = Early::Passed {
+                stage: stages.len(),
+                factor: factors[lane],
+            };
+        }
+        verdicts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Cascade;
+    use crate::detect::resize::resize_linear_exact;
+    use crate::detect::window::Verdict;
+    use image::GrayImage;
+    use std::path::Path;
+
+    fn shared(path: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared")
+            .join(path)
+    }
+
+    /// Every window of `image`, evaluated eight at a time and finished one by
+    /// one, gets the verdict of the one-window evaluation: same stage of
+    /// rejection, same hits. Returns how many windows passed the first stage.
+    fn blocks_match_single_windows(
+        avx2: Avx2,
+        model: &crate::detect::cascade::Model,
+        image: &GrayImage,
+    ) -> usize {
+        let integral = Integral::new(image);
+        let Some(cascade) = ScaledCascade::new(model, integral.stride) else {
+            panic!("cascade offsets overflow");
+        };
+        let Some(stumps) = cascade.stumps() else {
+            panic!("the frontal-face cascade is made of stumps");
+        };
+        let columns = (image.width() + 1).saturating_sub(model.window_width) as usize;
+        let rows = (image.height() + 1).saturating_sub(model.window_height) as usize;
+        let mut past_first_stage = 0;
+        for y in 0..rows {
+            for x in (0..columns.saturating_sub(LANES - 1)).step_by(3) {
+                let base = y * integral.stride + x;
+                let Some(block) = avx2.first_stages(&cascade, stumps, &integral, base) else {
+                    panic!("({x}, {y}): the block fits the tables");
+                };
+                for (lane, early) in block.into_iter().enumerate() {
+                    let expected = cascade.evaluate(&integral, base + lane);
+                    let got = cascade.finish(&integral, base + lane, early);
+                    assert_eq!(got, expected, "window ({}, {y})", x + lane);
+                    if !matches!(expected, Verdict::Flat | Verdict::Rejected { stage: 0 }) {
+                        past_first_stage += 1;
+                    }
+                }
+            }
+        }
+        past_first_stage
+    }
+
+    #[test]
+    fn eight_windows_at_once_decide_as_one_at_a_time() {
+        let Some(avx2) = Avx2::detect() else {
+            eprintln!("no AVX2 on this CPU: the block path cannot run here");
+            return;
+        };
+        let cascade =
+            Cascade::from_xml_file(&shared("models/haarcascade_frontalface_default.xml")).unwrap();
+        let photo =
+            crate::preprocess::load_gray(&shared("reference/images/12_angry_men.jpg")).unwrap();
+        let mut passed = 0;
+        // The photo at three of the scan's sizes, with faces at several of them.
+        for scale in [1.0_f32, 2.197, 4.827] {
+            let width = (photo.width() as f32 / scale).round() as u32;
+            let height = (photo.height() as f32 / scale).round() as u32;
+            let resized = resize_linear_exact(&photo, width, height);
+            passed += blocks_match_single_windows(avx2, &cascade.model, &resized);
+        }
+        assert!(
+            passed > 1000,
+            "only {passed} windows got past the first stage"
+        );
+        // Flat and half-flat blocks: windows too even to normalise.
+        let mut flat = GrayImage::from_pixel(64, 40, image::Luma([90]));
+        for x in 30..64 {
+            for y in 0..40 {
+                flat.put_pixel(x, y, image::Luma([((x * 37 + y * 91) % 256) as u8]));
+            }
+        }
+        blocks_match_single_windows(avx2, &cascade.model, &flat);
+    }
+}
