@@ -21,9 +21,11 @@ struct Cli {
 /// How faces are found (`detect`, `faces` and `video`).
 #[derive(clap::Args)]
 struct DetectArgs {
-    /// OpenCV's frontal-face Haar cascade XML (haarcascade_frontalface_default.xml).
+    /// An OpenCV Haar cascade XML file (default: OpenCV's
+    /// haarcascade_frontalface_default.xml, fetched once with pip from
+    /// opencv-python-headless and cached).
     #[arg(long)]
-    cascade: PathBuf,
+    cascade: Option<PathBuf>,
     /// detectMultiScale's scaleFactor.
     #[arg(long, default_value_t = 1.3)]
     scale_factor: f64,
@@ -58,6 +60,14 @@ impl DetectArgs {
             min_neighbors: self.min_neighbors,
             min_size: (self.min_size, self.min_size),
             max_size: None,
+        }
+    }
+
+    /// The cascade file: the given one, else OpenCV's cached copy.
+    fn cascade_path(&self) -> Result<PathBuf, cli::CliError> {
+        match &self.cascade {
+            Some(path) => Ok(path.clone()),
+            None => Ok(mini_xception::pretrained::face_cascade()?),
         }
     }
 
@@ -215,7 +225,7 @@ fn main() -> ExitCode {
             images,
         } => detect.set_threads().and_then(|()| {
             cli::detect::run(
-                &detect.cascade,
+                &detect.cascade_path()?,
                 &detect.detect_options(),
                 repeat,
                 json,
@@ -229,7 +239,7 @@ fn main() -> ExitCode {
             images,
         } => pipeline.detect.set_threads().and_then(|()| {
             cli::faces::run(cli::faces::Settings {
-                cascade: &pipeline.detect.cascade,
+                cascade: &pipeline.detect.cascade_path()?,
                 options: pipeline.detect.detect_options(),
                 weights: pipeline.weights.as_deref(),
                 gender_weights: pipeline.gender_weights.as_deref(),
@@ -248,7 +258,7 @@ fn main() -> ExitCode {
                 input: &input,
                 out: out.as_deref(),
                 json,
-                cascade: &pipeline.detect.cascade,
+                cascade: &pipeline.detect.cascade_path()?,
                 options: pipeline.detect.detect_options(),
                 weights: pipeline.weights.as_deref(),
                 gender_weights: pipeline.gender_weights.as_deref(),

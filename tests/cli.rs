@@ -215,6 +215,62 @@ fn default_weights_are_fetched_once_and_cached() {
     assert_eq!(stdout(&first), stdout(&second));
 }
 
+/// `detect` gives OpenCV's boxes for the PNG photo (exact: same grayscale
+/// input). Without --cascade, OpenCV's own cascade is fetched with pip from
+/// `opencv-python-headless`, verified and cached: it is the file in
+/// `../shared`, and gives the same boxes.
+#[test]
+fn detect_finds_opencvs_boxes_with_the_fetched_default_cascade() {
+    let cache = tempfile::tempdir().unwrap();
+    let envs = [("MINI_XCEPTION_CACHE", cache.path())];
+    let photo = shared("reference/images/robocup_team.png");
+    let cascade = shared("models/haarcascade_frontalface_default.xml");
+    let boxes = |output: &Output| -> Value {
+        assert!(output.status.success(), "{}", stderr(output));
+        let line: Value = serde_json::from_str(stdout(output).trim()).unwrap();
+        assert!(line["ms_median"].as_f64().is_some_and(|ms| ms > 0.0));
+        line["boxes"].clone()
+    };
+    let given = run(
+        &[
+            "detect",
+            "--json",
+            "--cascade",
+            cascade.to_str().unwrap(),
+            photo.to_str().unwrap(),
+        ],
+        &envs,
+    );
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(shared("reference/faces_opencv.json")).unwrap(),
+    )
+    .unwrap();
+    let opencv = reference["images"]
+        .as_array()
+        .and_then(|images| images.iter().find(|i| i["file"] == "robocup_team.png"))
+        .map(|image| image["runs"][0]["boxes_xywh"].clone())
+        .unwrap();
+    let mut ours: Vec<Value> = boxes(&given).as_array().unwrap().clone();
+    let mut theirs: Vec<Value> = opencv.as_array().unwrap().clone();
+    let key = |v: &Value| v.to_string();
+    ours.sort_by_key(key);
+    theirs.sort_by_key(key);
+    assert_eq!(ours, theirs);
+
+    let fetched = run(&["detect", "--json", photo.to_str().unwrap()], &envs);
+    assert!(
+        stderr(&fetched).contains("fetching OpenCV's frontal-face Haar cascade"),
+        "{}",
+        stderr(&fetched)
+    );
+    assert_eq!(boxes(&fetched), boxes(&given));
+    let cached = std::fs::read(cache.path().join("haarcascade_frontalface_default.xml")).unwrap();
+    assert_eq!(cached, std::fs::read(&cascade).unwrap());
+    let again = run(&["detect", "--json", photo.to_str().unwrap()], &envs);
+    assert!(!stderr(&again).contains("fetching"), "{}", stderr(&again));
+    assert_eq!(boxes(&again), boxes(&given));
+}
+
 #[test]
 fn faces_lists_every_face_with_emotion_and_gender() {
     let cascade = shared("models/haarcascade_frontalface_default.xml");
