@@ -53,6 +53,19 @@ struct PipelineArgs {
     gender_weights: Option<PathBuf>,
 }
 
+impl PipelineArgs {
+    /// Sizes the detector's thread pool and loads the cascade and models.
+    fn load(&self) -> Result<mini_xception::faces::Pipeline, cli::CliError> {
+        self.detect.set_threads()?;
+        cli::pipeline(
+            &self.detect.cascade_path()?,
+            self.detect.detect_options(),
+            self.weights.as_deref(),
+            self.gender_weights.as_deref(),
+        )
+    }
+}
+
 impl DetectArgs {
     fn detect_options(&self) -> mini_xception::detect::DetectOptions {
         mini_xception::detect::DetectOptions {
@@ -237,12 +250,9 @@ fn main() -> ExitCode {
             json,
             out,
             images,
-        } => pipeline.detect.set_threads().and_then(|()| {
+        } => pipeline.load().and_then(|pipeline| {
             cli::faces::run(cli::faces::Settings {
-                cascade: &pipeline.detect.cascade_path()?,
-                options: pipeline.detect.detect_options(),
-                weights: pipeline.weights.as_deref(),
-                gender_weights: pipeline.gender_weights.as_deref(),
+                pipeline,
                 json,
                 out: out.as_deref(),
                 images: &images,
@@ -253,15 +263,12 @@ fn main() -> ExitCode {
             out,
             json,
             input,
-        } => pipeline.detect.set_threads().and_then(|()| {
+        } => pipeline.load().and_then(|pipeline| {
             cli::video::run(cli::video::Settings {
+                pipeline,
                 input: &input,
                 out: out.as_deref(),
                 json,
-                cascade: &pipeline.detect.cascade_path()?,
-                options: pipeline.detect.detect_options(),
-                weights: pipeline.weights.as_deref(),
-                gender_weights: pipeline.gender_weights.as_deref(),
             })
         }),
         Command::Bench {

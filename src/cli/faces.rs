@@ -1,10 +1,7 @@
 //! `mini-xception faces`: every face of each photo, with its emotion and gender.
 
-use super::{CliError, weights_path};
-use crate::ModelChoice;
-use mini_xception::detect::{Cascade, DetectOptions};
+use super::CliError;
 use mini_xception::faces::{Face, Pipeline};
-use mini_xception::models::{EmotionClassifier, GenderClassifier};
 use mini_xception::preprocess::load_gray;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
@@ -12,23 +9,14 @@ use std::process::ExitCode;
 
 /// The settings of a run.
 pub struct Settings<'a> {
-    pub cascade: &'a Path,
-    pub options: DetectOptions,
-    pub weights: Option<&'a Path>,
-    pub gender_weights: Option<&'a Path>,
+    pub pipeline: Pipeline,
     pub json: bool,
     pub out: Option<&'a Path>,
     pub images: &'a [PathBuf],
 }
 
 pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
-    let cascade = Cascade::from_xml_file(settings.cascade)?;
-    let emotion = EmotionClassifier::load(&weights_path(ModelChoice::Emotion, settings.weights)?)?;
-    let gender = settings
-        .gender_weights
-        .map(GenderClassifier::load)
-        .transpose()?;
-    let mut pipeline = Pipeline::new(cascade, settings.options, emotion, gender);
+    let mut pipeline = settings.pipeline;
     let mut failed = 0;
     for path in settings.images {
         let faces = load_gray(path)

@@ -25,6 +25,22 @@ pub fn weights_path(model: ModelChoice, given: Option<&Path>) -> Result<PathBuf,
     }
 }
 
+/// The faces pipeline: the cascade, the emotion model (the paper's weights
+/// unless given) and, when weights are given, the gender model.
+pub fn pipeline(
+    cascade: &Path,
+    options: mini_xception::detect::DetectOptions,
+    weights: Option<&Path>,
+    gender_weights: Option<&Path>,
+) -> Result<mini_xception::faces::Pipeline, CliError> {
+    let cascade = mini_xception::detect::Cascade::from_xml_file(cascade)?;
+    let emotion = EmotionClassifier::load(&weights_path(ModelChoice::Emotion, weights)?)?;
+    let gender = gender_weights.map(GenderClassifier::load).transpose()?;
+    Ok(mini_xception::faces::Pipeline::new(
+        cascade, options, emotion, gender,
+    ))
+}
+
 /// The classifier for `model` with its weights loaded.
 pub fn classifier(
     model: ModelChoice,

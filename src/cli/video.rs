@@ -1,13 +1,10 @@
 //! `mini-xception video`: the faces pipeline on every frame of a video, with
 //! each face's label smoothed over its last frames.
 
+use super::CliError;
 use super::faces::face_json;
-use super::{CliError, weights_path};
-use crate::ModelChoice;
 use mini_xception::annotate::annotate;
-use mini_xception::detect::{Cascade, DetectOptions};
 use mini_xception::faces::Pipeline;
-use mini_xception::models::{EmotionClassifier, GenderClassifier};
 use mini_xception::preprocess::rgb_to_gray;
 use mini_xception::runtime::argmax;
 use mini_xception::video::{FrameReader, FrameWriter, LabelSmoother};
@@ -19,23 +16,14 @@ use std::time::{Duration, Instant};
 
 /// The settings of a run.
 pub struct Settings<'a> {
+    pub pipeline: Pipeline,
     pub input: &'a Path,
     pub out: Option<&'a Path>,
     pub json: bool,
-    pub cascade: &'a Path,
-    pub options: DetectOptions,
-    pub weights: Option<&'a Path>,
-    pub gender_weights: Option<&'a Path>,
 }
 
 pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
-    let cascade = Cascade::from_xml_file(settings.cascade)?;
-    let emotion = EmotionClassifier::load(&weights_path(ModelChoice::Emotion, settings.weights)?)?;
-    let gender = settings
-        .gender_weights
-        .map(GenderClassifier::load)
-        .transpose()?;
-    let mut pipeline = Pipeline::new(cascade, settings.options, emotion, gender);
+    let mut pipeline = settings.pipeline;
     let mut reader = FrameReader::open(settings.input)?;
     let info = reader.info();
     let mut writer = settings

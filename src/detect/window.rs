@@ -342,30 +342,12 @@ impl ScaledCascade {
         }
     }
 
-    /// Evaluates the window whose top-left integral entry is `base`, all in
-    /// one go: the reference the block path of `simd` is tested against.
+    /// Evaluates the window whose top-left integral entry is `base`, every
+    /// stage one window at a time: the reference the block path of `simd`
+    /// is tested against.
     #[cfg(test)]
-    #[inline]
     pub(crate) fn evaluate(&self, integral: &Integral, base: usize) -> Verdict {
-        let (Some(window), Some(squares)) = (
-            Window::new(&integral.sum, base, self.span),
-            Window::new(&integral.square_sum, base, self.span),
-        ) else {
-            // Only a window reaching past the image gets here, and the scan
-            // never asks for one.
-            return Verdict::Flat;
-        };
-        let Some(factor) = self.variance_factor(window, squares) else {
-            return Verdict::Flat;
-        };
-        match &self.weak {
-            Weak::Stumps(stumps) => self.run_stumps(stumps, 0, window, factor),
-            Weak::Trees {
-                trees,
-                nodes,
-                leaves,
-            } => self.run_trees(trees, nodes, leaves, 0, window, factor),
-        }
+        self.finish(integral, base, self.early(integral, base))
     }
 
     /// OpenCV's `varianceNormFactor`, or `None` for a window it skips.
