@@ -86,15 +86,19 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
     }
     stdout.flush()?;
     let elapsed = started.elapsed().as_secs_f64();
-    let per_frame_ms = 1e3 * analysing.as_secs_f64() / frames.max(1) as f64;
-    eprintln!(
-        "mini-xception: {frames} frames ({}x{}, {faces_seen} faces) in {elapsed:.2} s: {:.1} frames/s; \
-         detection and classification {per_frame_ms:.2} ms per frame ({:.1} frames/s)",
-        info.width,
-        info.height,
-        frames as f64 / elapsed,
-        1e3 / per_frame_ms.max(f64::MIN_POSITIVE),
-    );
+    if frames == 0 {
+        eprintln!("mini-xception: {}: no frames", settings.input.display());
+    } else {
+        let per_frame_ms = 1e3 * analysing.as_secs_f64() / frames as f64;
+        eprintln!(
+            "mini-xception: {frames} frames ({}x{}, {faces_seen} faces) in {elapsed:.2} s: {:.1} frames/s; \
+             detection and classification {per_frame_ms:.2} ms per frame ({:.1} frames/s)",
+            info.width,
+            info.height,
+            frames as f64 / elapsed,
+            1e3 / per_frame_ms.max(1e-9),
+        );
+    }
     if let Some(out) = settings.out {
         eprintln!("mini-xception: wrote {}", out.display());
     }

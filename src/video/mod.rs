@@ -60,7 +60,8 @@ pub struct VideoInfo {
     pub width: u32,
     /// Frame height in pixels.
     pub height: u32,
-    /// Frames per second (the stream's average rate, else its base rate).
+    /// Frames per second: the stream's average rate, else its base rate,
+    /// else 25 when the container gives neither.
     pub fps: f64,
 }
 
