@@ -55,9 +55,6 @@ pub const FACE_CASCADE: Asset = Asset {
               sources, and pass the file with --cascade FILE",
 };
 
-/// The sha256 of the paper's emotion weights.
-pub const EMOTION_SHA256: &str = EMOTION_WEIGHTS.sha256;
-
 /// Why an asset could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum PretrainedError {
