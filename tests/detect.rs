@@ -110,14 +110,11 @@ fn match_boxes(ours: &[[u32; 4]], theirs: &[[u32; 4]]) -> Vec<f64> {
     matched
 }
 
-/// Same count as OpenCV and one-to-one IoU >= 0.9 everywhere, and exact on
-/// the PNG photo. The `image` crate decodes PNG as Pillow does, but its JPEG
-/// decoder (zune-jpeg) differs from Pillow's libjpeg-turbo by one grey level
-/// on about 0.5% of pixels (see `tests/preprocess.rs`), which moves a few raw
-/// hits and so some averaged boxes by a pixel or two. Fed the JPEG photos as
-/// decoded by the system's libjpeg-turbo 2.1.5 (with Pillow's `L` formula),
-/// all 110 boxes of the 15 runs were OpenCV's exactly (checked by hand; the
-/// test cannot assume that library).
+/// Same count as OpenCV and every box exactly OpenCV's. The issue asks for a
+/// one-to-one match with IoU >= 0.9; exactness holds because the photos are
+/// decoded to Pillow's grayscale bytes (JPEG by libjpeg-turbo's code) and the
+/// cascade arithmetic follows OpenCV's. The IoU of each pair is still printed,
+/// so a change that moves boxes shows by how much.
 #[test]
 fn matches_opencv_on_every_reference_photo_and_setting() {
     let cascade = frontal_face();
@@ -151,10 +148,9 @@ fn matches_opencv_on_every_reference_photo_and_setting() {
                     .max_by(|a, b| iou(face, a).total_cmp(&iou(face, b)));
                 println!("    ours {face:?}, OpenCV's nearest {nearest:?}");
             }
-            let exact_expected = image.file.ends_with(".png");
             if ours.len() != run.boxes_xywh.len()
                 || ious.iter().any(|&overlap| overlap < 0.9)
-                || (exact_expected && exact != ours.len())
+                || exact != ours.len()
             {
                 failures.push(format!(
                     "{} {options:?}: ours {ours:?}, OpenCV {:?}",

@@ -2,7 +2,7 @@
 
 use super::CliError;
 use mini_xception::faces::{Face, Pipeline};
-use mini_xception::preprocess::load_gray;
+use mini_xception::preprocess::{load_image, to_gray};
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,11 +19,13 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
     let mut pipeline = settings.pipeline;
     let mut failed = 0;
     for path in settings.images {
-        let faces = load_gray(path)
+        // Decoded once: the gray copy is what the demo analyses, the colour
+        // one is what gets drawn on.
+        let analyzed = load_image(path)
             .map_err(CliError::from)
-            .and_then(|gray| Ok(pipeline.analyze(&gray)?));
-        let faces = match faces {
-            Ok(faces) => faces,
+            .and_then(|image| Ok((pipeline.analyze(&to_gray(&image))?, image)));
+        let (faces, image) = match analyzed {
+            Ok(analyzed) => analyzed,
             Err(error) => {
                 eprintln!("mini-xception: {}: {error}", path.display());
                 failed += 1;
@@ -31,7 +33,7 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
             }
         };
         if let Some(out) = settings.out {
-            match write_annotated(path, out, &faces, &pipeline) {
+            match write_annotated(image, path, out, &faces, &pipeline) {
                 Ok(written) => eprintln!("mini-xception: wrote {}", written.display()),
                 Err(error) => {
                     eprintln!("mini-xception: {}: {error}", path.display());
@@ -79,15 +81,16 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
     })
 }
 
-/// Draws the faces on a colour copy of the photo and saves it as
-/// `<out>/<name>_faces.png`.
+/// Draws the faces on a colour copy of the photo read from `path` and saves it
+/// as `<out>/<name>_faces.png`.
 fn write_annotated(
+    image: image::DynamicImage,
     path: &Path,
     out: &Path,
     faces: &[Face],
     pipeline: &Pipeline,
 ) -> Result<PathBuf, CliError> {
-    let mut image = image::open(path)?.to_rgb8();
+    let mut image = image.into_rgb8();
     mini_xception::annotate::annotate(
         &mut image,
         faces,

@@ -22,9 +22,8 @@
 //! ```
 //!
 //! On the reference photos the boxes are OpenCV's exactly, given the same
-//! grayscale input. (The `image` crate's JPEG decoder differs from
-//! libjpeg-turbo by one grey level on a few pixels, which can move a box
-//! decoded from a JPEG by a pixel or two.)
+//! grayscale input, which [`load_gray`](crate::preprocess::load_gray) gives:
+//! Pillow's bytes, for JPEG too.
 //!
 //! What is reproduced, one file each (see them for the details):
 //! - `cascade` (with `xml`): the "new" XML format written by
