@@ -9,7 +9,7 @@ use thiserror::Error;
 use super::jpeg::{self, JpegFailure};
 use super::to_gray;
 
-/// Why an image file could not be turned into a grayscale image.
+/// Why an image file could not be read and decoded.
 ///
 /// Every message names the file. (Not to be confused with
 /// [`image::ImageError`], which this wraps as the cause where there is one.)
@@ -79,6 +79,10 @@ pub fn load_gray(path: &Path) -> Result<GrayImage, ImageError> {
 /// module), so its pixels are Pillow's exactly; PNG and BMP through the `image`
 /// crate, which decodes them losslessly. EXIF orientation is not applied,
 /// because neither Pillow's `open` nor Keras' `load_img` applies it.
+///
+/// libjpeg reports a broken JPEG by unwinding, which this catches and returns
+/// as [`ImageError::CorruptJpeg`]. That needs the default `panic = "unwind"`:
+/// in a program built with `panic = "abort"`, a broken JPEG aborts it.
 pub fn load_image(path: &Path) -> Result<DynamicImage, ImageError> {
     let bytes = std::fs::read(path).map_err(|source| ImageError::Unreadable {
         path: path.to_path_buf(),
