@@ -27,6 +27,11 @@ use mozjpeg_sys::{JWRN_JPEG_EOF, jpeg_common_struct, jpeg_error_mgr};
 /// libjpeg's `JMSG_LENGTH_MAX`: `format_message` writes up to this many bytes.
 const MESSAGE_CAPACITY: usize = 200;
 
+/// The most decoded bytes a file may ask for: the `image` crate's default
+/// allocation limit, which guards the PNG and BMP decoders the same way. A
+/// JPEG header of a few bytes can declare 65,500 x 65,500 pixels.
+const MAX_DECODED_BYTES: u64 = 512 * 1024 * 1024;
+
 /// Whether `bytes` start like a JPEG file: the SOI marker and the first byte of
 /// the next marker, the test Pillow's `JpegImagePlugin` uses.
 pub(super) fn is_jpeg(bytes: &[u8]) -> bool {
@@ -43,6 +48,13 @@ pub(super) enum JpegFailure {
     /// (CMYK, YCCK), which Pillow would open in a mode this project has no
     /// use for.
     UnsupportedColorSpace(ColorSpace),
+    /// The header declares an image larger than [`MAX_DECODED_BYTES`].
+    TooLarge {
+        /// Declared width in pixels.
+        width: usize,
+        /// Declared height in pixels.
+        height: usize,
+    },
 }
 
 /// Decodes a whole JPEG file held in memory: 8-bit grayscale files to
@@ -80,6 +92,11 @@ fn decode_unguarded(bytes: &[u8]) -> Result<DynamicImage, JpegFailure> {
         ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
         other => return Err(JpegFailure::UnsupportedColorSpace(other)),
     };
+    let (width, height) = decompress.size();
+    let channels = if gray { 1 } else { 3 };
+    if (width as u64) * (height as u64) * channels > MAX_DECODED_BYTES {
+        return Err(JpegFailure::TooLarge { width, height });
+    }
     let mut started = if gray {
         decompress.grayscale()
     } else {
@@ -269,6 +286,26 @@ mod tests {
         assert_eq!(
             failure,
             JpegFailure::Corrupt("Premature end of JPEG file".into())
+        );
+    }
+
+    #[test]
+    fn a_header_declaring_a_huge_image_is_refused_before_decoding() {
+        let mut jpeg = encode(ColorSpace::JCS_GRAYSCALE, 8, 8, &[100; 64]);
+        // The frame header: FF C0 (baseline) or FF C2 (progressive, MozJPEG's
+        // default), length (2 bytes), precision (1), height (2), width (2).
+        let frame = jpeg
+            .windows(2)
+            .position(|marker| marker == [0xff, 0xc0] || marker == [0xff, 0xc2])
+            .expect("a frame header");
+        // 60,000 x 60,000 (libjpeg's own limit is 65,500): 3.4 GiB of gray.
+        jpeg[frame + 5..frame + 9].copy_from_slice(&[0xea, 0x60, 0xea, 0x60]);
+        assert_eq!(
+            decode(&jpeg).unwrap_err(),
+            JpegFailure::TooLarge {
+                width: 60000,
+                height: 60000
+            }
         );
     }
 

@@ -55,6 +55,17 @@ pub enum ImageError {
         /// libjpeg's explanation, such as "Premature end of JPEG file".
         message: String,
     },
+    /// The file declares an image too large to decode (more than 512 MiB of
+    /// pixels), as a few bytes of header can.
+    #[error("{} declares a {width}x{height} image, too large to decode (limit 512 MiB)", .path.display())]
+    TooLarge {
+        /// The file that was read.
+        path: PathBuf,
+        /// Declared width in pixels.
+        width: usize,
+        /// Declared height in pixels.
+        height: usize,
+    },
     /// The file looks like a PNG or BMP but its data is broken.
     #[error("cannot decode image {}: {source}", .path.display())]
     Corrupt {
@@ -97,6 +108,11 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, ImageError> {
             JpegFailure::UnsupportedColorSpace(color_space) => ImageError::UnsupportedJpeg {
                 path: path.to_path_buf(),
                 color_space: format!("{color_space:?}"),
+            },
+            JpegFailure::TooLarge { width, height } => ImageError::TooLarge {
+                path: path.to_path_buf(),
+                width,
+                height,
             },
         });
     }
