@@ -92,34 +92,33 @@ fn decode_unguarded(bytes: &[u8]) -> Result<DynamicImage, JpegFailure> {
         ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
         other => return Err(JpegFailure::UnsupportedColorSpace(other)),
     };
+    // Checked against the limit before anything is allocated; within it,
+    // both sides fit the `u32` of an image buffer.
     let (width, height) = decompress.size();
     let channels = if gray { 1 } else { 3 };
+    let too_large = JpegFailure::TooLarge { width, height };
     if (width as u64) * (height as u64) * channels > MAX_DECODED_BYTES {
-        return Err(JpegFailure::TooLarge { width, height });
+        return Err(too_large);
     }
+    let (Ok(columns), Ok(rows)) = (u32::try_from(width), u32::try_from(height)) else {
+        return Err(too_large);
+    };
     let mut started = if gray {
         decompress.grayscale()
     } else {
         decompress.rgb()
     }
     .map_err(corrupt)?;
-    let size = (
-        u32::try_from(started.width()),
-        u32::try_from(started.height()),
-    );
     let samples: Vec<u8> = started.read_scanlines().map_err(corrupt)?;
     started.finish().map_err(corrupt)?;
     let short =
         || JpegFailure::Corrupt("the decoder gave fewer rows than the header declares".into());
-    let (Ok(width), Ok(height)) = size else {
-        return Err(short());
-    };
     if gray {
-        GrayImage::from_raw(width, height, samples)
+        GrayImage::from_raw(columns, rows, samples)
             .map(DynamicImage::ImageLuma8)
             .ok_or_else(short)
     } else {
-        RgbImage::from_raw(width, height, samples)
+        RgbImage::from_raw(columns, rows, samples)
             .map(DynamicImage::ImageRgb8)
             .ok_or_else(short)
     }
