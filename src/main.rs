@@ -203,7 +203,7 @@ enum Command {
         /// Seconds of measurement, split between latency and throughput.
         #[arg(long, default_value_t = 4.0)]
         seconds: f64,
-        /// Instruction set: avx512, avx2 or portable (default: the best this CPU has).
+        /// Instruction set: avx512, avx2 or portable (default: avx2 where this CPU has it, else portable).
         #[arg(long)]
         isa: Option<String>,
         /// One JSON object: latency_ms_median, images_per_s, threads, batch, model, isa.

@@ -46,7 +46,10 @@ fn make_clip(photo: &Path, pan: &Pan, target: &Path) {
         .args(["-c:v", "ffv1", "-pix_fmt", "bgr0"])
         .arg(target)
         .status()
-        .expect("the video tests need the ffmpeg command-line tool (apt-get install ffmpeg)");
+        .expect(
+            "the video tests need the ffmpeg command-line tool: run the tests with \
+             `bash scripts/test.sh`, which installs it, or apt-get install ffmpeg",
+        );
     assert!(
         status.success(),
         "ffmpeg could not make {}",

@@ -596,7 +596,7 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
                 /// One row per layer, for [`Self::summary`].
                 pub const LAYERS: &'static [LayerSummary] = &[#(#layer_rows)*];
 
-                /// A model with the given weights, running the best instruction set of this CPU.
+                /// A model with the given weights, running this CPU's default instruction set ([`Isa::detect`]).
                 pub fn new(weights: #weights_name) -> Self {
                     Self { weights, isa: Isa::detect() }
                 }

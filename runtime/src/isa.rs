@@ -1,5 +1,5 @@
-//! Instruction sets, chosen at run time: a default build runs AVX-512 or AVX2
-//! code where the CPU has it and stays correct where it does not.
+//! Instruction sets, chosen at run time: a default build runs AVX2 code where
+//! the CPU has it (AVX-512 on request) and stays correct where it does not.
 //!
 //! The kernels are written once, generic over [`Arithmetic`] and always
 //! inlined; [`dispatch`] calls a whole forward pass inside a function compiled
@@ -18,14 +18,29 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// Every instruction set, best first.
+    /// Every instruction set, widest first.
     pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
 
-    /// The best instruction set this CPU has.
+    /// The instruction sets in the order the default prefers them.
+    ///
+    /// AVX2 comes before AVX-512: on an Intel Xeon with AVX-512 the AVX-512
+    /// code measured slower than the AVX2 code (0.445 against 0.323 ms per
+    /// image, one thread), so AVX-512 runs only when asked for, through
+    /// `--isa avx512` or `with_isa`, until it is shown faster.
+    pub const PREFERENCE: [Isa; 3] = [Isa::Avx2, Isa::Avx512, Isa::Portable];
+
+    /// The instruction set the forward pass uses by default on this CPU: the
+    /// first of [`Isa::PREFERENCE`] that it has.
     pub fn detect() -> Isa {
-        Isa::ALL
+        Isa::preferred(Isa::is_available)
+    }
+
+    /// The first of [`Isa::PREFERENCE`] for which `available` holds, or
+    /// [`Isa::Portable`].
+    pub fn preferred(available: impl Fn(Isa) -> bool) -> Isa {
+        Isa::PREFERENCE
             .into_iter()
-            .find(|isa| isa.is_available())
+            .find(|&isa| available(isa))
             .unwrap_or(Isa::Portable)
     }
 
@@ -171,6 +186,20 @@ mod tests {
         assert!(Isa::Portable.is_available());
         assert!(Isa::detect().is_available());
         assert_eq!(Isa::from_name(Isa::detect().name()), Some(Isa::detect()));
+    }
+
+    #[test]
+    fn avx2_is_preferred_to_avx512_and_portable_is_the_fallback() {
+        // A CPU with every instruction set (an AVX-512 Xeon) gets AVX2.
+        assert_eq!(Isa::preferred(|_| true), Isa::Avx2);
+        // One with AVX-512 but, impossibly, no AVX2 would still get AVX-512.
+        assert_eq!(Isa::preferred(|isa| isa != Isa::Avx2), Isa::Avx512);
+        assert_eq!(Isa::preferred(|isa| isa == Isa::Portable), Isa::Portable);
+        assert_eq!(Isa::preferred(|_| false), Isa::Portable);
+        // Every instruction set is in the order exactly once.
+        for isa in Isa::ALL {
+            assert_eq!(Isa::PREFERENCE.iter().filter(|&&p| p == isa).count(), 1);
+        }
     }
 
     #[test]

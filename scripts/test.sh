@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need beyond a Rust
+# toolchain, then runs every test. On a fresh Debian or Ubuntu machine it
+# needs nothing else: the video tests drive the `ffmpeg` and `ffprobe`
+# command-line tools (Debian package `ffmpeg`), which are installed here with
+# apt-get when missing (as root, or through sudo). The tests also read the
+# reference files in ../shared beside the checkout.
+#
+# Arguments go to `cargo test`, e.g. `bash scripts/test.sh --test video`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+    echo "scripts/test.sh: installing ffmpeg (the video tests need it)" >&2
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null; then
+            echo "scripts/test.sh: ffmpeg is missing and this user can neither run apt-get nor sudo;" >&2
+            echo "install the Debian package ffmpeg, then run this again" >&2
+            exit 1
+        fi
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg
+fi
+ffmpeg -version | head -n 1
+
+cargo --version
+rustc --version
+cargo test --locked "$@"
