@@ -1,4 +1,6 @@
-//! Element-wise ops, in place: the residual add and ReLU.
+//! Element-wise ops, in place: the residual add and ReLU, and ReLU's
+//! backward pass. (The add's backward pass is nothing to compute: both
+//! branches receive the output gradient as it is.)
 
 use crate::tensor::Tensor;
 
@@ -20,6 +22,21 @@ pub fn add_assign<const H: usize, const W: usize, const C: usize>(
 pub fn relu_in_place<const H: usize, const W: usize, const C: usize>(tensor: &mut Tensor<H, W, C>) {
     for value in tensor.as_mut_slice() {
         *value = value.max(0.0);
+    }
+}
+
+/// `gradient = 0` wherever `output`, a ReLU's output, is not positive: the
+/// backward pass of [`relu_in_place`]. As in TensorFlow, the gradient at 0
+/// is 0.
+#[inline(always)]
+pub fn relu_backward_in_place<const H: usize, const W: usize, const C: usize>(
+    gradient: &mut Tensor<H, W, C>,
+    output: &Tensor<H, W, C>,
+) {
+    for (g, &y) in gradient.as_mut_slice().iter_mut().zip(output.as_slice()) {
+        if y <= 0.0 {
+            *g = 0.0;
+        }
     }
 }
 
@@ -45,5 +62,24 @@ mod tests {
         relu_in_place(&mut tensor);
         assert_close(tensor.view(), expected.view(), 0.0);
         assert!(tensor.as_slice().contains(&0.0));
+    }
+
+    #[test]
+    fn relu_backward_passes_the_gradient_only_where_the_output_is_positive() {
+        let mut output = random_tensor::<3, 4, 5>(4);
+        relu_in_place(&mut output);
+        let original = random_tensor::<3, 4, 5>(5);
+        let mut gradient = original.clone();
+        relu_backward_in_place(&mut gradient, &output);
+        for ((&g, &y), &o) in gradient
+            .as_slice()
+            .iter()
+            .zip(output.as_slice())
+            .zip(original.as_slice())
+        {
+            assert_eq!(g, if y > 0.0 { o } else { 0.0 });
+        }
+        assert!(gradient.as_slice().contains(&0.0));
+        assert!(gradient.as_slice().iter().any(|&g| g != 0.0));
     }
 }

@@ -115,6 +115,25 @@ pub const fn window_output_follows(
     output[0] == expected[0] && output[1] == expected[1] && output[0] > 0 && output[1] > 0
 }
 
+/// The input position that output position `out` reads through window tap
+/// `tap` along one axis of `size` positions, or `None` when that tap falls in
+/// the padding. The backward kernels send gradients back along these reads.
+#[inline(always)]
+pub const fn tap_source(
+    out: usize,
+    tap: usize,
+    stride: usize,
+    pad_before: usize,
+    size: usize,
+) -> Option<usize> {
+    let position = out * stride + tap;
+    if position < pad_before || position - pad_before >= size {
+        None
+    } else {
+        Some(position - pad_before)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +173,18 @@ mod tests {
             [7, 8]
         ));
         assert!(!window_output_follows(Padding::Valid, [2, 2], 3, 1, [0, 0]));
+    }
+
+    #[test]
+    fn tap_sources_skip_the_padding() {
+        // 60 -> 30, window 3, stride 2: padding only after, so the last
+        // window's third tap falls outside.
+        assert_eq!(tap_source(0, 0, 2, 0, 60), Some(0));
+        assert_eq!(tap_source(29, 1, 2, 0, 60), Some(59));
+        assert_eq!(tap_source(29, 2, 2, 0, 60), None);
+        // One cell of padding before: the first tap of the first window is in it.
+        assert_eq!(tap_source(0, 0, 1, 1, 5), None);
+        assert_eq!(tap_source(0, 1, 1, 1, 5), Some(0));
     }
 
     #[test]

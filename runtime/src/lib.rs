@@ -10,6 +10,7 @@
 //!
 //! Kernels write into caller-provided tensors and never allocate.
 
+pub mod adam;
 pub mod batch;
 pub mod batch_norm;
 pub mod conv;
@@ -19,6 +20,7 @@ pub mod folded;
 pub mod geometry;
 pub mod global_pool;
 pub mod isa;
+pub mod loss;
 pub mod parameters;
 pub mod pointwise;
 pub mod pool;
@@ -31,22 +33,36 @@ pub mod tensor;
 #[cfg(test)]
 mod test_support;
 
+pub use adam::Adam;
 pub use batch::run_batch;
-pub use batch_norm::{BatchNorm, FoldBatchNorm};
-pub use conv::{Conv2dWeights, conv2d};
-pub use depthwise::{DepthwiseWeights, depthwise_conv2d};
-pub use elementwise::{add_assign, relu_in_place};
+pub use batch_norm::{
+    BatchNorm, BatchNormParameters, BatchStatistics, FoldBatchNorm, MovingStatistics,
+    batch_norm_backward_input, batch_norm_backward_sums, batch_norm_forward, centered_square_sums,
+    channel_sums,
+};
+pub use conv::{
+    Conv2dWeights, bias_backward, conv2d, conv2d_backward_input, conv2d_backward_kernel,
+};
+pub use depthwise::{
+    DepthwiseWeights, depthwise_conv2d, depthwise_conv2d_backward_input,
+    depthwise_conv2d_backward_kernel,
+};
+pub use elementwise::{add_assign, relu_backward_in_place, relu_in_place};
 pub use folded::FoldedTensors;
 pub use geometry::{Padding, PaddingMode, Same, Stride, Valid, Window};
-pub use global_pool::global_average_pool;
+pub use global_pool::{global_average_pool, global_average_pool_backward};
 pub use isa::{Arithmetic, Fused, Isa, Unfused, WithArithmetic, dispatch};
+pub use loss::{LabelOutOfRange, l2_backward, l2_penalty, softmax_cross_entropy};
 pub use parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
-pub use pointwise::{PointwiseWeights, pointwise_conv2d};
-pub use pool::max_pool;
+pub use pointwise::{
+    PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input,
+    pointwise_conv2d_backward_kernel,
+};
+pub use pool::{max_pool, max_pool_backward};
 pub use separable::{SeparableConv2dWeights, separable_conv2d};
 pub use softmax::{argmax, softmax};
 pub use summary::{LayerSummary, render_summary};
-pub use tensor::{ShapeMismatch, Tensor};
+pub use tensor::{ShapeMismatch, Tensor, flat, flat_mut};
 
 /// Whether two shapes are equal, usable in constants.
 pub const fn shape_eq(a: [usize; 3], b: [usize; 3]) -> bool {
@@ -55,3 +71,6 @@ pub const fn shape_eq(a: [usize; 3], b: [usize; 3]) -> bool {
 
 /// Re-exported so that users of generated code need no ndarray dependency of their own.
 pub use ndarray;
+
+/// Re-exported for generated code, which derives its traits for parameter structs.
+pub use bytemuck;

@@ -21,6 +21,15 @@ pub struct SeparableConv2dWeights<const K: usize, const CI: usize, const CO: usi
     pub pointwise: PointwiseWeights<CI, CO>,
 }
 
+// SAFETY: `repr(C)` with only `f32` arrays (or structs of them), each of
+// alignment 4 and a size that is a multiple of 4: no padding, and every bit
+// pattern is a valid value. The training code views a model's parameters as
+// one flat slice through this (`tensor::flat`), tested with every model.
+unsafe impl<const K: usize, const CI: usize, const CO: usize> bytemuck::Pod
+    for SeparableConv2dWeights<K, CI, CO>
+{
+}
+
 impl<const K: usize, const CI: usize, const CO: usize> SeparableConv2dWeights<K, CI, CO> {
     /// Zero weights on the heap.
     pub fn zeroed_boxed() -> Box<Self> {

@@ -1,6 +1,6 @@
 //! The statically shaped tensor every kernel reads and writes.
 
-use bytemuck::Zeroable;
+use bytemuck::{Pod, Zeroable};
 use ndarray::{ArrayView3, ArrayViewMut3};
 
 /// A height x width x channels tensor of `f32`, stored row-major with the
@@ -72,6 +72,23 @@ impl<const H: usize, const W: usize, const C: usize> Tensor<H, W, C> {
     }
 }
 
+// SAFETY: `repr(transparent)` over nested `f32` arrays: no padding, and every
+// bit pattern is a valid f32. Exercised by `flat_views_are_the_values_in_order`.
+unsafe impl<const H: usize, const W: usize, const C: usize> Pod for Tensor<H, W, C> {}
+
+/// The values of `value`, a struct of `f32` arrays (a tensor, weights,
+/// gradients, a whole model's parameters), as one flat slice in memory order.
+pub fn flat<T: Pod>(value: &T) -> &[f32] {
+    const { assert!(std::mem::align_of::<T>() == 4 && std::mem::size_of::<T>() % 4 == 0) };
+    bytemuck::cast_slice(std::slice::from_ref(value))
+}
+
+/// The values of `value` as one flat mutable slice; see [`flat`].
+pub fn flat_mut<T: Pod>(value: &mut T) -> &mut [f32] {
+    const { assert!(std::mem::align_of::<T>() == 4 && std::mem::size_of::<T>() % 4 == 0) };
+    bytemuck::cast_slice_mut(std::slice::from_mut(value))
+}
+
 /// An ndarray view whose shape is not the tensor's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShapeMismatch {
@@ -115,6 +132,16 @@ mod tests {
         assert_eq!(tensor.as_slice()[6], 5.0);
         assert_eq!(tensor.as_slice()[(3 + 2) * 4 + 3], 7.0);
         assert_eq!(tensor.as_slice().len(), Tensor::<2, 3, 4>::LEN);
+    }
+
+    #[test]
+    fn flat_views_are_the_values_in_order() {
+        let mut tensor = Tensor::<2, 3, 4>::zeroed_boxed();
+        tensor.data[1][2][3] = 7.0;
+        assert_eq!(flat(&*tensor).len(), 24);
+        assert_eq!(flat(&*tensor)[23], 7.0);
+        flat_mut(&mut *tensor)[0] = -1.0;
+        assert_eq!(tensor.data[0][0][0], -1.0);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Pointwise (1x1) convolution with a stride: a matrix product at every
 //! sampled pixel. With a 1x1 window `same` and `valid` padding agree, so there
-//! is no padding to choose.
+//! is no padding to choose. Its backward pass is in `backward.rs`.
+
+mod backward;
+
+pub use backward::{pointwise_conv2d_backward_input, pointwise_conv2d_backward_kernel};
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
@@ -19,6 +23,12 @@ pub struct PointwiseWeights<const CI: usize, const CO: usize> {
     /// One value per output channel (zero when the layer has no bias).
     pub bias: [f32; CO],
 }
+
+// SAFETY: `repr(C)` with only `f32` arrays (or structs of them), each of
+// alignment 4 and a size that is a multiple of 4: no padding, and every bit
+// pattern is a valid value. The training code views a model's parameters as
+// one flat slice through this (`tensor::flat`), tested with every model.
+unsafe impl<const CI: usize, const CO: usize> bytemuck::Pod for PointwiseWeights<CI, CO> {}
 
 impl<const CI: usize, const CO: usize> PointwiseWeights<CI, CO> {
     /// Zero weights on the heap.

@@ -1,5 +1,9 @@
 //! Depthwise convolution (depth multiplier 1): each channel is filtered by its
-//! own `K x K` kernel.
+//! own `K x K` kernel. Its backward pass is in `backward.rs`.
+
+mod backward;
+
+pub use backward::{depthwise_conv2d_backward_input, depthwise_conv2d_backward_kernel};
 
 use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
@@ -14,6 +18,12 @@ pub struct DepthwiseWeights<const K: usize, const C: usize> {
     /// `kernel[ky][kx][channel]`.
     pub kernel: [[[f32; C]; K]; K],
 }
+
+// SAFETY: `repr(C)` with only `f32` arrays (or structs of them), each of
+// alignment 4 and a size that is a multiple of 4: no padding, and every bit
+// pattern is a valid value. The training code views a model's parameters as
+// one flat slice through this (`tensor::flat`), tested with every model.
+unsafe impl<const K: usize, const C: usize> bytemuck::Pod for DepthwiseWeights<K, C> {}
 
 impl<const K: usize, const C: usize> DepthwiseWeights<K, C> {
     /// Zero weights on the heap.

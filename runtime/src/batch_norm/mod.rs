@@ -1,5 +1,13 @@
 //! Batch normalisation, which at inference time is an affine map per channel,
-//! folded into the convolution before it so that it costs nothing.
+//! folded into the convolution before it so that it costs nothing. While
+//! training it normalises with the batch's statistics (`train.rs`).
+
+mod train;
+
+pub use train::{
+    BatchNormParameters, BatchStatistics, MovingStatistics, batch_norm_backward_input,
+    batch_norm_backward_sums, batch_norm_forward, centered_square_sums, channel_sums,
+};
 
 use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
 

@@ -1,4 +1,9 @@
-//! Max pooling over square windows, `valid` or TensorFlow `same`.
+//! Max pooling over square windows, `valid` or TensorFlow `same`, and its
+//! backward pass (`backward.rs`).
+
+mod backward;
+
+pub use backward::max_pool_backward;
 
 use crate::geometry::{Padding, PaddingMode, Stride, Window, window_output_follows};
 use crate::tensor::Tensor;

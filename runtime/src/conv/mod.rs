@@ -1,4 +1,9 @@
-//! Full 2-D convolution with a square kernel, any stride, `valid` or `same`.
+//! Full 2-D convolution with a square kernel, any stride, `valid` or `same`,
+//! and its backward pass (`backward.rs`).
+
+mod backward;
+
+pub use backward::{bias_backward, conv2d_backward_input, conv2d_backward_kernel};
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
@@ -16,6 +21,15 @@ pub struct Conv2dWeights<const K: usize, const CI: usize, const CO: usize> {
     pub kernel: [[[[f32; CO]; CI]; K]; K],
     /// One value per output channel (zero when the layer has no bias).
     pub bias: [f32; CO],
+}
+
+// SAFETY: `repr(C)` with only `f32` arrays (or structs of them), each of
+// alignment 4 and a size that is a multiple of 4: no padding, and every bit
+// pattern is a valid value. The training code views a model's parameters as
+// one flat slice through this (`tensor::flat`), tested with every model.
+unsafe impl<const K: usize, const CI: usize, const CO: usize> bytemuck::Pod
+    for Conv2dWeights<K, CI, CO>
+{
 }
 
 impl<const K: usize, const CI: usize, const CO: usize> Conv2dWeights<K, CI, CO> {

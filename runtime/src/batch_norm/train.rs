@@ -1,0 +1,412 @@
+//! Batch normalisation while training: each channel is normalised with the
+//! mean and biased variance of the whole batch (every image, every
+//! position), the moving statistics follow the batch's, and the backward
+//! pass gives the gradients of gamma, beta and the input.
+//!
+//! The batch's statistics need every image, so the work is split in per-image
+//! pieces that the trainer runs in parallel and sums in image order:
+//! [`channel_sums`] and [`centered_square_sums`] give each image's share of the
+//! statistics, [`BatchStatistics::from_sums`] combines them, and
+//! [`batch_norm_forward`] normalises each image; backward,
+//! [`batch_norm_backward_sums`] gives each image's share of the parameter
+//! gradients and [`batch_norm_backward_input`] the input gradient.
+
+use crate::tensor::Tensor;
+use bytemuck::{Pod, Zeroable};
+
+/// The trainable parameters of a batch norm over `C` channels, as Keras names them.
+#[derive(Clone, Copy, Debug, PartialEq, Zeroable)]
+#[repr(C)]
+pub struct BatchNormParameters<const C: usize> {
+    /// Scale.
+    pub gamma: [f32; C],
+    /// Offset.
+    pub beta: [f32; C],
+}
+
+// SAFETY: `repr(C)` with only `[f32; C]` fields, each of alignment 4 and a
+// size that is a multiple of 4, so there is no padding; every bit pattern is
+// a valid f32. Exercised by `flat_views_cover_every_field` below.
+unsafe impl<const C: usize> Pod for BatchNormParameters<C> {}
+
+impl<const C: usize> BatchNormParameters<C> {
+    /// Keras' initial values: gamma 1, beta 0.
+    pub fn keras_initial() -> Self {
+        Self {
+            gamma: [1.0; C],
+            beta: [0.0; C],
+        }
+    }
+}
+
+/// The moving statistics of a batch norm over `C` channels: what inference
+/// normalises with. Training updates them, but they are not trained.
+#[derive(Clone, Copy, Debug, PartialEq, Zeroable)]
+#[repr(C)]
+pub struct MovingStatistics<const C: usize> {
+    /// Keras' `moving_mean`.
+    pub mean: [f32; C],
+    /// Keras' `moving_variance`.
+    pub variance: [f32; C],
+}
+
+// SAFETY: as for `BatchNormParameters`: `repr(C)`, only `[f32; C]` fields.
+unsafe impl<const C: usize> Pod for MovingStatistics<C> {}
+
+impl<const C: usize> MovingStatistics<C> {
+    /// Keras' initial values: mean 0, variance 1.
+    pub fn keras_initial() -> Self {
+        Self {
+            mean: [0.0; C],
+            variance: [1.0; C],
+        }
+    }
+
+    /// Moves the statistics toward the batch's, as Keras does after each
+    /// training batch: `moving = moving * momentum + batch * (1 - momentum)`.
+    /// The variance moves toward the batch's unbiased variance (divided by
+    /// `n - 1`), as TensorFlow's fused batch norm, which Keras uses for
+    /// images, computes it.
+    pub fn update(&mut self, batch: &BatchStatistics<C>, momentum: f32) {
+        let rest = 1.0 - momentum;
+        let correction = if batch.count > 1 {
+            batch.count as f64 / (batch.count - 1) as f64
+        } else {
+            1.0
+        };
+        for c in 0..C {
+            let variance = (batch.variance[c] as f64 * correction) as f32;
+            self.mean[c] = self.mean[c] * momentum + batch.mean[c] * rest;
+            self.variance[c] = self.variance[c] * momentum + variance * rest;
+        }
+    }
+}
+
+/// One batch's statistics of a batch norm: the per-channel mean and biased
+/// variance over `count` values, and `1 / sqrt(variance + epsilon)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchStatistics<const C: usize> {
+    /// Mean over the batch and positions.
+    pub mean: [f32; C],
+    /// Biased variance (divided by `count`).
+    pub variance: [f32; C],
+    /// `1 / sqrt(variance + epsilon)`.
+    pub inverse_deviation: [f32; C],
+    /// Values per channel: batch size times positions.
+    pub count: usize,
+}
+
+impl<const C: usize> BatchStatistics<C> {
+    /// The statistics from the batch's per-channel sum and, around that
+    /// mean, its sum of squares (see [`centered_square_sums`]), over `count`
+    /// values per channel.
+    pub fn from_sums(
+        mean: &[f64; C],
+        centered_squares: &[f64; C],
+        count: usize,
+        epsilon: f32,
+    ) -> Self {
+        let count_f = count.max(1) as f64;
+        let variance = centered_squares.map(|s| s / count_f);
+        Self {
+            mean: mean.map(|m| m as f32),
+            variance: variance.map(|v| v as f32),
+            inverse_deviation: variance.map(|v| (1.0 / (v + epsilon as f64).sqrt()) as f32),
+            count,
+        }
+    }
+}
+
+/// The sum of every channel of one image, in f64: the first pass of the
+/// batch mean.
+#[inline(always)]
+pub fn channel_sums<const H: usize, const W: usize, const C: usize>(
+    input: &Tensor<H, W, C>,
+) -> [f64; C] {
+    let mut sums = [0.0f64; C];
+    for pixel in input.data.as_flattened() {
+        for (sum, &x) in sums.iter_mut().zip(pixel) {
+            *sum += x as f64;
+        }
+    }
+    sums
+}
+
+/// The sum of `(x - mean)^2` of every channel of one image, in f64: the
+/// second pass of the batch variance, which is more exact than
+/// `E[x^2] - E[x]^2`.
+#[inline(always)]
+pub fn centered_square_sums<const H: usize, const W: usize, const C: usize>(
+    input: &Tensor<H, W, C>,
+    mean: &[f64; C],
+) -> [f64; C] {
+    let mut sums = [0.0f64; C];
+    for pixel in input.data.as_flattened() {
+        for ((sum, &x), &m) in sums.iter_mut().zip(pixel).zip(mean) {
+            let d = x as f64 - m;
+            *sum += d * d;
+        }
+    }
+    sums
+}
+
+/// `output = gamma * (input - mean) / sqrt(variance + epsilon) + beta` with the
+/// batch's statistics, then ReLU when `relu` is set.
+#[inline(always)]
+pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
+    input: &Tensor<H, W, C>,
+    statistics: &BatchStatistics<C>,
+    parameters: &BatchNormParameters<C>,
+    relu: bool,
+    output: &mut Tensor<H, W, C>,
+) {
+    let mut scale = [0.0f32; C];
+    let mut shift = [0.0f32; C];
+    for c in 0..C {
+        scale[c] = parameters.gamma[c] * statistics.inverse_deviation[c];
+        shift[c] = parameters.beta[c] - statistics.mean[c] * scale[c];
+    }
+    for (out, pixel) in output
+        .data
+        .as_flattened_mut()
+        .iter_mut()
+        .zip(input.data.as_flattened())
+    {
+        for c in 0..C {
+            let y = pixel[c] * scale[c] + shift[c];
+            out[c] = if relu { y.max(0.0) } else { y };
+        }
+    }
+}
+
+/// One image's share of the parameter gradients, given the gradient of the
+/// batch norm's output: per channel, `sum(dy)` (beta's gradient) and
+/// `sum(dy * x_hat)` (gamma's), where `x_hat` is the normalised input.
+#[inline(always)]
+pub fn batch_norm_backward_sums<const H: usize, const W: usize, const C: usize>(
+    input: &Tensor<H, W, C>,
+    output_gradient: &Tensor<H, W, C>,
+    statistics: &BatchStatistics<C>,
+) -> ([f64; C], [f64; C]) {
+    let mut beta = [0.0f64; C];
+    let mut gamma = [0.0f64; C];
+    for (pixel, gradient) in input
+        .data
+        .as_flattened()
+        .iter()
+        .zip(output_gradient.data.as_flattened())
+    {
+        for c in 0..C {
+            let normalised = (pixel[c] - statistics.mean[c]) * statistics.inverse_deviation[c];
+            beta[c] += gradient[c] as f64;
+            gamma[c] += (gradient[c] * normalised) as f64;
+        }
+    }
+    (beta, gamma)
+}
+
+/// The gradient of the input, in place of the output gradient, given the
+/// whole batch's sums from [`batch_norm_backward_sums`] (gamma's and beta's
+/// gradients):
+/// `dx = gamma / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat))`.
+#[inline(always)]
+pub fn batch_norm_backward_input<const H: usize, const W: usize, const C: usize>(
+    input: &Tensor<H, W, C>,
+    gradient: &mut Tensor<H, W, C>,
+    statistics: &BatchStatistics<C>,
+    parameters: &BatchNormParameters<C>,
+    beta_gradient: &[f32; C],
+    gamma_gradient: &[f32; C],
+) {
+    let count = statistics.count.max(1) as f32;
+    let mut scale = [0.0f32; C];
+    let mut mean_gradient = [0.0f32; C];
+    let mut mean_product = [0.0f32; C];
+    for c in 0..C {
+        scale[c] = parameters.gamma[c] * statistics.inverse_deviation[c];
+        mean_gradient[c] = beta_gradient[c] / count;
+        mean_product[c] = gamma_gradient[c] / count;
+    }
+    for (pixel, gradient) in input
+        .data
+        .as_flattened()
+        .iter()
+        .zip(gradient.data.as_flattened_mut())
+    {
+        for c in 0..C {
+            let normalised = (pixel[c] - statistics.mean[c]) * statistics.inverse_deviation[c];
+            gradient[c] =
+                scale[c] * (gradient[c] - mean_gradient[c] - normalised * mean_product[c]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+    use crate::test_support::{
+        assert_gradient_close, numeric_gradient, random_tensor, random_values, weighted_sum, widen,
+    };
+    use ndarray::{ArrayView1, ArrayView3};
+
+    const H: usize = 3;
+    const W: usize = 5;
+    const C: usize = 4;
+    const BATCH: usize = 3;
+    const EPSILON: f32 = 1e-3;
+
+    /// The statistics of a batch, summed in image order as the trainer does.
+    fn statistics(batch: &[Box<Tensor<H, W, C>>]) -> BatchStatistics<C> {
+        let count = BATCH * H * W;
+        let mut sums = [0.0f64; C];
+        for image in batch {
+            for (s, v) in sums.iter_mut().zip(channel_sums(image)) {
+                *s += v;
+            }
+        }
+        let mean = sums.map(|s| s / count as f64);
+        let mut squares = [0.0f64; C];
+        for image in batch {
+            for (s, v) in squares.iter_mut().zip(centered_square_sums(image, &mean)) {
+                *s += v;
+            }
+        }
+        BatchStatistics::from_sums(&mean, &squares, count, EPSILON)
+    }
+
+    fn setup() -> (Vec<Box<Tensor<H, W, C>>>, BatchNormParameters<C>) {
+        // Channels with different offsets and spreads.
+        let batch: Vec<_> = (0..BATCH as u64)
+            .map(|i| {
+                let mut x = random_tensor::<H, W, C>(30 + i);
+                for pixel in x.data.as_flattened_mut() {
+                    for (c, v) in pixel.iter_mut().enumerate() {
+                        *v = *v * (c as f32 + 0.5) + c as f32 - 1.0;
+                    }
+                }
+                x
+            })
+            .collect();
+        let mut parameters = BatchNormParameters::<C>::keras_initial();
+        random_values(40, &mut parameters.gamma);
+        random_values(41, &mut parameters.beta);
+        (batch, parameters)
+    }
+
+    #[test]
+    fn forward_matches_the_reference_and_statistics_are_the_batchs() {
+        let (batch, parameters) = setup();
+        let stats = statistics(&batch);
+        let views: Vec<_> = batch.iter().map(|x| x.view()).collect();
+        let (expected, mean, variance) = reference::batch_norm_training(
+            &views,
+            ArrayView1::from(&parameters.gamma),
+            ArrayView1::from(&parameters.beta),
+            EPSILON as f64,
+        );
+        for c in 0..C {
+            assert!((stats.mean[c] as f64 - mean[c]).abs() < 1e-6);
+            assert!((stats.variance[c] as f64 - variance[c]).abs() < 1e-5);
+        }
+        for (relu, image) in [(false, 0), (true, 1)] {
+            let mut output = Tensor::<H, W, C>::zeroed_boxed();
+            batch_norm_forward(&batch[image], &stats, &parameters, relu, &mut output);
+            for (&y, &e) in output.as_slice().iter().zip(expected[image].iter()) {
+                let e = if relu { e.max(0.0) } else { e };
+                assert!((y - e).abs() < 1e-5, "{y} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn flat_views_cover_every_field() {
+        let mut parameters = BatchNormParameters::<3>::keras_initial();
+        parameters.beta[2] = 5.0;
+        assert_eq!(
+            crate::tensor::flat(&parameters),
+            &[1.0, 1.0, 1.0, 0.0, 0.0, 5.0]
+        );
+        let mut moving = MovingStatistics::<2>::keras_initial();
+        crate::tensor::flat_mut(&mut moving)[1] = 3.0;
+        assert_eq!(moving.mean, [0.0, 3.0]);
+        assert_eq!(moving.variance, [1.0, 1.0]);
+    }
+
+    #[test]
+    fn moving_statistics_follow_the_batch_with_keras_momentum() {
+        let (batch, _) = setup();
+        let stats = statistics(&batch);
+        let mut moving = MovingStatistics::<C>::keras_initial();
+        moving.update(&stats, 0.99);
+        let n = (BATCH * H * W) as f32;
+        for c in 0..C {
+            assert!((moving.mean[c] - 0.01 * stats.mean[c]).abs() < 1e-7);
+            let unbiased = stats.variance[c] * n / (n - 1.0);
+            assert!((moving.variance[c] - (0.99 + 0.01 * unbiased)).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_through_the_batch_statistics() {
+        let (batch, parameters) = setup();
+        let stats = statistics(&batch);
+        let output_gradients: Vec<_> = (0..BATCH as u64)
+            .map(|i| random_tensor::<H, W, C>(50 + i))
+            .collect();
+
+        // The loss sum(r * bn(x)) over the whole batch, in f64, as a function
+        // of every input value, gamma and beta.
+        let loss = |inputs: &[f64], gamma: &[f64], beta: &[f64]| {
+            let views: Vec<_> = inputs
+                .chunks(H * W * C)
+                .map(|x| ArrayView3::from_shape((H, W, C), x).unwrap())
+                .collect();
+            let (outputs, _, _) = reference::batch_norm_training(
+                &views,
+                ArrayView1::from(gamma),
+                ArrayView1::from(beta),
+                EPSILON as f64,
+            );
+            outputs
+                .iter()
+                .zip(&output_gradients)
+                .map(|(y, r)| weighted_sum(r.as_slice(), y.iter().copied()))
+                .sum::<f64>()
+        };
+        let inputs: Vec<f64> = batch.iter().flat_map(|x| widen(x.as_slice())).collect();
+        let (gamma, beta) = (widen(&parameters.gamma), widen(&parameters.beta));
+
+        let mut beta_sums = [0.0f64; C];
+        let mut gamma_sums = [0.0f64; C];
+        for (x, r) in batch.iter().zip(&output_gradients) {
+            let (b, g) = batch_norm_backward_sums(x, r, &stats);
+            for c in 0..C {
+                beta_sums[c] += b[c];
+                gamma_sums[c] += g[c];
+            }
+        }
+        let (beta_gradient, gamma_gradient) =
+            (beta_sums.map(|v| v as f32), gamma_sums.map(|v| v as f32));
+        let numeric = numeric_gradient(&gamma, 1e-4, |g| loss(&inputs, g, &beta));
+        assert_gradient_close("gamma", &gamma_gradient, &numeric, 1e-5);
+        let numeric = numeric_gradient(&beta, 1e-4, |b| loss(&inputs, &gamma, b));
+        assert_gradient_close("beta", &beta_gradient, &numeric, 1e-5);
+
+        let mut analytic = Vec::new();
+        for (x, r) in batch.iter().zip(&output_gradients) {
+            let mut gradient = r.clone();
+            batch_norm_backward_input(
+                x,
+                &mut gradient,
+                &stats,
+                &parameters,
+                &beta_gradient,
+                &gamma_gradient,
+            );
+            analytic.extend_from_slice(gradient.as_slice());
+        }
+        let numeric = numeric_gradient(&inputs, 1e-4, |x| loss(x, &gamma, &beta));
+        assert_gradient_close("input", &analytic, &numeric, 1e-4);
+    }
+}

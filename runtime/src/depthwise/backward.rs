@@ -1,0 +1,187 @@
+//! The backward pass of [`depthwise_conv2d`](super::depthwise_conv2d): the
+//! gradient of its input and of its kernel.
+
+use super::DepthwiseWeights;
+use crate::geometry::{PaddingMode, Stride, tap_source as source, window_output_follows};
+use crate::isa::Arithmetic;
+use crate::tensor::Tensor;
+
+/// `input_gradient = d loss / d input` for `output = depthwise_conv2d(input,
+/// weights)`, given `output_gradient`. Overwrites `input_gradient`.
+#[inline(always)]
+pub fn depthwise_conv2d_backward_input<
+    P: PaddingMode,
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const C: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    output_gradient: &Tensor<OH, OW, C>,
+    weights: &DepthwiseWeights<K, C>,
+    _padding: P,
+    _stride: Stride<S>,
+    _arithmetic: A,
+    input_gradient: &mut Tensor<H, W, C>,
+) {
+    const {
+        assert!(
+            window_output_follows(P::PADDING, [H, W], K, S, [OH, OW]),
+            "depthwise_conv2d_backward_input: the output shape does not follow from the input shape, kernel, padding and stride"
+        )
+    };
+    let pad_top = P::PADDING.padding_before(H, K, S);
+    let pad_left = P::PADDING.padding_before(W, K, S);
+    input_gradient.as_mut_slice().fill(0.0);
+    for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
+        for (ky, kernel_row) in weights.kernel.iter().enumerate() {
+            let Some(iy) = source(oy, ky, S, pad_top, H) else {
+                continue;
+            };
+            let input_row = &mut input_gradient.data[iy];
+            for (ox, gradient) in gradient_row.iter().enumerate() {
+                for (kx, taps) in kernel_row.iter().enumerate() {
+                    let Some(ix) = source(ox, kx, S, pad_left, W) else {
+                        continue;
+                    };
+                    for ((value, &g), &w) in input_row[ix].iter_mut().zip(gradient).zip(taps) {
+                        *value = A::mul_add(g, w, *value);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `kernel_gradient += d loss / d kernel` for `output =
+/// depthwise_conv2d(input, weights)`, given `output_gradient`. Accumulates.
+#[inline(always)]
+pub fn depthwise_conv2d_backward_kernel<
+    P: PaddingMode,
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const C: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    input: &Tensor<H, W, C>,
+    output_gradient: &Tensor<OH, OW, C>,
+    _padding: P,
+    _stride: Stride<S>,
+    _arithmetic: A,
+    kernel_gradient: &mut [[[f32; C]; K]; K],
+) {
+    const {
+        assert!(
+            window_output_follows(P::PADDING, [H, W], K, S, [OH, OW]),
+            "depthwise_conv2d_backward_kernel: the output shape does not follow from the input shape, kernel, padding and stride"
+        )
+    };
+    let pad_top = P::PADDING.padding_before(H, K, S);
+    let pad_left = P::PADDING.padding_before(W, K, S);
+    for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
+        for (ky, kernel_row) in kernel_gradient.iter_mut().enumerate() {
+            let Some(iy) = source(oy, ky, S, pad_top, H) else {
+                continue;
+            };
+            let input_row = &input.data[iy];
+            for (ox, gradient) in gradient_row.iter().enumerate() {
+                for (kx, taps) in kernel_row.iter_mut().enumerate() {
+                    let Some(ix) = source(ox, kx, S, pad_left, W) else {
+                        continue;
+                    };
+                    for ((w, &x), &g) in taps.iter_mut().zip(&input_row[ix]).zip(gradient) {
+                        *w = A::mul_add(x, g, *w);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{Same, Valid};
+    use crate::isa::{Fused, Unfused};
+    use crate::reference;
+    use crate::test_support::{
+        assert_gradient_close, numeric_gradient, random_tensor, random_values, weighted_sum, widen,
+    };
+    use ndarray::ArrayView3;
+
+    fn check<
+        P: PaddingMode,
+        const S: usize,
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const C: usize,
+        const OH: usize,
+        const OW: usize,
+    >(
+        padding: P,
+    ) {
+        let seed = (H * 100 + W * 10 + S) as u64;
+        let input = random_tensor::<H, W, C>(seed);
+        let mut weights = DepthwiseWeights::<K, C>::zeroed_boxed();
+        random_values(
+            seed + 1,
+            weights.kernel.as_flattened_mut().as_flattened_mut(),
+        );
+        let output_gradient = random_tensor::<OH, OW, C>(seed + 2);
+        let x = widen(input.as_slice());
+        let kernel = widen(weights.kernel.as_flattened().as_flattened());
+        let loss = |x: &[f64], kernel: &[f64]| {
+            let output = reference::depthwise_conv2d(
+                ArrayView3::from_shape((H, W, C), x).unwrap(),
+                ArrayView3::from_shape((K, K, C), kernel).unwrap(),
+                S,
+                P::PADDING,
+            );
+            weighted_sum(output_gradient.as_slice(), output.iter().copied())
+        };
+
+        let mut input_gradient = Tensor::<H, W, C>::zeroed_boxed();
+        input_gradient.as_mut_slice().fill(f32::NAN);
+        depthwise_conv2d_backward_input(
+            &output_gradient,
+            &weights,
+            padding,
+            Stride::<S>,
+            Fused,
+            &mut input_gradient,
+        );
+        let numeric = numeric_gradient(&x, 1e-3, |x| loss(x, &kernel));
+        assert_gradient_close("input", input_gradient.as_slice(), &numeric, 1e-5);
+
+        let mut kernel_gradient = [[[0.0f32; C]; K]; K];
+        depthwise_conv2d_backward_kernel(
+            &input,
+            &output_gradient,
+            padding,
+            Stride::<S>,
+            Unfused,
+            &mut kernel_gradient,
+        );
+        let numeric = numeric_gradient(&kernel, 1e-3, |k| loss(&x, k));
+        let analytic = kernel_gradient.as_flattened().as_flattened();
+        assert_gradient_close("kernel", analytic, &numeric, 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        check::<Same, 1, 5, 6, 3, 3, 5, 6>(Same);
+        check::<Same, 1, 4, 3, 3, 2, 4, 3>(Same);
+        check::<Same, 2, 6, 8, 3, 2, 3, 4>(Same);
+        check::<Same, 2, 7, 5, 3, 3, 4, 3>(Same);
+        check::<Valid, 1, 6, 5, 3, 2, 4, 3>(Valid);
+        check::<Valid, 2, 7, 8, 3, 2, 3, 3>(Valid);
+    }
+}

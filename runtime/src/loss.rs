@@ -1,0 +1,145 @@
+//! The training loss: softmax cross-entropy with optional label smoothing,
+//! and its gradient with respect to the logits.
+
+/// A label that is not one of the model's classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelOutOfRange {
+    /// The label given.
+    pub label: usize,
+    /// The number of classes.
+    pub classes: usize,
+}
+
+impl std::fmt::Display for LabelOutOfRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "label {} is out of range for {} classes",
+            self.label, self.classes
+        )
+    }
+}
+
+impl std::error::Error for LabelOutOfRange {}
+
+/// The cross-entropy of `softmax(logits)` against the target distribution
+/// that puts `1 - smoothing` on `label` and `smoothing` spread evenly over
+/// all `N` classes (Keras' `label_smoothing`), and the gradient of
+/// `scale * loss` with respect to the logits, `scale * (softmax - target)`.
+///
+/// A batch's mean loss takes `scale = 1 / batch` for each image. Computed in
+/// f64 from the logits, as TensorFlow's `softmax_cross_entropy_with_logits`
+/// does (it never takes the log of a rounded probability).
+pub fn softmax_cross_entropy<const N: usize>(
+    logits: &[f32; N],
+    label: usize,
+    smoothing: f32,
+    scale: f32,
+) -> Result<(f64, [f32; N]), LabelOutOfRange> {
+    if label >= N {
+        return Err(LabelOutOfRange { label, classes: N });
+    }
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let exps = logits.map(|v| (v as f64 - max).exp());
+    let total: f64 = exps.iter().sum();
+    let log_total = total.ln();
+    let smoothing = smoothing as f64;
+    let mut loss = 0.0;
+    let mut gradient = [0.0f32; N];
+    for class in 0..N {
+        let target = smoothing / N as f64 + if class == label { 1.0 - smoothing } else { 0.0 };
+        loss -= target * (logits[class] as f64 - max - log_total);
+        gradient[class] = ((exps[class] / total - target) * scale as f64) as f32;
+    }
+    Ok((loss, gradient))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+    use crate::test_support::{assert_gradient_close, numeric_gradient, widen};
+    use ndarray::ArrayView1;
+
+    #[test]
+    fn loss_and_gradient_match_the_reference_and_finite_differences() {
+        let logits = [0.3f32, -1.2, 2.5, 0.0, -0.7];
+        for (label, smoothing) in [(2, 0.0f32), (4, 0.0), (1, 0.1), (0, 0.3)] {
+            let (loss, gradient) = softmax_cross_entropy(&logits, label, smoothing, 0.25).unwrap();
+            let expected = reference::softmax_cross_entropy(
+                ArrayView1::from(&logits),
+                label,
+                smoothing as f64,
+            );
+            assert!((loss - expected).abs() < 1e-12, "{loss} vs {expected}");
+            let numeric = numeric_gradient(&widen(&logits), 1e-4, |x| {
+                0.25 * reference::softmax_cross_entropy(
+                    ArrayView1::from(x),
+                    label,
+                    smoothing as f64,
+                )
+            });
+            assert_gradient_close("logits", &gradient, &numeric, 1e-6);
+        }
+    }
+
+    #[test]
+    fn without_smoothing_the_loss_is_minus_the_log_probability() {
+        let logits = [1.0f32, 2.0, 3.0];
+        let (loss, gradient) = softmax_cross_entropy(&logits, 0, 0.0, 1.0).unwrap();
+        let probability = 1.0f64.exp() / (1.0f64.exp() + 2.0f64.exp() + 3.0f64.exp());
+        assert!((loss + probability.ln()).abs() < 1e-12);
+        assert!((gradient[0] as f64 - (probability - 1.0)).abs() < 1e-7);
+        assert!(gradient.iter().map(|&g| g as f64).sum::<f64>().abs() < 1e-6);
+    }
+
+    #[test]
+    fn huge_logits_stay_finite_and_bad_labels_are_errors() {
+        let (loss, gradient) = softmax_cross_entropy(&[1000.0f32, -1000.0], 1, 0.0, 1.0).unwrap();
+        assert!((loss - 2000.0).abs() < 1e-9);
+        assert!(gradient.iter().all(|g| g.is_finite()));
+        assert_eq!(
+            softmax_cross_entropy(&[0.0f32; 3], 3, 0.0, 1.0),
+            Err(LabelOutOfRange {
+                label: 3,
+                classes: 3
+            })
+        );
+    }
+}
+
+/// Keras' `l2(factor)` penalty of a kernel: `factor * sum(w^2)`, in f64.
+pub fn l2_penalty(weights: &[f32], factor: f32) -> f64 {
+    factor as f64 * weights.iter().map(|&w| w as f64 * w as f64).sum::<f64>()
+}
+
+/// Adds the gradient of [`l2_penalty`], `2 * factor * w`, to `gradient`.
+pub fn l2_backward(weights: &[f32], factor: f32, gradient: &mut [f32]) {
+    let twice = 2.0 * factor;
+    for (g, &w) in gradient.iter_mut().zip(weights) {
+        *g += twice * w;
+    }
+}
+
+#[cfg(test)]
+mod l2_tests {
+    use super::*;
+    use crate::test_support::{assert_gradient_close, numeric_gradient, widen};
+
+    #[test]
+    fn l2_gradient_matches_finite_differences() {
+        let weights = [0.5f32, -1.5, 0.25, 2.0];
+        assert!(
+            (l2_penalty(&weights, 0.01) - 0.01f32 as f64 * (0.25 + 2.25 + 0.0625 + 4.0)).abs()
+                < 1e-12
+        );
+        let mut gradient = [1.0f32; 4];
+        l2_backward(&weights, 0.01, &mut gradient);
+        let numeric = numeric_gradient(&widen(&weights), 1e-3, |w| {
+            0.01 * w.iter().map(|v| v * v).sum::<f64>() + w.iter().sum::<f64>()
+        });
+        assert_gradient_close("weights", &gradient, &numeric, 1e-6);
+    }
+}

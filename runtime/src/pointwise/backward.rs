@@ -1,0 +1,159 @@
+//! The backward pass of [`pointwise_conv2d`](super::pointwise_conv2d): the
+//! gradient of its input and of its kernel. (The bias gradient is
+//! [`bias_backward`](crate::conv::bias_backward), as for any convolution.)
+
+use super::PointwiseWeights;
+use crate::geometry::Stride;
+use crate::isa::Arithmetic;
+use crate::tensor::Tensor;
+
+/// `input_gradient = d loss / d input` for `output = pointwise_conv2d(input,
+/// weights)` with stride `S`, given `output_gradient`. Overwrites
+/// `input_gradient`: pixels that the stride skips get zero.
+#[inline(always)]
+pub fn pointwise_conv2d_backward_input<
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const CO: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    output_gradient: &Tensor<OH, OW, CO>,
+    weights: &PointwiseWeights<CI, CO>,
+    _stride: Stride<S>,
+    _arithmetic: A,
+    input_gradient: &mut Tensor<H, W, CI>,
+) {
+    const {
+        assert!(
+            S > 0 && OH == H.div_ceil(S) && OW == W.div_ceil(S) && OH > 0 && OW > 0,
+            "pointwise_conv2d_backward_input: the output shape does not follow from the input shape and stride"
+        )
+    };
+    if S > 1 {
+        input_gradient.as_mut_slice().fill(0.0);
+    }
+    for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
+        let input_row = &mut input_gradient.data[oy * S];
+        for (ox, gradient) in gradient_row.iter().enumerate() {
+            for (value, kernel_row) in input_row[ox * S].iter_mut().zip(&weights.kernel) {
+                let mut sum = 0.0;
+                for (&g, &w) in gradient.iter().zip(kernel_row) {
+                    sum = A::mul_add(g, w, sum);
+                }
+                *value = sum;
+            }
+        }
+    }
+}
+
+/// `kernel_gradient += d loss / d kernel` for `output =
+/// pointwise_conv2d(input, weights)` with stride `S`. Accumulates.
+#[inline(always)]
+pub fn pointwise_conv2d_backward_kernel<
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const CO: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    input: &Tensor<H, W, CI>,
+    output_gradient: &Tensor<OH, OW, CO>,
+    _stride: Stride<S>,
+    _arithmetic: A,
+    kernel_gradient: &mut [[f32; CO]; CI],
+) {
+    const {
+        assert!(
+            S > 0 && OH == H.div_ceil(S) && OW == W.div_ceil(S) && OH > 0 && OW > 0,
+            "pointwise_conv2d_backward_kernel: the output shape does not follow from the input shape and stride"
+        )
+    };
+    for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
+        let input_row = &input.data[oy * S];
+        for (ox, gradient) in gradient_row.iter().enumerate() {
+            for (&x, kernel_row) in input_row[ox * S].iter().zip(kernel_gradient.iter_mut()) {
+                for (w, &g) in kernel_row.iter_mut().zip(gradient) {
+                    *w = A::mul_add(x, g, *w);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Padding;
+    use crate::isa::{Fused, Unfused};
+    use crate::reference;
+    use crate::test_support::{
+        assert_gradient_close, numeric_gradient, random_tensor, random_values, weighted_sum, widen,
+    };
+    use ndarray::{ArrayView3, ArrayView4};
+
+    fn check<
+        const S: usize,
+        const H: usize,
+        const W: usize,
+        const CI: usize,
+        const CO: usize,
+        const OH: usize,
+        const OW: usize,
+    >() {
+        let seed = (H * 100 + W * 10 + S) as u64;
+        let input = random_tensor::<H, W, CI>(seed);
+        let mut weights = PointwiseWeights::<CI, CO>::zeroed_boxed();
+        random_values(seed + 1, weights.kernel.as_flattened_mut());
+        let output_gradient = random_tensor::<OH, OW, CO>(seed + 2);
+        let x = widen(input.as_slice());
+        let kernel = widen(weights.kernel.as_flattened());
+        let loss = |x: &[f64], kernel: &[f64]| {
+            let output = reference::conv2d(
+                ArrayView3::from_shape((H, W, CI), x).unwrap(),
+                ArrayView4::from_shape((1, 1, CI, CO), kernel).unwrap(),
+                None,
+                S,
+                Padding::Same,
+            );
+            weighted_sum(output_gradient.as_slice(), output.iter().copied())
+        };
+
+        let mut input_gradient = Tensor::<H, W, CI>::zeroed_boxed();
+        input_gradient.as_mut_slice().fill(f32::NAN);
+        pointwise_conv2d_backward_input(
+            &output_gradient,
+            &weights,
+            Stride::<S>,
+            Fused,
+            &mut input_gradient,
+        );
+        let numeric = numeric_gradient(&x, 1e-3, |x| loss(x, &kernel));
+        assert_gradient_close("input", input_gradient.as_slice(), &numeric, 1e-5);
+
+        let mut kernel_gradient = [[0.0f32; CO]; CI];
+        pointwise_conv2d_backward_kernel(
+            &input,
+            &output_gradient,
+            Stride::<S>,
+            Unfused,
+            &mut kernel_gradient,
+        );
+        let numeric = numeric_gradient(&kernel, 1e-3, |k| loss(&x, k));
+        assert_gradient_close("kernel", kernel_gradient.as_flattened(), &numeric, 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_with_strides_on_odd_and_even_sizes() {
+        check::<1, 4, 3, 3, 5, 4, 3>();
+        check::<2, 6, 4, 3, 4, 3, 2>();
+        check::<2, 5, 7, 2, 3, 3, 4>();
+        check::<3, 7, 5, 2, 2, 3, 2>();
+    }
+}
