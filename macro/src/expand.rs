@@ -448,6 +448,10 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
     let weights_name = format_ident!("{}Weights", network.name);
     let scratch_name = format_ident!("{}Scratch", network.name);
     let input_name = format_ident!("{}Input", network.name);
+    let parameters_name = format_ident!("{}Parameters", network.name);
+    let statistics_name = format_ident!("{}Statistics", network.name);
+    let workspace_name = format_ident!("{}Workspace", network.name);
+    let training = crate::expand_train::expand_training(network);
     let module_name = format_ident!("{}_model", snake_case(&network.name));
     let classes = network.labels.len();
     let classes_lit = number(classes);
@@ -549,6 +553,9 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
                 PointwiseWeights, Same, SeparableConv2dWeights, Stride, Tensor, Valid, Window, WithArithmetic,
             };
             use #runtime::folded::{TensorView, TensorViewMut};
+            use #runtime::train::{self, TrainableModel, TrainingTensor};
+            use #runtime::{bytemuck, BatchNormParameters, BatchStatistics, MovingStatistics, ParameterKind};
+            use ::core::mem::offset_of;
 
             // The compiler rebuilds the model whenever the model file changes.
             const _: &[u8] = include_bytes!(#absolute);
@@ -711,9 +718,13 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
                     Self::new()
                 }
             }
+
+            #training
         }
 
-        pub use #module_name::{#name, #input_name, #scratch_name, #weights_name};
+        pub use #module_name::{
+            #name, #input_name, #scratch_name, #weights_name, #parameters_name, #statistics_name, #workspace_name,
+        };
     }
 }
 
@@ -727,14 +738,17 @@ pub fn expand_errors(messages: &[String], name: Option<&str>, span: Span) -> Tok
     let stubs = name
         .filter(|n| syn::parse_str::<Ident>(n).is_ok())
         .map(|name| {
-            let [model, weights, scratch, input] = ["", "Weights", "Scratch", "Input"]
-                .map(|suffix| Ident::new(&format!("{name}{suffix}"), Span::call_site()));
-            quote! {
-                pub struct #model;
-                pub struct #weights;
-                pub struct #scratch;
-                pub struct #input;
-            }
+            let stubs = [
+                "",
+                "Weights",
+                "Scratch",
+                "Input",
+                "Parameters",
+                "Statistics",
+                "Workspace",
+            ]
+            .map(|suffix| Ident::new(&format!("{name}{suffix}"), Span::call_site()));
+            quote!(#(pub struct #stubs;)*)
         });
     quote!(#(#errors)* #stubs)
 }

@@ -8,6 +8,7 @@
 
 mod diagnostic;
 mod expand;
+mod expand_train;
 mod file;
 mod shape;
 mod spec;

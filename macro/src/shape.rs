@@ -73,6 +73,8 @@ pub struct ConvBlock {
     pub bias: bool,
     pub batch_norm: bool,
     pub relu: bool,
+    /// L2 factor on the kernel while training.
+    pub l2: f32,
     pub input: Shape,
     pub output: Shape,
 }
@@ -92,6 +94,10 @@ pub struct ModuleBlock {
     pub pool: Option<PoolStep>,
     pub residual_stride: usize,
     pub output: Shape,
+    /// L2 factor on the separable convolutions' pointwise kernels.
+    pub l2: f32,
+    /// L2 factor on the residual 1x1 kernel.
+    pub residual_l2: f32,
 }
 
 #[derive(Debug)]
@@ -171,6 +177,7 @@ fn infer_conv(
         bias: conv.bias,
         batch_norm: conv.batch_norm,
         relu: conv.relu,
+        l2: conv.l2,
         input,
         output: Shape {
             height,
@@ -233,6 +240,8 @@ fn infer_module(
         }),
         residual_stride: module.residual_stride,
         output: main,
+        l2: module.l2,
+        residual_l2: module.residual_l2,
     })
 }
 

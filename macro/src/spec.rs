@@ -56,6 +56,9 @@ pub struct ConvSpec {
     pub batch_norm: Option<Spanned<bool>>,
     #[serde(default)]
     pub activation: Option<Spanned<ActivationSpec>>,
+    /// L2 factor on the kernel while training.
+    #[serde(default)]
+    pub l2: Option<Spanned<f64>>,
 }
 
 /// A residual depthwise-separable module.
@@ -69,6 +72,9 @@ pub struct ModuleSpec {
     pub residual: Option<Spanned<ResidualSpec>>,
     #[serde(default)]
     pub pool: Option<Spanned<PoolSetting>>,
+    /// L2 factor on both separable convolutions' pointwise kernels while training.
+    #[serde(default)]
+    pub l2: Option<Spanned<f64>>,
 }
 
 /// The module's shortcut: a strided 1x1 convolution with batch norm.
@@ -79,6 +85,9 @@ pub struct ResidualSpec {
     pub filters: Option<Spanned<usize>>,
     #[serde(default)]
     pub stride: Option<Spanned<usize>>,
+    /// L2 factor on the 1x1 kernel while training.
+    #[serde(default)]
+    pub l2: Option<Spanned<f64>>,
 }
 
 /// The module's max pool, or `none`.
@@ -110,6 +119,9 @@ pub struct HeadSpec {
     pub padding: Option<Spanned<PaddingSpec>>,
     #[serde(default)]
     pub bias: Option<Spanned<bool>>,
+    /// L2 factor on the kernel while training.
+    #[serde(default)]
+    pub l2: Option<Spanned<f64>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -10,6 +10,11 @@ use serde_saphyr::{Location, Spanned};
 /// Keras' default batch norm epsilon, which the paper's models use.
 const DEFAULT_EPSILON: f64 = 0.001;
 
+/// The paper's L2 factor (`l2(0.01)`) on the base convolutions' kernels and
+/// the separable convolutions' pointwise kernels; the residual and head
+/// kernels have none.
+const PAPER_L2: f64 = 0.01;
+
 /// A model file whose values all make sense on their own.
 #[derive(Debug)]
 pub struct Model {
@@ -35,6 +40,8 @@ pub struct Conv {
     pub bias: bool,
     pub batch_norm: bool,
     pub relu: bool,
+    /// L2 factor on the kernel while training.
+    pub l2: f32,
 }
 
 /// A residual depthwise-separable module.
@@ -48,6 +55,10 @@ pub struct Module {
     pub residual_stride: usize,
     pub residual_at: Location,
     pub pool: Option<Pool>,
+    /// L2 factor on the separable convolutions' pointwise kernels.
+    pub l2: f32,
+    /// L2 factor on the residual 1x1 kernel.
+    pub residual_l2: f32,
 }
 
 /// The max pool that ends a module's main branch.
@@ -180,6 +191,23 @@ impl Checker<'_> {
         }
     }
 
+    /// An L2 factor: a finite number, zero or more.
+    fn l2(&mut self, value: &Option<Spanned<f64>>, path: &str, default: f64) -> f32 {
+        match value {
+            None => default as f32,
+            Some(value) => {
+                if !(value.value.is_finite() && value.value >= 0.0) {
+                    self.error(
+                        value.referenced,
+                        path,
+                        format!("must be a number of at least 0, found {}", value.value),
+                    );
+                }
+                value.value as f32
+            }
+        }
+    }
+
     fn base_conv(&mut self, spanned: &Spanned<ConvSpec>, path: &str) -> Conv {
         let conv = &spanned.value;
         let (kernel, kernel_at) = self.positive_or(&conv.kernel, &format!("{path}.kernel"), 3);
@@ -201,6 +229,7 @@ impl Checker<'_> {
                 .activation
                 .as_ref()
                 .is_none_or(|a| a.value == ActivationSpec::Relu),
+            l2: self.l2(&conv.l2, &format!("{path}.l2"), PAPER_L2),
         }
     }
 
@@ -211,6 +240,10 @@ impl Checker<'_> {
             .positive_or(&module.kernel, &format!("{path}.kernel"), 3)
             .0;
         let residual_path = format!("{path}.residual");
+        let residual_l2 = match &module.residual {
+            Some(residual) => self.l2(&residual.value.l2, &format!("{residual_path}.l2"), 0.0),
+            None => 0.0,
+        };
         let (residual_filters, residual_stride, residual_at) = match &module.residual {
             Some(residual) => (
                 self.positive_or(
@@ -255,6 +288,8 @@ impl Checker<'_> {
             residual_stride,
             residual_at,
             pool,
+            l2: self.l2(&module.l2, &format!("{path}.l2"), PAPER_L2),
+            residual_l2,
         }
     }
 
@@ -302,6 +337,10 @@ impl Checker<'_> {
             bias: spec.and_then(|h| h.bias.as_ref()).is_none_or(|b| b.value),
             batch_norm: false,
             relu: false,
+            l2: match spec {
+                Some(h) => self.l2(&h.l2, "head.l2", 0.0),
+                None => 0.0,
+            },
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod adam;
 pub mod batch;
 pub mod batch_norm;
 pub mod conv;
+pub mod denormals;
 pub mod depthwise;
 pub mod elementwise;
 pub mod folded;
@@ -32,6 +33,7 @@ pub mod summary;
 pub mod tensor;
 #[cfg(test)]
 mod test_support;
+pub mod train;
 
 pub use adam::Adam;
 pub use batch::run_batch;
@@ -52,11 +54,13 @@ pub use folded::FoldedTensors;
 pub use geometry::{Padding, PaddingMode, Same, Stride, Valid, Window};
 pub use global_pool::{global_average_pool, global_average_pool_backward};
 pub use isa::{Arithmetic, Fused, Isa, Unfused, WithArithmetic, dispatch};
-pub use loss::{LabelOutOfRange, l2_backward, l2_penalty, softmax_cross_entropy};
+pub use loss::{
+    LabelOutOfRange, l2_backward, l2_penalty, softmax_cross_entropy, softmax_cross_entropy_into,
+};
 pub use parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 pub use pointwise::{
     PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input,
-    pointwise_conv2d_backward_kernel,
+    pointwise_conv2d_backward_input_add, pointwise_conv2d_backward_kernel,
 };
 pub use pool::{max_pool, max_pool_backward};
 pub use separable::{SeparableConv2dWeights, separable_conv2d};

@@ -36,24 +36,40 @@ pub fn softmax_cross_entropy<const N: usize>(
     smoothing: f32,
     scale: f32,
 ) -> Result<(f64, [f32; N]), LabelOutOfRange> {
-    if label >= N {
-        return Err(LabelOutOfRange { label, classes: N });
+    let mut gradient = [0.0f32; N];
+    let loss = softmax_cross_entropy_into(logits, label, smoothing, scale, &mut gradient)?;
+    Ok((loss, gradient))
+}
+
+/// [`softmax_cross_entropy`] for a number of classes known only at run
+/// time: `logits.len()` classes, the gradient written to `gradient` (of the
+/// same length; extra values on either side are ignored).
+pub fn softmax_cross_entropy_into(
+    logits: &[f32],
+    label: usize,
+    smoothing: f32,
+    scale: f32,
+    gradient: &mut [f32],
+) -> Result<f64, LabelOutOfRange> {
+    let classes = logits.len();
+    if label >= classes {
+        return Err(LabelOutOfRange { label, classes });
     }
     let max = logits
         .iter()
         .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-    let exps = logits.map(|v| (v as f64 - max).exp());
-    let total: f64 = exps.iter().sum();
+    let total: f64 = logits.iter().map(|&v| (v as f64 - max).exp()).sum();
     let log_total = total.ln();
     let smoothing = smoothing as f64;
     let mut loss = 0.0;
-    let mut gradient = [0.0f32; N];
-    for class in 0..N {
-        let target = smoothing / N as f64 + if class == label { 1.0 - smoothing } else { 0.0 };
-        loss -= target * (logits[class] as f64 - max - log_total);
-        gradient[class] = ((exps[class] / total - target) * scale as f64) as f32;
+    for (class, (&logit, g)) in logits.iter().zip(gradient.iter_mut()).enumerate() {
+        let target =
+            smoothing / classes as f64 + if class == label { 1.0 - smoothing } else { 0.0 };
+        let log_probability = logit as f64 - max - log_total;
+        loss -= target * log_probability;
+        *g = ((log_probability.exp() - target) * scale as f64) as f32;
     }
-    Ok((loss, gradient))
+    Ok(loss)
 }
 
 #[cfg(test)]

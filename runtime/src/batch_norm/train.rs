@@ -97,6 +97,16 @@ pub struct BatchStatistics<const C: usize> {
 }
 
 impl<const C: usize> BatchStatistics<C> {
+    /// Statistics of no batch yet: a place to keep the coming batch's.
+    pub fn empty() -> Self {
+        Self {
+            mean: [0.0; C],
+            variance: [0.0; C],
+            inverse_deviation: [0.0; C],
+            count: 0,
+        }
+    }
+
     /// The statistics from the batch's per-channel sum and, around that
     /// mean, its sum of squares (see [`centered_square_sums`]), over `count`
     /// values per channel.

@@ -23,6 +23,64 @@ pub fn pointwise_conv2d_backward_input<
 >(
     output_gradient: &Tensor<OH, OW, CO>,
     weights: &PointwiseWeights<CI, CO>,
+    stride: Stride<S>,
+    arithmetic: A,
+    input_gradient: &mut Tensor<H, W, CI>,
+) {
+    if S > 1 {
+        input_gradient.as_mut_slice().fill(0.0);
+    }
+    backward_input::<A, false, S, H, W, CI, CO, OH, OW>(
+        output_gradient,
+        weights,
+        stride,
+        arithmetic,
+        input_gradient,
+    );
+}
+
+/// As [`pointwise_conv2d_backward_input`], but adds to `input_gradient`: for
+/// a residual branch whose input also feeds the main branch.
+#[inline(always)]
+pub fn pointwise_conv2d_backward_input_add<
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const CO: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    output_gradient: &Tensor<OH, OW, CO>,
+    weights: &PointwiseWeights<CI, CO>,
+    stride: Stride<S>,
+    arithmetic: A,
+    input_gradient: &mut Tensor<H, W, CI>,
+) {
+    backward_input::<A, true, S, H, W, CI, CO, OH, OW>(
+        output_gradient,
+        weights,
+        stride,
+        arithmetic,
+        input_gradient,
+    );
+}
+
+#[inline(always)]
+fn backward_input<
+    A: Arithmetic,
+    const ADD: bool,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const CO: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    output_gradient: &Tensor<OH, OW, CO>,
+    weights: &PointwiseWeights<CI, CO>,
     _stride: Stride<S>,
     _arithmetic: A,
     input_gradient: &mut Tensor<H, W, CI>,
@@ -33,9 +91,6 @@ pub fn pointwise_conv2d_backward_input<
             "pointwise_conv2d_backward_input: the output shape does not follow from the input shape and stride"
         )
     };
-    if S > 1 {
-        input_gradient.as_mut_slice().fill(0.0);
-    }
     for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
         let input_row = &mut input_gradient.data[oy * S];
         for (ox, gradient) in gradient_row.iter().enumerate() {
@@ -44,7 +99,7 @@ pub fn pointwise_conv2d_backward_input<
                 for (&g, &w) in gradient.iter().zip(kernel_row) {
                     sum = A::mul_add(g, w, sum);
                 }
-                *value = sum;
+                *value = if ADD { *value + sum } else { sum };
             }
         }
     }
@@ -136,6 +191,25 @@ mod tests {
         );
         let numeric = numeric_gradient(&x, 1e-3, |x| loss(x, &kernel));
         assert_gradient_close("input", input_gradient.as_slice(), &numeric, 1e-5);
+
+        // Adding onto a gradient that is already there.
+        let before = random_tensor::<H, W, CI>(seed + 3);
+        let mut sum = before.clone();
+        pointwise_conv2d_backward_input_add(
+            &output_gradient,
+            &weights,
+            Stride::<S>,
+            Fused,
+            &mut sum,
+        );
+        for ((&s, &b), &g) in sum
+            .as_slice()
+            .iter()
+            .zip(before.as_slice())
+            .zip(input_gradient.as_slice())
+        {
+            assert!((s - (b + g)).abs() <= 1e-6, "{s} is not {b} + {g}");
+        }
 
         let mut kernel_gradient = [[0.0f32; CO]; CI];
         pointwise_conv2d_backward_kernel(

@@ -4,7 +4,10 @@
 
 mod backward;
 
-pub use backward::{pointwise_conv2d_backward_input, pointwise_conv2d_backward_kernel};
+pub use backward::{
+    pointwise_conv2d_backward_input, pointwise_conv2d_backward_input_add,
+    pointwise_conv2d_backward_kernel,
+};
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};

@@ -1,0 +1,522 @@
+//! Code generation for training: the model's trainable parameters and moving
+//! statistics in Keras' layout, the workspace of a batch, the table of
+//! tensors, and the forward (training mode) and backward passes, one runtime
+//! call per layer, forward in order and backward in reverse.
+
+use crate::shape::{Block, ConvBlock, ModuleBlock, Network, Shape};
+use crate::spec::PaddingSpec;
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::{format_ident, quote};
+
+fn tensor(shape: Shape) -> TokenStream {
+    let (h, w, c) = (
+        Literal::usize_unsuffixed(shape.height),
+        Literal::usize_unsuffixed(shape.width),
+        Literal::usize_unsuffixed(shape.channels),
+    );
+    quote!(Tensor<#h, #w, #c>)
+}
+
+fn lit(value: usize) -> Literal {
+    Literal::usize_unsuffixed(value)
+}
+
+fn padding(padding: PaddingSpec) -> TokenStream {
+    match padding {
+        PaddingSpec::Valid => quote!(Valid),
+        PaddingSpec::Same => quote!(Same),
+    }
+}
+
+/// Everything generated for training, gathered in one pass over the blocks.
+struct TrainParts {
+    parameters: Ident,
+    statistics: Ident,
+    parameter_fields: Vec<TokenStream>,
+    statistics_fields: Vec<TokenStream>,
+    workspace_fields: Vec<TokenStream>,
+    workspace_inits: Vec<TokenStream>,
+    tensors: Vec<TokenStream>,
+    forward: Vec<TokenStream>,
+    /// Each block's backward code, in forward order; emitted reversed.
+    backward: Vec<TokenStream>,
+    widest_batch_norm: usize,
+}
+
+impl TrainParts {
+    /// A workspace field holding one `shape` tensor per image of the batch.
+    fn batch(&mut self, field: &Ident, shape: Shape, text: &str) {
+        let ty = tensor(shape);
+        let doc = format!(" {text}");
+        self.workspace_fields.push(quote! {
+            #[doc = #doc]
+            pub #field: Box<[#ty]>,
+        });
+        self.workspace_inits
+            .push(quote!(#field: train::zeroed_batch(batch),));
+    }
+
+    /// A batch norm over `channels` after the layer `field` (`path` in the
+    /// model file): its parameters, moving statistics, batch statistics and
+    /// table entries.
+    fn batch_norm(&mut self, field: &Ident, path: &str, channels: usize) {
+        let norm = format_ident!("{field}_norm");
+        let batch = format_ident!("{field}_batch");
+        let c = lit(channels);
+        let doc = format!(" `{path}`: the batch norm's gamma and beta.");
+        self.parameter_fields.push(quote! {
+            #[doc = #doc]
+            pub #norm: BatchNormParameters<#c>,
+        });
+        let doc = format!(" `{path}`: the batch norm's moving mean and variance.");
+        self.statistics_fields.push(quote! {
+            #[doc = #doc]
+            pub #norm: MovingStatistics<#c>,
+        });
+        let doc = format!(" `{path}`: the last batch's statistics, for the backward pass.");
+        self.workspace_fields.push(quote! {
+            #[doc = #doc]
+            pub #batch: BatchStatistics<#c>,
+        });
+        self.workspace_inits
+            .push(quote!(#batch: BatchStatistics::empty(),));
+        let parameters = &self.parameters;
+        let statistics = &self.statistics;
+        for (kind, member, owner) in [
+            (quote!(Gamma), quote!(gamma), parameters),
+            (quote!(Beta), quote!(beta), parameters),
+            (quote!(MovingMean), quote!(mean), statistics),
+            (quote!(MovingVariance), quote!(variance), statistics),
+        ] {
+            self.tensors.push(quote! {
+                TrainingTensor {
+                    layer: #path,
+                    kind: ParameterKind::#kind,
+                    shape: &[#c],
+                    offset: offset_of!(#owner, #norm.#member) / 4,
+                    l2: 0.0,
+                },
+            });
+        }
+        self.widest_batch_norm = self.widest_batch_norm.max(channels);
+    }
+
+    /// A table entry for a trainable tensor of the parameters struct.
+    fn tensor(
+        &mut self,
+        path: &str,
+        kind: TokenStream,
+        shape: &[usize],
+        member: TokenStream,
+        l2: f32,
+    ) {
+        let parameters = &self.parameters;
+        let shape = shape.iter().map(|&d| lit(d));
+        let l2 = Literal::f32_unsuffixed(l2);
+        self.tensors.push(quote! {
+            TrainingTensor {
+                layer: #path,
+                kind: ParameterKind::#kind,
+                shape: &[#(#shape),*],
+                offset: offset_of!(#parameters, #member) / 4,
+                l2: #l2,
+            },
+        });
+    }
+
+    /// A plain convolution (a base layer or the head) reading `input`, whose
+    /// gradient goes to `input_gradient` (`None` for the network's input).
+    fn conv(&mut self, conv: &ConvBlock, input: &TokenStream, input_gradient: &TokenStream) {
+        let field = format_ident!("{}", conv.field);
+        let path = &conv.path;
+        let (k, ci, co) = (conv.kernel, conv.input.channels, conv.output.channels);
+        let (kl, cil, col) = (lit(k), lit(ci), lit(co));
+        let doc = format!(
+            " `{path}`: the {k}x{k} kernel{}.",
+            if conv.bias {
+                " and bias"
+            } else {
+                " (its bias stays zero: the layer has none)"
+            }
+        );
+        self.parameter_fields.push(quote! {
+            #[doc = #doc]
+            pub #field: Conv2dWeights<#kl, #cil, #col>,
+        });
+        self.tensor(
+            path,
+            quote!(Kernel),
+            &[k, k, ci, co],
+            quote!(#field.kernel),
+            conv.l2,
+        );
+        if conv.bias {
+            self.tensor(path, quote!(Bias), &[co], quote!(#field.bias), 0.0);
+        }
+
+        let gradient = format_ident!("{field}_gradient");
+        self.batch(&field, conv.output, &format!("`{path}` output."));
+        self.batch(
+            &gradient,
+            conv.output,
+            &format!("The gradient of the `{path}` output."),
+        );
+        let (pad, stride, relu, bias) = (
+            padding(conv.padding),
+            lit(conv.stride),
+            conv.relu,
+            conv.bias,
+        );
+        let norm = format_ident!("{field}_norm");
+        let batch = format_ident!("{field}_batch");
+        if conv.batch_norm {
+            let pre = format_ident!("{field}_conv");
+            self.batch(
+                &pre,
+                conv.output,
+                &format!("`{path}` output before its batch norm."),
+            );
+            self.batch_norm(&field, path, co);
+            self.forward.push(quote! {
+                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#pre);
+                train::batch_norm_forward(&w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
+            });
+            self.backward.push(quote! {
+                train::batch_norm_backward(&w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
+                train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
+            });
+        } else {
+            let relu_forward = relu.then(|| quote!(train::relu_forward(&mut w.#field);));
+            let relu_backward =
+                relu.then(|| quote!(train::relu_backward(&mut w.#gradient, &w.#field);));
+            self.forward.push(quote! {
+                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#field);
+                #relu_forward
+            });
+            self.backward.push(quote! {
+                #relu_backward
+                train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
+            });
+        }
+    }
+
+    fn module(&mut self, module: &ModuleBlock, input: &TokenStream, input_gradient: &TokenStream) {
+        let path = &module.path;
+        let k = module.kernel;
+        let kl = lit(k);
+        let mut step_input = input.clone();
+        let mut step_shape = module.input;
+        let mut backward = Vec::new();
+        for (i, &output) in module.separable.iter().enumerate() {
+            let field = format_ident!("{}_separable_{i}", module.field);
+            let layer = format!("{path}.separable[{i}]");
+            let (ci, co) = (step_shape.channels, output.channels);
+            let (cil, col) = (lit(ci), lit(co));
+            let doc = format!(" `{layer}`: the depthwise and pointwise kernels (no bias).");
+            self.parameter_fields.push(quote! {
+                #[doc = #doc]
+                pub #field: SeparableConv2dWeights<#kl, #cil, #col>,
+            });
+            self.tensor(
+                &layer,
+                quote!(DepthwiseKernel),
+                &[k, k, ci, 1],
+                quote!(#field.depthwise.kernel),
+                0.0,
+            );
+            self.tensor(
+                &layer,
+                quote!(PointwiseKernel),
+                &[1, 1, ci, co],
+                quote!(#field.pointwise.kernel),
+                module.l2,
+            );
+
+            let depthwise = format_ident!("{field}_depthwise");
+            let depthwise_gradient = format_ident!("{field}_depthwise_gradient");
+            let pre = format_ident!("{field}_conv");
+            let gradient = format_ident!("{field}_gradient");
+            let norm = format_ident!("{field}_norm");
+            let batch = format_ident!("{field}_batch");
+            self.batch(
+                &depthwise,
+                step_shape,
+                &format!("`{layer}` depthwise output."),
+            );
+            self.batch(
+                &depthwise_gradient,
+                step_shape,
+                &format!("The gradient of the `{layer}` depthwise output."),
+            );
+            self.batch(
+                &pre,
+                output,
+                &format!("`{layer}` output before its batch norm."),
+            );
+            self.batch(&field, output, &format!("`{layer}` output."));
+            self.batch(
+                &gradient,
+                output,
+                &format!("The gradient of the `{layer}` output."),
+            );
+            self.batch_norm(&field, &layer, co);
+            let relu = i == 0;
+            self.forward.push(quote! {
+                train::separable_forward(isa, #step_input, &p.#field, &mut w.#depthwise, &mut w.#pre);
+                train::batch_norm_forward(&w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
+            });
+            let step_input_gradient = if i == 0 {
+                input_gradient.clone()
+            } else {
+                let previous = format_ident!("{}_separable_0_gradient", module.field);
+                quote!(Some(&mut w.#previous))
+            };
+            backward.push(quote! {
+                train::batch_norm_backward(&w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
+                train::separable_backward(isa, #step_input, &w.#depthwise, &w.#gradient, &p.#field, &mut w.#depthwise_gradient, #step_input_gradient, images, |g| &mut g.#field);
+            });
+            step_input = quote!(&w.#field);
+            step_shape = output;
+        }
+
+        let last = format_ident!("{}_separable_1", module.field);
+        let last_gradient = format_ident!("{}_separable_1_gradient", module.field);
+        let output = format_ident!("{}_output", module.field);
+        let output_gradient = format_ident!("{}_output_gradient", module.field);
+        self.batch(
+            &output,
+            module.output,
+            &format!("`{path}` output: the main branch plus the residual branch."),
+        );
+        self.batch(
+            &output_gradient,
+            module.output,
+            &format!("The gradient of the `{path}` output."),
+        );
+        let (pool_forward, pool_backward) = match &module.pool {
+            Some(pool) => {
+                let (size, stride) = (lit(pool.size), lit(pool.stride));
+                (
+                    quote!(train::max_pool_forward(&w.#last, Window::<#size>, Stride::<#stride>, Same, &mut w.#output);),
+                    quote!(train::max_pool_backward(&w.#last, &w.#output_gradient, Window::<#size>, Stride::<#stride>, Same, &mut w.#last_gradient);),
+                )
+            }
+            None => (
+                quote!(train::copy_batch(&w.#last, &mut w.#output);),
+                quote!(train::copy_batch(&w.#output_gradient, &mut w.#last_gradient);),
+            ),
+        };
+
+        let residual = format_ident!("{}_residual", module.field);
+        let layer = format!("{path}.residual");
+        let (ci, co) = (module.input.channels, module.output.channels);
+        let (cil, col) = (lit(ci), lit(co));
+        let doc = format!(" `{layer}`: the 1x1 kernel (no bias).");
+        self.parameter_fields.push(quote! {
+            #[doc = #doc]
+            pub #residual: PointwiseWeights<#cil, #col>,
+        });
+        self.tensor(
+            &layer,
+            quote!(Kernel),
+            &[1, 1, ci, co],
+            quote!(#residual.kernel),
+            module.residual_l2,
+        );
+        let pre = format_ident!("{residual}_conv");
+        let gradient = format_ident!("{residual}_gradient");
+        let norm = format_ident!("{residual}_norm");
+        let batch = format_ident!("{residual}_batch");
+        self.batch(
+            &pre,
+            module.output,
+            &format!("`{layer}` output before its batch norm."),
+        );
+        self.batch(&residual, module.output, &format!("`{layer}` output."));
+        self.batch(
+            &gradient,
+            module.output,
+            &format!("The gradient of the `{layer}` output."),
+        );
+        self.batch_norm(&residual, &layer, co);
+        let stride = lit(module.residual_stride);
+        self.forward.push(quote! {
+            #pool_forward
+            train::pointwise_forward(isa, #input, &p.#residual, Stride::<#stride>, &mut w.#pre);
+            train::batch_norm_forward(&w.#pre, &p.#norm, settings, false, &mut s.#norm, &mut w.#batch, &mut w.#residual, scratch);
+            train::add_forward(&mut w.#output, &w.#residual);
+        });
+        // Backward: the add sends the output gradient to both branches; the
+        // main branch writes the input gradient, the residual branch adds to it.
+        let mut module_backward = vec![quote! {
+            #pool_backward
+            train::copy_batch(&w.#output_gradient, &mut w.#gradient);
+        }];
+        module_backward.extend(backward.into_iter().rev());
+        module_backward.push(quote! {
+            train::batch_norm_backward(&w.#pre, &w.#residual, &p.#norm, &w.#batch, false, &mut w.#gradient, &mut g.#norm, scratch);
+            train::pointwise_backward(isa, #input, &w.#gradient, &p.#residual, Stride::<#stride>, #input_gradient, images, |g| &mut g.#residual);
+        });
+        self.backward.push(quote!(#(#module_backward)*));
+    }
+}
+
+/// The output field of a block, and its gradient field.
+fn output_fields(block: &Block) -> (Ident, Ident) {
+    let field = match block {
+        Block::Conv(conv) => format_ident!("{}", conv.field),
+        Block::Module(module) => format_ident!("{}_output", module.field),
+    };
+    let gradient = format_ident!("{field}_gradient");
+    (field, gradient)
+}
+
+/// The training items of `network`, inside the model's module (which has
+/// imported the runtime's names).
+pub fn expand_training(network: &Network) -> TokenStream {
+    let name = format_ident!("{}", network.name);
+    let parameters = format_ident!("{}Parameters", network.name);
+    let statistics = format_ident!("{}Statistics", network.name);
+    let workspace = format_ident!("{}Workspace", network.name);
+    let input_name = format_ident!("{}Input", network.name);
+    let mut parts = TrainParts {
+        parameters: parameters.clone(),
+        statistics: statistics.clone(),
+        parameter_fields: Vec::new(),
+        statistics_fields: Vec::new(),
+        workspace_fields: Vec::new(),
+        workspace_inits: Vec::new(),
+        tensors: Vec::new(),
+        forward: Vec::new(),
+        backward: Vec::new(),
+        widest_batch_norm: 0,
+    };
+    let mut input = quote!(inputs);
+    let mut input_gradient = quote!(None);
+    for block in &network.blocks {
+        match block {
+            Block::Conv(conv) => parts.conv(conv, &input, &input_gradient),
+            Block::Module(module) => parts.module(module, &input, &input_gradient),
+        }
+        let (output, gradient) = output_fields(block);
+        input = quote!(&w.#output);
+        input_gradient = quote!(Some(&mut w.#gradient));
+    }
+    let Some(Block::Conv(head)) = network.blocks.last() else {
+        return quote!(compile_error!("a model must end with its head"););
+    };
+    let head_field = format_ident!("{}", head.field);
+    let head_gradient = format_ident!("{}_gradient", head.field);
+    let classes = lit(network.labels.len());
+    let model_name = &network.name;
+    let epsilon = Literal::f32_unsuffixed(network.batch_norm_epsilon);
+    let input_shape = {
+        let (h, w, c) = (
+            lit(network.input.height),
+            lit(network.input.width),
+            lit(network.input.channels),
+        );
+        quote!([#h, #w, #c])
+    };
+    let TrainParts {
+        parameter_fields,
+        statistics_fields,
+        workspace_fields,
+        workspace_inits,
+        tensors,
+        forward,
+        backward,
+        widest_batch_norm,
+        ..
+    } = parts;
+    let backward = backward.into_iter().rev();
+    let widest = lit(widest_batch_norm);
+    let crate_path = "::mini_xception::runtime::bytemuck";
+    let parameters_doc = format!(
+        " The trainable parameters of [`{model_name}`] in Keras' layout, batch norm unfolded; also the type of their gradients and of Adam's moments. [`{model_name}::TENSORS`](TrainableModel::TENSORS) names every tensor and its place."
+    );
+    let statistics_doc = format!(" The moving statistics of every batch norm of [`{model_name}`].");
+    let workspace_doc = format!(
+        " What a training step of [`{model_name}`] keeps for one batch: every layer's activations, their gradients and the batch statistics, allocated once."
+    );
+
+    quote! {
+        #[doc = #parameters_doc]
+        #[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+        #[bytemuck(crate = #crate_path)]
+        #[repr(C)]
+        pub struct #parameters {
+            #(#parameter_fields)*
+        }
+
+        #[doc = #statistics_doc]
+        #[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+        #[bytemuck(crate = #crate_path)]
+        #[repr(C)]
+        pub struct #statistics {
+            #(#statistics_fields)*
+        }
+
+        #[doc = #workspace_doc]
+        pub struct #workspace {
+            #(#workspace_fields)*
+        }
+
+        impl TrainableModel for #name {
+            type Input = #input_name;
+            type Parameters = #parameters;
+            type Statistics = #statistics;
+            type Workspace = #workspace;
+
+            const NAME: &'static str = #model_name;
+            const CLASSES: usize = #classes;
+            const INPUT_SHAPE: [usize; 3] = #input_shape;
+            const WIDEST_BATCH_NORM: usize = #widest;
+            const BATCH_NORM_EPSILON: f32 = #epsilon;
+            const TENSORS: &'static [TrainingTensor] = &[#(#tensors)*];
+
+            // Inline, so that a model is compiled for training only where it
+            // is trained.
+            #[inline]
+            fn workspace(batch: usize) -> #workspace {
+                #workspace {
+                    #(#workspace_inits)*
+                }
+            }
+
+            // A model without batch norms would leave `settings`, `s` and
+            // `scratch` unused.
+            #[inline]
+            #[allow(unused_variables)]
+            fn forward_train(
+                isa: Isa,
+                p: &#parameters,
+                s: &mut #statistics,
+                settings: train::BatchNormSettings,
+                inputs: &[#input_name],
+                w: &mut #workspace,
+                scratch: &mut train::ReductionScratch,
+                logits: &mut [f32],
+            ) {
+                #(#forward)*
+                train::logits_forward(&w.#head_field, logits.as_chunks_mut::<#classes>().0);
+            }
+
+            #[inline]
+            #[allow(unused_variables)]
+            fn backward(
+                isa: Isa,
+                p: &#parameters,
+                inputs: &[#input_name],
+                w: &mut #workspace,
+                scratch: &mut train::ReductionScratch,
+                logit_gradients: &[f32],
+                g: &mut #parameters,
+                images: &mut [#parameters],
+            ) {
+                train::logits_backward(logit_gradients.as_chunks::<#classes>().0, &mut w.#head_gradient);
+                #(#backward)*
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! What a compiled model offers the trainer: the [`TrainableModel`] trait,
+//! which `mini_xception!` implements for every model, and the table of its
+//! tensors in Keras' layout.
+
+use super::batch::ReductionScratch;
+use super::normalize::BatchNormSettings;
+use crate::isa::Isa;
+use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
+use bytemuck::Pod;
+
+/// One tensor of a model's training state: a trainable parameter (in the
+/// [`TrainableModel::Parameters`] struct) or a moving statistic (in the
+/// [`TrainableModel::Statistics`] struct), with its Keras name and shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainingTensor {
+    /// The model-file layer, e.g. `modules[2].separable[1]`.
+    pub layer: &'static str,
+    /// Which of the layer's parameters (moving statistics are not trainable).
+    pub kind: ParameterKind,
+    /// Its shape in Keras' layout.
+    pub shape: &'static [usize],
+    /// Where its values start, counted in `f32`s from the start of the
+    /// parameters struct (trainable kinds) or the statistics struct (moving
+    /// statistics).
+    pub offset: usize,
+    /// The L2 factor on this tensor (Keras `l2(factor)` adds `factor *
+    /// sum(w^2)` to the loss); 0 for none.
+    pub l2: f32,
+}
+
+impl TrainingTensor {
+    /// Whether training updates it with gradients (all but the moving statistics).
+    pub const fn is_trainable(&self) -> bool {
+        !matches!(
+            self.kind,
+            ParameterKind::MovingMean | ParameterKind::MovingVariance
+        )
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `layer.kind`, e.g. `modules[0].residual.moving_mean`: its name in
+    /// files.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.layer, self.kind.keras_name())
+    }
+
+    /// What a [`ParameterSource`] is asked for to fill it.
+    pub fn spec(&self) -> ParameterSpec<'static> {
+        ParameterSpec {
+            layer: self.layer,
+            kind: self.kind,
+            shape: self.shape,
+        }
+    }
+
+    /// Its values in a parameters struct (trainable tensors) or a statistics
+    /// struct (moving statistics) viewed flat; `None` when the slice is too short.
+    pub fn values<'a>(&self, flat: &'a [f32]) -> Option<&'a [f32]> {
+        flat.get(self.offset..self.offset + self.len())
+    }
+
+    /// As [`TrainingTensor::values`], mutable.
+    pub fn values_mut<'a>(&self, flat: &'a mut [f32]) -> Option<&'a mut [f32]> {
+        flat.get_mut(self.offset..self.offset + self.len())
+    }
+}
+
+/// A model that can be trained: implemented by the code `mini_xception!`
+/// generates, and used by [`super::Trainer`] and the weight readers and
+/// writers without knowing the architecture.
+///
+/// Parameters, their gradients and Adam's moments are all of type
+/// [`Self::Parameters`], a struct of `f32` arrays that can be viewed as one
+/// flat slice ([`crate::flat`]); [`Self::TENSORS`] says what lies where.
+pub trait TrainableModel {
+    /// The input image.
+    type Input: Pod + Send + Sync;
+    /// The trainable parameters (kernels, biases, gammas and betas) in Keras'
+    /// layout, unfolded; also the type of their gradients and of Adam's moments.
+    type Parameters: Pod + Send + Sync;
+    /// The moving statistics of every batch norm.
+    type Statistics: Pod + Send + Sync;
+    /// Everything a training step keeps for one batch: every layer's
+    /// activations, their gradients and the batch statistics.
+    type Workspace: Send;
+
+    /// The model's name in its model file.
+    const NAME: &'static str;
+    /// The number of classes.
+    const CLASSES: usize;
+    /// `[height, width, channels]` of the input.
+    const INPUT_SHAPE: [usize; 3];
+    /// The channels of the widest batch norm, for [`ReductionScratch`].
+    const WIDEST_BATCH_NORM: usize;
+    /// Epsilon of every batch norm, from the model file.
+    const BATCH_NORM_EPSILON: f32;
+    /// Every tensor of the training state, in model-file order.
+    const TENSORS: &'static [TrainingTensor];
+
+    /// Room for a batch of `batch` images, allocated once.
+    fn workspace(batch: usize) -> Self::Workspace;
+
+    /// The forward pass in training mode over a batch: batch norms normalise
+    /// with the batch's statistics and move the moving statistics; writes
+    /// `Self::CLASSES` logits per image to `logits`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_train(
+        isa: Isa,
+        parameters: &Self::Parameters,
+        statistics: &mut Self::Statistics,
+        settings: BatchNormSettings,
+        inputs: &[Self::Input],
+        workspace: &mut Self::Workspace,
+        scratch: &mut ReductionScratch,
+        logits: &mut [f32],
+    );
+
+    /// The backward pass of the last [`TrainableModel::forward_train`], given
+    /// the gradient of the loss with respect to every logit: the batch-norm
+    /// parameter gradients are added to `gradients`, every image's kernel
+    /// gradients to its own slot in `image_gradients` (summed later, in
+    /// order).
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        isa: Isa,
+        parameters: &Self::Parameters,
+        inputs: &[Self::Input],
+        workspace: &mut Self::Workspace,
+        scratch: &mut ReductionScratch,
+        logit_gradients: &[f32],
+        gradients: &mut Self::Parameters,
+        image_gradients: &mut [Self::Parameters],
+    );
+}
+
+/// The tensors of one kind of struct: trainable ones index the parameters,
+/// moving statistics the statistics.
+pub fn trainable_tensors<M: TrainableModel>() -> impl Iterator<Item = &'static TrainingTensor> {
+    M::TENSORS.iter().filter(|t| t.is_trainable())
+}
+
+/// Fills parameters and moving statistics from `source` (a Keras file,
+/// native weights, a reference), asking for every tensor of
+/// [`TrainableModel::TENSORS`] by layer, kind and Keras shape.
+pub fn read_training_state<M: TrainableModel, S: ParameterSource>(
+    source: &mut S,
+    parameters: &mut M::Parameters,
+    statistics: &mut M::Statistics,
+) -> Result<(), S::Error> {
+    let parameters = crate::tensor::flat_mut(parameters);
+    let statistics = crate::tensor::flat_mut(statistics);
+    for tensor in M::TENSORS {
+        let flat: &mut [f32] = if tensor.is_trainable() {
+            parameters
+        } else {
+            statistics
+        };
+        if let Some(values) = tensor.values_mut(flat) {
+            source.read(&tensor.spec(), values)?;
+        }
+    }
+    Ok(())
+}
+
+/// A [`ParameterSource`] over a training state, so that inference weights
+/// are folded from it exactly as from a Keras file (`Weights::from_source`).
+pub struct TrainingStateSource<'a, M: TrainableModel> {
+    parameters: &'a [f32],
+    statistics: &'a [f32],
+    _model: std::marker::PhantomData<M>,
+}
+
+impl<'a, M: TrainableModel> TrainingStateSource<'a, M> {
+    /// A source reading `parameters` and `statistics`.
+    pub fn new(parameters: &'a M::Parameters, statistics: &'a M::Statistics) -> Self {
+        Self {
+            parameters: crate::tensor::flat(parameters),
+            statistics: crate::tensor::flat(statistics),
+            _model: std::marker::PhantomData,
+        }
+    }
+}
+
+/// A tensor that a training state does not have: the model asked for a
+/// layer or kind that its own table lacks (a bug in generated code, never
+/// the user's input), reported rather than a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingTensor(pub String);
+
+impl std::fmt::Display for MissingTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the training state has no tensor {}", self.0)
+    }
+}
+
+impl std::error::Error for MissingTensor {}
+
+impl<M: TrainableModel> ParameterSource for TrainingStateSource<'_, M> {
+    type Error = MissingTensor;
+
+    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), MissingTensor> {
+        let tensor = M::TENSORS
+            .iter()
+            .find(|t| t.layer == spec.layer && t.kind == spec.kind && t.len() == values.len())
+            .ok_or_else(|| MissingTensor(spec.to_string()))?;
+        let flat = if tensor.is_trainable() {
+            self.parameters
+        } else {
+            self.statistics
+        };
+        let stored = tensor
+            .values(flat)
+            .ok_or_else(|| MissingTensor(spec.to_string()))?;
+        values.copy_from_slice(stored);
+        Ok(())
+    }
+}

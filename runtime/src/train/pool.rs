@@ -1,0 +1,108 @@
+//! Max pooling, the residual add, ReLU and copies over a batch.
+
+use crate::elementwise::{add_assign, relu_backward_in_place, relu_in_place};
+use crate::geometry::{PaddingMode, Stride, Window};
+use crate::pool::{self as per_image};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// `outputs[i] = max_pool(inputs[i])` for every image.
+pub fn max_pool_forward<
+    P: PaddingMode + Send + Sync,
+    const K: usize,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const C: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    inputs: &[Tensor<H, W, C>],
+    window: Window<K>,
+    stride: Stride<S>,
+    padding: P,
+    outputs: &mut [Tensor<OH, OW, C>],
+) {
+    outputs
+        .par_iter_mut()
+        .zip(inputs)
+        .for_each(|(output, input)| {
+            per_image::max_pool(input, window, stride, padding, output);
+        });
+}
+
+/// The backward pass of [`max_pool_forward`]: overwrites `input_gradients`.
+pub fn max_pool_backward<
+    P: PaddingMode + Send + Sync,
+    const K: usize,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const C: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    inputs: &[Tensor<H, W, C>],
+    output_gradients: &[Tensor<OH, OW, C>],
+    window: Window<K>,
+    stride: Stride<S>,
+    padding: P,
+    input_gradients: &mut [Tensor<H, W, C>],
+) {
+    input_gradients
+        .par_iter_mut()
+        .zip(inputs)
+        .zip(output_gradients)
+        .for_each(|((input_gradient, input), output_gradient)| {
+            per_image::max_pool_backward(
+                input,
+                output_gradient,
+                window,
+                stride,
+                padding,
+                input_gradient,
+            );
+        });
+}
+
+/// `outputs[i] += others[i]`: the residual add. Its backward pass is nothing
+/// to compute: both branches receive the output gradient as it is.
+pub fn add_forward<const H: usize, const W: usize, const C: usize>(
+    outputs: &mut [Tensor<H, W, C>],
+    others: &[Tensor<H, W, C>],
+) {
+    outputs
+        .par_iter_mut()
+        .zip(others)
+        .for_each(|(output, other)| add_assign(output, other));
+}
+
+/// `to[i] = from[i]`.
+pub fn copy_batch<const H: usize, const W: usize, const C: usize>(
+    from: &[Tensor<H, W, C>],
+    to: &mut [Tensor<H, W, C>],
+) {
+    to.par_iter_mut()
+        .zip(from)
+        .for_each(|(to, from)| *to = *from);
+}
+
+/// ReLU in place on every image, for a layer without batch norm.
+pub fn relu_forward<const H: usize, const W: usize, const C: usize>(
+    tensors: &mut [Tensor<H, W, C>],
+) {
+    tensors
+        .par_iter_mut()
+        .for_each(|tensor| relu_in_place(tensor));
+}
+
+/// The backward pass of [`relu_forward`], in place on the gradients.
+pub fn relu_backward<const H: usize, const W: usize, const C: usize>(
+    gradients: &mut [Tensor<H, W, C>],
+    outputs: &[Tensor<H, W, C>],
+) {
+    gradients
+        .par_iter_mut()
+        .zip(outputs)
+        .for_each(|(gradient, output)| relu_backward_in_place(gradient, output));
+}
