@@ -36,6 +36,7 @@ pub mod models;
 pub mod native;
 pub mod preprocess;
 pub mod pretrained;
+pub mod train;
 pub mod video;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -210,6 +210,61 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a model on FER2013: Training to learn, PublicTest to select.
+    /// Writes best.safetensors, last.checkpoint and history.csv to --out.
+    Train {
+        /// fer2013.csv or fer2013.csv.gz (Kaggle layout: emotion,pixels,Usage).
+        #[arg(long)]
+        data: PathBuf,
+        /// The output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The model to train.
+        #[arg(long, value_enum, default_value_t = cli::train::TrainModel::Emotion)]
+        model: cli::train::TrainModel,
+        /// Epochs (the paper's early stop may end the run sooner).
+        #[arg(long, default_value_t = 100)]
+        epochs: usize,
+        /// Images per step.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Adam's initial learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        learning_rate: f32,
+        /// The learning-rate schedule.
+        #[arg(long, value_enum, default_value_t = cli::train::ScheduleChoice::Plateau)]
+        schedule: cli::train::ScheduleChoice,
+        /// Epochs without improvement before the plateau schedule divides the rate by 10.
+        #[arg(long, default_value_t = 12)]
+        patience: usize,
+        /// Epochs without a better PublicTest loss before the run stops.
+        #[arg(long, default_value_t = 50)]
+        early_stop: usize,
+        /// Label smoothing of the cross-entropy (0 for none).
+        #[arg(long, default_value_t = 0.0)]
+        label_smoothing: f32,
+        /// Train without the random rotation, shift, zoom and flip.
+        #[arg(long)]
+        no_augment: bool,
+        /// Seed of initialisation, shuffling and augmentation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Train on the first N Training faces only.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start from these Keras HDF5 weights (e.g. the paper's) instead of Keras' initialisation.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Continue from --out/last.checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Training threads (default: one per core); the result does not depend on them.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// No progress bar or banner; one line per epoch.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Print a model's layers, output shapes, parameters and MACs.
     Summary {
         #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
@@ -285,6 +340,43 @@ fn main() -> ExitCode {
             seconds,
             isa,
             json,
+        }),
+        Command::Train {
+            data,
+            out,
+            model,
+            epochs,
+            batch,
+            learning_rate,
+            schedule,
+            patience,
+            early_stop,
+            label_smoothing,
+            no_augment,
+            seed,
+            limit,
+            init,
+            resume,
+            threads,
+            quiet,
+        } => cli::train::run(cli::train::Settings {
+            data,
+            out,
+            model,
+            epochs,
+            batch,
+            learning_rate,
+            schedule,
+            patience,
+            early_stop,
+            label_smoothing,
+            no_augment,
+            seed,
+            limit,
+            init,
+            resume,
+            threads,
+            quiet,
         }),
         Command::Summary { model } => {
             cli::summary(model);

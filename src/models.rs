@@ -1,9 +1,10 @@
-//! The shipped models, compiled in, and face classifiers built on them that
-//! take a grayscale crop of any size.
+//! The shipped models, compiled in, and face classifiers over any compiled
+//! model that take a grayscale crop of any size.
 
 use crate::keras::{self, WeightsError};
 use crate::native::{self, NativeError};
-use crate::preprocess::{ResizeError, to_input};
+use crate::preprocess::{ResizeError, normalize, resize_linear};
+use crate::runtime::{InferenceModel, Isa, bytemuck, flat_mut, softmax::softmax_slice};
 use image::GrayImage;
 use std::path::Path;
 
@@ -31,6 +32,48 @@ pub enum LoadError {
     Native(#[from] NativeError),
 }
 
+/// Loads a model's weights: a `.safetensors` file in the native format,
+/// any other file as Keras HDF5.
+pub fn load_weights<M: InferenceModel>(path: &Path) -> Result<M::Weights, LoadError> {
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        let mut weights = M::zeroed_weights();
+        native::load(&mut weights, M::NAME, path)?;
+        Ok(weights)
+    } else {
+        Ok(keras::load(path, M::weights_from_source)?)
+    }
+}
+
+/// Writes a grayscale face crop of any size into a model's input: resized
+/// to the input as OpenCV's `INTER_LINEAR` would (skipped when it already
+/// has that size) and normalised to `[-1, 1]`. The model must take one
+/// channel.
+pub fn fill_input<M: InferenceModel>(
+    face: &GrayImage,
+    input: &mut M::Input,
+) -> Result<(), ResizeError> {
+    let [height, width, channels] = M::INPUT_SHAPE;
+    let too_large = ResizeError::TargetTooLarge { width, height };
+    let (w, h) = (
+        u32::try_from(width).map_err(|_| too_large)?,
+        u32::try_from(height).map_err(|_| too_large)?,
+    );
+    if channels != 1 {
+        return Err(ResizeError::Channels { channels });
+    }
+    let resized;
+    let pixels = if face.dimensions() == (w, h) {
+        face
+    } else {
+        resized = resize_linear(face, w, h)?;
+        &resized
+    };
+    for (value, &pixel) in flat_mut(input).iter_mut().zip(pixels.as_raw()) {
+        *value = normalize(pixel);
+    }
+    Ok(())
+}
+
 /// A classifier of face crops.
 pub trait FaceClassifier {
     /// The class labels, in output order.
@@ -42,57 +85,54 @@ pub trait FaceClassifier {
     fn classify(&mut self, face: &GrayImage) -> Result<Vec<f32>, ResizeError>;
 }
 
-macro_rules! classifier {
-    ($(#[$doc:meta])* $name:ident, $module:ident, $model:ident, $weights:ident, $scratch:ident) => {
-        $(#[$doc])*
-        pub struct $name {
-            model: $module::$model,
-            scratch: $module::$scratch,
-        }
-
-        impl $name {
-            /// Loads weights: a `.safetensors` file in the native format, any
-            /// other file as Keras HDF5.
-            pub fn load(path: &Path) -> Result<Self, LoadError> {
-                let weights = if path.extension().is_some_and(|e| e == "safetensors") {
-                    let mut weights = $module::$weights::zeroed();
-                    native::load(&mut weights, $module::$model::NAME, path)?;
-                    weights
-                } else {
-                    keras::load(path, $module::$weights::from_source)?
-                };
-                Ok(Self::new($module::$model::new(weights)))
-            }
-
-            /// A classifier around a model.
-            pub fn new(model: $module::$model) -> Self {
-                Self { model, scratch: $module::$scratch::new() }
-            }
-
-            /// The model.
-            pub fn model(&self) -> &$module::$model {
-                &self.model
-            }
-        }
-
-        impl FaceClassifier for $name {
-            fn labels(&self) -> &'static [&'static str] {
-                &$module::$model::LABELS
-            }
-
-            fn classify(&mut self, face: &GrayImage) -> Result<Vec<f32>, ResizeError> {
-                let input = to_input(face)?;
-                Ok(self.model.forward(&input, &mut self.scratch).to_vec())
-            }
-        }
-    };
+/// A face classifier around any compiled model, with its own scratch space.
+pub struct Classifier<M: InferenceModel> {
+    model: M,
+    scratch: M::Scratch,
+    input: Box<M::Input>,
 }
 
-classifier!(
-    /// Facial emotion: angry, disgust, fear, happy, sad, surprise, neutral.
-    EmotionClassifier, emotion, MiniXception, MiniXceptionWeights, MiniXceptionScratch
-);
-classifier!(
-    /// Gender: woman, man.
-    GenderClassifier, gender, GenderMiniXception, GenderMiniXceptionWeights, GenderMiniXceptionScratch
-);
+impl<M: InferenceModel> Classifier<M> {
+    /// Loads weights: a `.safetensors` file in the native format, any other
+    /// file as Keras HDF5.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        Ok(Self::new(M::with_weights(
+            load_weights::<M>(path)?,
+            Isa::detect(),
+        )))
+    }
+
+    /// A classifier around a model.
+    pub fn new(model: M) -> Self {
+        Self {
+            model,
+            scratch: M::new_scratch(),
+            input: bytemuck::zeroed_box(),
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+}
+
+impl<M: InferenceModel> FaceClassifier for Classifier<M> {
+    fn labels(&self) -> &'static [&'static str] {
+        M::CLASS_LABELS
+    }
+
+    fn classify(&mut self, face: &GrayImage) -> Result<Vec<f32>, ResizeError> {
+        fill_input::<M>(face, &mut self.input)?;
+        let mut logits = vec![0.0; M::CLASS_LABELS.len()];
+        self.model
+            .logits_into(&self.input, &mut self.scratch, &mut logits);
+        Ok(softmax_slice(&logits))
+    }
+}
+
+/// Facial emotion: angry, disgust, fear, happy, sad, surprise, neutral.
+pub type EmotionClassifier = Classifier<emotion::MiniXception>;
+
+/// Gender: woman, man.
+pub type GenderClassifier = Classifier<gender::GenderMiniXception>;

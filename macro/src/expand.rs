@@ -549,7 +549,7 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
             use #runtime::{
                 add_assign, conv, conv2d, global_average_pool, max_pool, pointwise, pointwise_conv2d, pool,
                 relu_in_place, render_summary, run_batch, separable, separable_conv2d, shape_eq, softmax, dispatch,
-                Arithmetic, Conv2dWeights, FoldedTensors, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
+                Arithmetic, Conv2dWeights, FoldedTensors, InferenceModel, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
                 PointwiseWeights, Same, SeparableConv2dWeights, Stride, Tensor, Valid, Window, WithArithmetic,
             };
             use #runtime::folded::{TensorView, TensorViewMut};
@@ -701,6 +701,42 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
 
                 fn tensors_mut<'a>(&'a mut self, prefix: &str) -> Vec<TensorViewMut<'a>> {
                     [#(#weight_tensors_mut)*].into_iter().flatten().collect()
+                }
+            }
+
+            impl InferenceModel for #name {
+                type Input = #input_type;
+                type Weights = #weights_name;
+                type Scratch = #scratch_name;
+
+                const NAME: &'static str = #model_name;
+                const INPUT_SHAPE: [usize; 3] = #input_shape;
+                const CLASS_LABELS: &'static [&'static str] = &Self::LABELS;
+
+                fn weights_from_source<S: ParameterSource>(source: &mut S) -> Result<#weights_name, S::Error> {
+                    #weights_name::from_source(source)
+                }
+
+                fn zeroed_weights() -> #weights_name {
+                    #weights_name::zeroed()
+                }
+
+                fn with_weights(weights: #weights_name, isa: Isa) -> Self {
+                    Self::new(weights).with_isa(isa)
+                }
+
+                fn model_weights(&self) -> &#weights_name {
+                    &self.weights
+                }
+
+                fn new_scratch() -> #scratch_name {
+                    #scratch_name::new()
+                }
+
+                fn logits_into(&self, input: &#input_type, scratch: &mut #scratch_name, logits: &mut [f32]) {
+                    for (out, value) in logits.iter_mut().zip(self.logits(input, scratch)) {
+                        *out = value;
+                    }
                 }
             }
 

@@ -410,14 +410,6 @@ pub fn expand_training(network: &Network) -> TokenStream {
     let classes = lit(network.labels.len());
     let model_name = &network.name;
     let epsilon = Literal::f32_unsuffixed(network.batch_norm_epsilon);
-    let input_shape = {
-        let (h, w, c) = (
-            lit(network.input.height),
-            lit(network.input.width),
-            lit(network.input.channels),
-        );
-        quote!([#h, #w, #c])
-    };
     let TrainParts {
         parameter_fields,
         statistics_fields,
@@ -463,14 +455,11 @@ pub fn expand_training(network: &Network) -> TokenStream {
         }
 
         impl TrainableModel for #name {
-            type Input = #input_name;
             type Parameters = #parameters;
             type Statistics = #statistics;
             type Workspace = #workspace;
 
-            const NAME: &'static str = #model_name;
             const CLASSES: usize = #classes;
-            const INPUT_SHAPE: [usize; 3] = #input_shape;
             const WIDEST_BATCH_NORM: usize = #widest;
             const BATCH_NORM_EPSILON: f32 = #epsilon;
             const TENSORS: &'static [TrainingTensor] = &[#(#tensors)*];

@@ -22,6 +22,7 @@ pub mod geometry;
 pub mod global_pool;
 pub mod isa;
 pub mod loss;
+pub mod model;
 pub mod parameters;
 pub mod pointwise;
 pub mod pool;
@@ -57,6 +58,7 @@ pub use isa::{Arithmetic, Fused, Isa, Unfused, WithArithmetic, dispatch};
 pub use loss::{
     LabelOutOfRange, l2_backward, l2_penalty, softmax_cross_entropy, softmax_cross_entropy_into,
 };
+pub use model::InferenceModel;
 pub use parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 pub use pointwise::{
     PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input,

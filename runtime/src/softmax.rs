@@ -9,6 +9,15 @@ pub fn softmax<const N: usize>(logits: &[f32; N]) -> [f32; N] {
     exps.map(|e| e / total)
 }
 
+/// [`softmax`] of a slice, with the same arithmetic, for a number of
+/// classes known only at run time.
+pub fn softmax_slice(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let total: f32 = exps.iter().sum();
+    exps.iter().map(|e| e / total).collect()
+}
+
 /// The index of the largest value (the first one on ties), or 0 when empty.
 pub fn argmax(values: &[f32]) -> usize {
     let mut best = 0;
@@ -36,6 +45,7 @@ mod tests {
         }
         assert!((probabilities.iter().sum::<f32>() - 1.0).abs() <= 1e-6);
         assert_eq!(argmax(&probabilities), 2);
+        assert_eq!(softmax_slice(&logits), probabilities.to_vec());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod detect;
 pub mod eval;
 pub mod faces;
+pub mod train;
 pub mod video;
 
 use crate::ModelChoice;

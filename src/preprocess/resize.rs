@@ -23,6 +23,12 @@ pub enum ResizeError {
         /// Requested height.
         height: usize,
     },
+    /// The model takes more than one channel, and a grayscale crop has one.
+    #[error("the model takes {channels} channels, a grayscale face has 1")]
+    Channels {
+        /// The model's input channels.
+        channels: usize,
+    },
 }
 
 /// Fixed-point precision of OpenCV's 8-bit resize weights

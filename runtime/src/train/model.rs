@@ -5,6 +5,7 @@
 use super::batch::ReductionScratch;
 use super::normalize::BatchNormSettings;
 use crate::isa::Isa;
+use crate::model::InferenceModel;
 use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
 use bytemuck::Pod;
 
@@ -81,9 +82,7 @@ impl TrainingTensor {
 /// Parameters, their gradients and Adam's moments are all of type
 /// [`Self::Parameters`], a struct of `f32` arrays that can be viewed as one
 /// flat slice ([`crate::flat`]); [`Self::TENSORS`] says what lies where.
-pub trait TrainableModel {
-    /// The input image.
-    type Input: Pod + Send + Sync;
+pub trait TrainableModel: InferenceModel {
     /// The trainable parameters (kernels, biases, gammas and betas) in Keras'
     /// layout, unfolded; also the type of their gradients and of Adam's moments.
     type Parameters: Pod + Send + Sync;
@@ -93,12 +92,8 @@ pub trait TrainableModel {
     /// activations, their gradients and the batch statistics.
     type Workspace: Send;
 
-    /// The model's name in its model file.
-    const NAME: &'static str;
     /// The number of classes.
     const CLASSES: usize;
-    /// `[height, width, channels]` of the input.
-    const INPUT_SHAPE: [usize; 3];
     /// The channels of the widest batch norm, for [`ReductionScratch`].
     const WIDEST_BATCH_NORM: usize;
     /// Epsilon of every batch norm, from the model file.
@@ -223,4 +218,16 @@ impl<M: TrainableModel> ParameterSource for TrainingStateSource<'_, M> {
         values.copy_from_slice(stored);
         Ok(())
     }
+}
+
+/// The inference model of a training state: every batch norm folded, with
+/// the moving statistics, exactly as weights read from a Keras file are.
+pub fn fold<M: TrainableModel>(
+    parameters: &M::Parameters,
+    statistics: &M::Statistics,
+    isa: Isa,
+) -> Result<M, MissingTensor> {
+    let weights =
+        M::weights_from_source(&mut TrainingStateSource::<M>::new(parameters, statistics))?;
+    Ok(M::with_weights(weights, isa))
 }

@@ -1,0 +1,133 @@
+//! `mini-xception train`: trains a compiled-in model on FER2013.
+
+use super::CliError;
+use mini_xception::models::{emotion::MiniXception, paz::MiniXceptionPaz};
+use mini_xception::runtime::Isa;
+use mini_xception::runtime::train::TrainableModel;
+use mini_xception::train::checkpoint::EpochRecord;
+use mini_xception::train::{Augmentation, RunOptions, Schedule, TrainSettings, train};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Which model to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrainModel {
+    /// The paper's emotion model, 64x64 (models/mini_xception.yaml).
+    Emotion,
+    /// oarriaga/paz's 48x48 variant (models/mini_xception_paz.yaml).
+    Paz,
+}
+
+/// The learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleChoice {
+    /// Divide by 10 after 12 epochs without a better validation loss (the paper's).
+    Plateau,
+    /// Cosine decay to zero over the epochs.
+    Cosine,
+}
+
+/// What `train` was asked for.
+pub struct Settings {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub model: TrainModel,
+    pub epochs: usize,
+    pub batch: usize,
+    pub learning_rate: f32,
+    pub schedule: ScheduleChoice,
+    pub patience: usize,
+    pub early_stop: usize,
+    pub label_smoothing: f32,
+    pub no_augment: bool,
+    pub seed: u64,
+    pub limit: Option<usize>,
+    pub init: Option<PathBuf>,
+    pub resume: bool,
+    pub threads: Option<usize>,
+    pub quiet: bool,
+}
+
+pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
+    if settings.batch == 0 || settings.epochs == 0 {
+        return Err("--batch and --epochs must be at least 1".into());
+    }
+    match settings.model {
+        TrainModel::Emotion => run_model::<MiniXception>(&settings),
+        TrainModel::Paz => run_model::<MiniXceptionPaz>(&settings),
+    }
+}
+
+fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliError> {
+    let train_settings = TrainSettings {
+        epochs: settings.epochs,
+        batch: settings.batch,
+        learning_rate: settings.learning_rate,
+        schedule: match settings.schedule {
+            ScheduleChoice::Plateau => Schedule::Plateau {
+                patience: settings.patience,
+                factor: 0.1,
+            },
+            ScheduleChoice::Cosine => Schedule::Cosine,
+        },
+        early_stop: settings.early_stop,
+        label_smoothing: settings.label_smoothing,
+        augmentation: (!settings.no_augment).then_some(Augmentation::PAPER),
+        seed: settings.seed,
+        limit: settings.limit,
+        init: settings.init.clone(),
+    };
+    let options = RunOptions {
+        threads: settings
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        isa: Isa::detect(),
+        resume: settings.resume,
+        progress: !settings.quiet,
+    };
+    if !settings.quiet {
+        eprintln!(
+            "mini-xception: training {} ({} parameters) on {} with {} threads ({})",
+            M::NAME,
+            M::TENSORS.iter().map(|t| t.len()).sum::<usize>(),
+            settings.data.display(),
+            options.threads,
+            options.isa.name()
+        );
+    }
+    let summary = train::<M>(
+        &settings.data,
+        &settings.out,
+        &train_settings,
+        &options,
+        &mut print_epoch,
+    )?;
+    let out = Path::new(&settings.out);
+    match summary.best_epoch.and_then(|e| summary.history.get(e - 1)) {
+        Some(best) => println!(
+            "best: epoch {}, PublicTest loss {:.4}, accuracy {:.2}%; weights in {}",
+            best.epoch,
+            best.validation_loss,
+            100.0 * best.validation_accuracy,
+            out.join("best.safetensors").display()
+        ),
+        None => println!(
+            "no epoch ran (the checkpoint in {} has them all)",
+            out.display()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_epoch(record: &EpochRecord) {
+    println!(
+        "epoch {:>3}: lr {:.1e}  train loss {:.4} acc {:.2}%  PublicTest loss {:.4} acc {:.2}%  {:.1} s",
+        record.epoch,
+        record.learning_rate,
+        record.train_loss,
+        100.0 * record.train_accuracy,
+        record.validation_loss,
+        100.0 * record.validation_accuracy,
+        record.seconds
+    );
+}

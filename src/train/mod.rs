@@ -1,0 +1,14 @@
+//! Training compiled models on FER2013: Keras' initialisation, the data,
+//! augmentation, checkpoints and the run loop. The step itself is the
+//! runtime's [`Trainer`](crate::runtime::train::Trainer) over the code that
+//! `mini_xception!` generates.
+
+pub mod augment;
+pub mod checkpoint;
+pub mod data;
+pub mod init;
+pub mod run;
+
+pub use augment::Augmentation;
+pub use init::keras_initial;
+pub use run::{RunError, RunOptions, RunSummary, Schedule, TrainSettings, evaluate, train};

@@ -1,0 +1,555 @@
+//! A training run: epochs over FER2013 `Training` with augmentation
+//! prepared on a thread of its own, evaluation on `PublicTest` after each
+//! epoch, the paper's plateau schedule (or cosine decay), the best weights
+//! by validation loss, and a checkpoint after every epoch to resume from.
+
+use super::augment::{Augmentation, augment_into, plain_into};
+use super::checkpoint::{self, CheckpointError, CheckpointHeader, EpochRecord, ScheduleState};
+use super::data::{DataError, Faces, load_split};
+use super::init::keras_initial;
+use crate::keras::{self, WeightsError};
+use crate::native::{self, NativeError};
+use crate::runtime::train::{
+    TrainError, TrainableModel, Trainer, TrainerOptions, fold, read_training_state,
+};
+use crate::runtime::{
+    Adam, Isa, argmax, bytemuck, flat, flat_mut, l2_penalty, softmax_cross_entropy_into,
+};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// How the learning rate changes over a run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// The paper's: divided by `1 / factor` when the validation loss has not
+    /// improved (by 1e-4) for `patience` epochs (Keras' `ReduceLROnPlateau`).
+    Plateau { patience: usize, factor: f32 },
+    /// Cosine decay from the initial rate to zero over the run, per step.
+    Cosine,
+}
+
+/// What decides a run's result: the same settings and seed give the same
+/// weights, bit for bit, whatever the number of threads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Epochs to run (fewer if the early stop ends the run).
+    pub epochs: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// The initial learning rate of Adam.
+    pub learning_rate: f32,
+    /// How the learning rate changes.
+    pub schedule: Schedule,
+    /// Epochs without a better validation loss after which the run stops.
+    pub early_stop: usize,
+    /// Keras' label smoothing of the cross-entropy.
+    pub label_smoothing: f32,
+    /// The random transform of training images, or `None` for none.
+    pub augmentation: Option<Augmentation>,
+    /// The seed of initialisation, shuffling and augmentation.
+    pub seed: u64,
+    /// Train on the first this many `Training` faces only (for quick runs).
+    pub limit: Option<usize>,
+    /// Start from these weights (a Keras HDF5 file) instead of Keras' initialisation.
+    pub init: Option<PathBuf>,
+}
+
+impl Default for TrainSettings {
+    /// The paper's recipe (`train_emotion_classifier.py`): 10,000 epochs
+    /// stopped early after 50 without improvement, batch 32, Adam at 1e-3,
+    /// the plateau schedule with patience 12, augmentation, no smoothing.
+    fn default() -> Self {
+        Self {
+            epochs: 10_000,
+            batch: 32,
+            learning_rate: 1e-3,
+            schedule: Schedule::Plateau {
+                patience: 12,
+                factor: 0.1,
+            },
+            early_stop: 50,
+            label_smoothing: 0.0,
+            augmentation: Some(Augmentation::PAPER),
+            seed: 0,
+            limit: None,
+            init: None,
+        }
+    }
+}
+
+/// How a run executes, which does not change its result.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Training threads.
+    pub threads: usize,
+    /// The kernels' instruction set.
+    pub isa: Isa,
+    /// Continue from `last.checkpoint` in the output directory.
+    pub resume: bool,
+    /// Show a progress bar per epoch.
+    pub progress: bool,
+}
+
+/// Why a run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Keras(#[from] WeightsError),
+    #[error(transparent)]
+    Native(#[from] NativeError),
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{file}: the checkpoint is of a run with other settings ({found}); resume with the same options, or start afresh in another directory"
+    )]
+    OtherRun { file: String, found: String },
+    #[error("{file}: {reason}")]
+    Output { file: String, reason: String },
+}
+
+/// What a finished run gives.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Every epoch.
+    pub history: Vec<EpochRecord>,
+    /// The epoch whose weights are in `best.safetensors` (1-based), if any.
+    pub best_epoch: Option<usize>,
+    /// The confusion matrix of those weights on the validation split
+    /// (rows: true class, columns: predicted).
+    pub best_confusion: Vec<Vec<usize>>,
+}
+
+/// A batch being prepared or trained on; the pipeline passes a fixed set of
+/// them back and forth, so that no step allocates.
+struct Batch<I> {
+    inputs: Box<[I]>,
+    labels: Vec<usize>,
+}
+
+/// The seed of one image's augmentation: a function of the run's seed, the
+/// epoch and the image's place in it, so that any epoch can be redone alone.
+fn image_seed(seed: u64, epoch: usize, position: usize) -> u64 {
+    let mut x = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for v in [epoch as u64, position as u64] {
+        x = (x ^ v).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 31;
+    }
+    x
+}
+
+/// The order of the training faces in `epoch`.
+fn epoch_order(seed: u64, epoch: usize, faces: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..faces).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(image_seed(
+        seed,
+        epoch,
+        usize::MAX,
+    )));
+    order
+}
+
+/// Trains model `M` on the FER2013 CSV `data`, writing `best.safetensors`,
+/// `last.checkpoint` and `history.csv` to `out`; `epoch_done` hears of every
+/// epoch as it ends.
+pub fn train<M: TrainableModel>(
+    data: &Path,
+    out: &Path,
+    settings: &TrainSettings,
+    options: &RunOptions,
+    epoch_done: &mut dyn FnMut(&EpochRecord),
+) -> Result<RunSummary, RunError> {
+    let out_name = out.display().to_string();
+    std::fs::create_dir_all(out).map_err(|source| RunError::Io {
+        file: out_name.clone(),
+        source,
+    })?;
+    let [height, width, _] = M::INPUT_SHAPE;
+    let mut training = load_split(data, "Training", M::CLASSES, [height, width])?;
+    if let Some(limit) = settings.limit {
+        training.truncate(limit);
+    }
+    let validation = load_split(data, "PublicTest", M::CLASSES, [height, width])?;
+
+    let (mut parameters, mut statistics) = keras_initial::<M>(settings.seed);
+    if let Some(init) = &settings.init {
+        keras::load(init, |file| {
+            read_training_state::<M, _>(file, &mut parameters, &mut statistics)
+        })?;
+    }
+    let trainer_options = TrainerOptions {
+        batch: settings.batch,
+        threads: options.threads,
+        isa: options.isa,
+        adam: Adam {
+            learning_rate: settings.learning_rate,
+            ..Adam::default()
+        },
+        label_smoothing: settings.label_smoothing,
+        momentum: 0.99,
+    };
+    let mut trainer = Trainer::<M>::new(parameters, statistics, trainer_options)?;
+    let settings_json = serde_json::to_value(settings).map_err(|e| RunError::Output {
+        file: out_name.clone(),
+        reason: e.to_string(),
+    })?;
+    let checkpoint_path = out.join("last.checkpoint");
+    let mut header = CheckpointHeader {
+        model: M::NAME.to_string(),
+        sizes: [
+            std::mem::size_of::<M::Parameters>() / 4,
+            std::mem::size_of::<M::Statistics>() / 4,
+        ],
+        epochs_done: 0,
+        steps: 0,
+        schedule: ScheduleState {
+            learning_rate: settings.learning_rate,
+            best_validation_loss: None,
+            plateau_wait: 0,
+            epochs_since_best: 0,
+        },
+        history: Vec::new(),
+        settings: settings_json.clone(),
+    };
+    if options.resume && checkpoint_path.exists() {
+        let restored = checkpoint::load(&checkpoint_path, &mut trainer)?;
+        if restored.settings != settings_json {
+            return Err(RunError::OtherRun {
+                file: checkpoint_path.display().to_string(),
+                found: restored.settings.to_string(),
+            });
+        }
+        header = restored;
+    }
+
+    let steps_per_epoch = training.len() / settings.batch.max(1);
+    let total_steps = (steps_per_epoch * settings.epochs).max(1);
+    let mut best_confusion = Vec::new();
+    let mut best_epoch = header
+        .history
+        .iter()
+        .min_by(|a, b| a.validation_loss.total_cmp(&b.validation_loss))
+        .map(|r| r.epoch);
+    let mut buffers: Vec<Batch<M::Input>> = (0..3)
+        .map(|_| Batch {
+            inputs: crate::runtime::train::zeroed_batch(settings.batch),
+            labels: vec![0; settings.batch],
+        })
+        .collect();
+
+    for epoch in header.epochs_done..settings.epochs {
+        if header.schedule.epochs_since_best >= settings.early_stop && epoch > 0 {
+            break;
+        }
+        let epoch_learning_rate = header.schedule.learning_rate;
+        let order = epoch_order(settings.seed, epoch, training.len());
+        let progress = options
+            .progress
+            .then(|| epoch_bar(epoch, settings.epochs, steps_per_epoch));
+        let started = Instant::now();
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut step_error = None;
+        std::thread::scope(|scope| {
+            let (full_sender, full_receiver) = mpsc::sync_channel::<Batch<M::Input>>(buffers.len());
+            let (empty_sender, empty_receiver) =
+                mpsc::sync_channel::<Batch<M::Input>>(buffers.len());
+            for batch in buffers.drain(..) {
+                let _ = empty_sender.send(batch);
+            }
+            let training = &training;
+            let order = &order;
+            // Prepares the coming batches while the trainer runs this one.
+            scope.spawn(move || {
+                for step in 0..steps_per_epoch {
+                    let Ok(mut batch) = empty_receiver.recv() else {
+                        return;
+                    };
+                    fill_batch::<M>(training, order, settings, epoch, step, &mut batch);
+                    if full_sender.send(batch).is_err() {
+                        return;
+                    }
+                }
+            });
+            for step in 0..steps_per_epoch {
+                let Ok(batch) = full_receiver.recv() else {
+                    break;
+                };
+                if let Schedule::Cosine = settings.schedule {
+                    let done = (epoch * steps_per_epoch + step) as f64 / total_steps as f64;
+                    let rate = settings.learning_rate as f64
+                        * 0.5
+                        * (1.0 + (std::f64::consts::PI * done).cos());
+                    trainer.set_learning_rate(rate as f32);
+                } else {
+                    trainer.set_learning_rate(epoch_learning_rate);
+                }
+                match trainer.step(&batch.inputs, &batch.labels) {
+                    Ok(report) => {
+                        loss_sum += report.loss;
+                        correct += report.correct;
+                    }
+                    Err(error) => step_error = Some(error),
+                }
+                if let Some(bar) = &progress {
+                    let done = step + 1;
+                    let seen = done * settings.batch;
+                    bar.set_position(done as u64);
+                    bar.set_message(format!(
+                        "loss {:.4}  acc {:.2}%  {:.0} img/s",
+                        loss_sum / done as f64,
+                        100.0 * correct as f64 / seen as f64,
+                        seen as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                    ));
+                }
+                // Back to the preparing thread, unless it is done.
+                let _ = empty_sender.send(batch);
+                if step_error.is_some() {
+                    break;
+                }
+            }
+            drop(empty_sender);
+            while let Ok(batch) = full_receiver.recv() {
+                buffers.push(batch);
+            }
+        });
+        // Batches still with the preparing thread ended with it; make them anew.
+        while buffers.len() < 3 {
+            buffers.push(Batch {
+                inputs: crate::runtime::train::zeroed_batch(settings.batch),
+                labels: vec![0; settings.batch],
+            });
+        }
+        if let Some(error) = step_error {
+            return Err(error.into());
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+
+        let evaluation = evaluate::<M>(&trainer, &validation, options.isa)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            learning_rate: epoch_learning_rate,
+            train_loss: loss_sum / steps_per_epoch.max(1) as f64,
+            train_accuracy: correct as f64 / (steps_per_epoch * settings.batch).max(1) as f64,
+            validation_loss: evaluation.loss,
+            validation_accuracy: evaluation.accuracy,
+            seconds,
+        };
+        let improved = header
+            .schedule
+            .best_validation_loss
+            .is_none_or(|best| record.validation_loss < best);
+        update_schedule(&mut header.schedule, settings, record.validation_loss);
+        if improved {
+            let model = fold::<M>(trainer.parameters(), trainer.statistics(), options.isa)
+                .map_err(|e| RunError::Output {
+                    file: out_name.clone(),
+                    reason: e.to_string(),
+                })?;
+            native::save(model.model_weights(), M::NAME, out.join("best.safetensors"))?;
+            best_confusion = evaluation.confusion;
+            best_epoch = Some(epoch + 1);
+        }
+        header.history.push(record.clone());
+        header.epochs_done = epoch + 1;
+        header.steps = trainer.optimizer_state().steps;
+        checkpoint::save(&checkpoint_path, &header, &trainer)?;
+        write_history(&out.join("history.csv"), &header.history)?;
+        epoch_done(&record);
+    }
+    Ok(RunSummary {
+        history: header.history,
+        best_epoch,
+        best_confusion,
+    })
+}
+
+/// Fills `batch` with step `step` of `epoch`: the faces in the epoch's
+/// order, each augmented with its own seed.
+fn fill_batch<M: TrainableModel>(
+    training: &Faces,
+    order: &[usize],
+    settings: &TrainSettings,
+    epoch: usize,
+    step: usize,
+    batch: &mut Batch<M::Input>,
+) {
+    let size = training.size;
+    for (i, (input, label)) in batch
+        .inputs
+        .iter_mut()
+        .zip(batch.labels.iter_mut())
+        .enumerate()
+    {
+        let position = step * settings.batch + i;
+        let Some(&index) = order.get(position) else {
+            continue;
+        };
+        let face = training.face(index);
+        let values = flat_mut(input);
+        match &settings.augmentation {
+            Some(augmentation) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(image_seed(settings.seed, epoch, position));
+                augment_into(face, size, augmentation, &mut rng, values);
+            }
+            None => plain_into(face, values),
+        }
+        *label = training.labels[index];
+    }
+}
+
+/// The plateau schedule and the early stop's count, after an epoch whose
+/// validation loss was `loss`.
+fn update_schedule(schedule: &mut ScheduleState, settings: &TrainSettings, loss: f64) {
+    let best = schedule.best_validation_loss;
+    // Keras' ReduceLROnPlateau counts an improvement of at least 1e-4;
+    // EarlyStopping any improvement.
+    if best.is_none_or(|best| loss < best - 1e-4) {
+        schedule.plateau_wait = 0;
+    } else {
+        schedule.plateau_wait += 1;
+    }
+    if best.is_none_or(|best| loss < best) {
+        schedule.best_validation_loss = Some(loss);
+        schedule.epochs_since_best = 0;
+    } else {
+        schedule.epochs_since_best += 1;
+    }
+    if let Schedule::Plateau { patience, factor } = settings.schedule {
+        if schedule.plateau_wait >= patience {
+            schedule.learning_rate *= factor;
+            schedule.plateau_wait = 0;
+        }
+    }
+}
+
+/// Loss, accuracy and confusion of a model on a split.
+pub struct Evaluation {
+    /// Mean cross-entropy plus the L2 penalties, as Keras' `val_loss`.
+    pub loss: f64,
+    /// Fraction classified right.
+    pub accuracy: f64,
+    /// Rows: true class; columns: predicted.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Evaluates the trainer's current state, folded for inference, on `faces`,
+/// on the trainer's threads.
+pub fn evaluate<M: TrainableModel>(
+    trainer: &Trainer<M>,
+    faces: &Faces,
+    isa: Isa,
+) -> Result<Evaluation, RunError> {
+    let model = fold::<M>(trainer.parameters(), trainer.statistics(), isa).map_err(|e| {
+        RunError::Output {
+            file: M::NAME.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    let classes = M::CLASSES;
+    let threads = trainer.options().threads.max(1);
+    let per_thread = faces.len().div_ceil(threads).max(1);
+    let parts: Vec<(f64, Vec<usize>)> = trainer.install(|| {
+        (0..faces.len())
+            .collect::<Vec<_>>()
+            .par_chunks(per_thread)
+            .map(|indices| {
+                let mut scratch = M::new_scratch();
+                let mut input: Box<M::Input> = bytemuck::zeroed_box();
+                let mut logits = vec![0.0f32; classes];
+                let mut gradient = vec![0.0f32; classes];
+                let mut loss = 0.0;
+                let mut predictions = Vec::with_capacity(indices.len());
+                for &index in indices {
+                    plain_into(faces.face(index), flat_mut(&mut *input));
+                    model.logits_into(&input, &mut scratch, &mut logits);
+                    let label = faces.labels[index];
+                    loss += softmax_cross_entropy_into(&logits, label, 0.0, 1.0, &mut gradient)
+                        .unwrap_or(0.0);
+                    predictions.push(argmax(&logits));
+                }
+                (loss, predictions)
+            })
+            .collect()
+    });
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut loss = 0.0;
+    let mut predictions = parts.iter().flat_map(|(_, p)| p.iter());
+    for (part_loss, _) in &parts {
+        loss += part_loss;
+    }
+    for &label in &faces.labels {
+        if let Some(&predicted) = predictions.next() {
+            if let Some(cell) = confusion
+                .get_mut(label)
+                .and_then(|row| row.get_mut(predicted))
+            {
+                *cell += 1;
+            }
+        }
+    }
+    let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
+    let parameters = flat(trainer.parameters());
+    let penalty: f64 = M::TENSORS
+        .iter()
+        .filter(|t| t.is_trainable() && t.l2 != 0.0)
+        .filter_map(|t| t.values(parameters).map(|v| l2_penalty(v, t.l2)))
+        .sum();
+    Ok(Evaluation {
+        loss: loss / faces.len().max(1) as f64 + penalty,
+        accuracy: correct as f64 / faces.len().max(1) as f64,
+        confusion,
+    })
+}
+
+/// Writes every epoch so far as CSV.
+fn write_history(path: &Path, history: &[EpochRecord]) -> Result<(), RunError> {
+    let file = path.display().to_string();
+    let mut text = String::from(
+        "epoch,learning_rate,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds\n",
+    );
+    for r in history {
+        text.push_str(&format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
+            r.epoch,
+            r.learning_rate,
+            r.train_loss,
+            r.train_accuracy,
+            r.validation_loss,
+            r.validation_accuracy,
+            r.seconds
+        ));
+    }
+    let temporary = path.with_extension("csv.tmp");
+    std::fs::write(&temporary, text)
+        .and_then(|_| std::fs::rename(&temporary, path))
+        .map_err(|source| RunError::Io { file, source })
+}
+
+fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "epoch {}/{epochs} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{eta}} left)",
+        epoch + 1
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
