@@ -155,6 +155,14 @@ impl TrainParts {
         }
 
         let gradient = format_ident!("{field}_gradient");
+        let transposed = format_ident!("{field}_transposed");
+        let doc = format!(" `{path}`: room for the kernel transposed, for the backward pass.");
+        self.workspace_fields.push(quote! {
+            #[doc = #doc]
+            pub #transposed: Box<Conv2dWeights<#kl, #col, #cil>>,
+        });
+        self.workspace_inits
+            .push(quote!(#transposed: Conv2dWeights::zeroed_boxed(),));
         self.batch(&field, conv.output, &format!("`{path}` output."));
         self.batch(
             &gradient,
@@ -183,7 +191,7 @@ impl TrainParts {
             });
             self.backward.push(quote! {
                 train::batch_norm_backward(&w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
-                train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
+                train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, &mut w.#transposed, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
             });
         } else {
             let relu_forward = relu.then(|| quote!(train::relu_forward(&mut w.#field);));
@@ -195,7 +203,7 @@ impl TrainParts {
             });
             self.backward.push(quote! {
                 #relu_backward
-                train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
+                train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, &mut w.#transposed, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
             });
         }
     }
@@ -234,6 +242,16 @@ impl TrainParts {
 
             let depthwise = format_ident!("{field}_depthwise");
             let depthwise_gradient = format_ident!("{field}_depthwise_gradient");
+            let transposed = format_ident!("{field}_transposed");
+            let doc = format!(
+                " `{layer}`: room for the pointwise kernel transposed, for the backward pass."
+            );
+            self.workspace_fields.push(quote! {
+                #[doc = #doc]
+                pub #transposed: Box<PointwiseWeights<#col, #cil>>,
+            });
+            self.workspace_inits
+                .push(quote!(#transposed: PointwiseWeights::zeroed_boxed(),));
             let pre = format_ident!("{field}_conv");
             let gradient = format_ident!("{field}_gradient");
             let norm = format_ident!("{field}_norm");
@@ -273,7 +291,7 @@ impl TrainParts {
             };
             backward.push(quote! {
                 train::batch_norm_backward(&w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
-                train::separable_backward(isa, #step_input, &w.#depthwise, &w.#gradient, &p.#field, &mut w.#depthwise_gradient, #step_input_gradient, images, |g| &mut g.#field);
+                train::separable_backward(isa, #step_input, &w.#depthwise, &w.#gradient, &p.#field, &mut w.#transposed, &mut w.#depthwise_gradient, #step_input_gradient, images, |g| &mut g.#field);
             });
             step_input = quote!(&w.#field);
             step_shape = output;

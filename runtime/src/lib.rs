@@ -23,6 +23,7 @@ pub mod global_pool;
 pub mod isa;
 pub mod loss;
 pub mod model;
+mod outer;
 pub mod parameters;
 pub mod pointwise;
 pub mod pool;

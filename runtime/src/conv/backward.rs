@@ -4,6 +4,7 @@
 use super::Conv2dWeights;
 use crate::geometry::{PaddingMode, Stride, tap_source as source, window_output_follows};
 use crate::isa::Arithmetic;
+use crate::outer::accumulate_outer_products;
 use crate::tensor::Tensor;
 
 /// `input_gradient = d loss / d input` for `output = conv2d(input, weights)`,
@@ -65,6 +66,131 @@ pub fn conv2d_backward_input<
     }
 }
 
+/// Input pixels of one row computed together in
+/// [`conv2d_backward_input_transposed`].
+const PIXEL_BLOCK: usize = 4;
+
+/// As [`conv2d_backward_input`] (which it calls for strides above 1, with
+/// `weights`), but gathering: each input pixel sums what
+/// every tap sends it, with the kernel transposed (`transposed.kernel[ky][kx][co][ci]
+/// = kernel[ky][kx][ci][co]`, see [`transpose_conv_into`]) so that each
+/// output-gradient value multiplies a contiguous run of input channels, and
+/// `PIXEL_BLOCK` neighbouring input pixels share every kernel row loaded.
+/// Overwrites `input_gradient`.
+#[inline(always)]
+pub fn conv2d_backward_input_transposed<
+    P: PaddingMode,
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const CI: usize,
+    const CO: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    output_gradient: &Tensor<OH, OW, CO>,
+    weights: &Conv2dWeights<K, CI, CO>,
+    transposed: &Conv2dWeights<K, CO, CI>,
+    padding: P,
+    stride: Stride<S>,
+    arithmetic: A,
+    input_gradient: &mut Tensor<H, W, CI>,
+) {
+    const {
+        assert!(
+            window_output_follows(P::PADDING, [H, W], K, S, [OH, OW]),
+            "conv2d_backward_input_transposed: the output shape does not follow from the input shape, kernel, padding and stride"
+        )
+    };
+    if S != 1 {
+        // A stride leaves most taps without a source: the scatter form.
+        conv2d_backward_input(
+            output_gradient,
+            weights,
+            padding,
+            stride,
+            arithmetic,
+            input_gradient,
+        );
+        return;
+    }
+    let pad_top = P::PADDING.padding_before(H, K, 1);
+    let pad_left = P::PADDING.padding_before(W, K, 1);
+    // Input column `ix` receives from output columns `ix + pad_left - kx`
+    // for every tap; all of them exist for `ix` in `first..end`.
+    let first = (K - 1).saturating_sub(pad_left);
+    let end = OW.saturating_sub(pad_left).min(W);
+    for (iy, input_row) in input_gradient.data.iter_mut().enumerate() {
+        // Taps `ky` whose output row `iy + pad_top - ky` exists.
+        let rows: [Option<usize>; K] =
+            std::array::from_fn(|ky| (iy + pad_top).checked_sub(ky).filter(|&oy| oy < OH));
+        let mut ix = 0;
+        while ix < W {
+            if ix >= first && ix + PIXEL_BLOCK <= end {
+                let mut acc = [[0.0f32; CI]; PIXEL_BLOCK];
+                for (ky, oy) in rows.iter().enumerate() {
+                    let Some(oy) = *oy else { continue };
+                    let gradient_row = &output_gradient.data[oy];
+                    for kx in 0..K {
+                        let start = ix + pad_left - kx;
+                        let taps = &transposed.kernel[ky][kx];
+                        for (co, kernel_row) in taps.iter().enumerate() {
+                            for (b, acc) in acc.iter_mut().enumerate() {
+                                let g = gradient_row[start + b][co];
+                                for (a, &w) in acc.iter_mut().zip(kernel_row) {
+                                    *a = A::mul_add(g, w, *a);
+                                }
+                            }
+                        }
+                    }
+                }
+                input_row[ix..ix + PIXEL_BLOCK].copy_from_slice(&acc);
+                ix += PIXEL_BLOCK;
+            } else {
+                let mut acc = [0.0f32; CI];
+                for (ky, oy) in rows.iter().enumerate() {
+                    let Some(oy) = *oy else { continue };
+                    for kx in 0..K {
+                        let Some(ox) = (ix + pad_left).checked_sub(kx).filter(|&ox| ox < OW) else {
+                            continue;
+                        };
+                        for (&g, kernel_row) in output_gradient.data[oy][ox]
+                            .iter()
+                            .zip(&transposed.kernel[ky][kx])
+                        {
+                            for (a, &w) in acc.iter_mut().zip(kernel_row) {
+                                *a = A::mul_add(g, w, *a);
+                            }
+                        }
+                    }
+                }
+                input_row[ix] = acc;
+                ix += 1;
+            }
+        }
+    }
+}
+
+/// `transposed.kernel[ky][kx][co][ci] = weights.kernel[ky][kx][ci][co]`, for
+/// [`conv2d_backward_input_transposed`]; the bias becomes zero.
+pub fn transpose_conv_into<const K: usize, const CI: usize, const CO: usize>(
+    weights: &Conv2dWeights<K, CI, CO>,
+    transposed: &mut Conv2dWeights<K, CO, CI>,
+) {
+    for (rows, transposed_rows) in weights.kernel.iter().zip(transposed.kernel.iter_mut()) {
+        for (taps, transposed_taps) in rows.iter().zip(transposed_rows.iter_mut()) {
+            for (ci, filter_row) in taps.iter().enumerate() {
+                for (co, &w) in filter_row.iter().enumerate() {
+                    transposed_taps[co][ci] = w;
+                }
+            }
+        }
+    }
+    transposed.bias = [0.0; CI];
+}
+
 /// `kernel_gradient += d loss / d kernel` for `output = conv2d(input,
 /// weights)`, given `output_gradient`. Accumulates, so that one gradient can
 /// gather several images; the bias is left to [`bias_backward`].
@@ -96,22 +222,29 @@ pub fn conv2d_backward_kernel<
     };
     let pad_top = P::PADDING.padding_before(H, K, S);
     let pad_left = P::PADDING.padding_before(W, K, S);
-    for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
-        for (ox, gradient) in gradient_row.iter().enumerate() {
-            for (ky, kernel_row) in kernel_gradient.iter_mut().enumerate() {
+    // Each tap is a 1x1 contraction between the input shifted by the tap
+    // and the output gradient: over every output row, the run of output
+    // columns whose tap falls inside the input.
+    for (ky, kernel_row) in kernel_gradient.iter_mut().enumerate() {
+        for (kx, taps) in kernel_row.iter_mut().enumerate() {
+            // Output columns `first..end` read input columns inside.
+            let first = (pad_left.saturating_sub(kx)).div_ceil(S);
+            let end = ((W + pad_left).saturating_sub(kx)).div_ceil(S).min(OW);
+            if first >= end {
+                continue;
+            }
+            for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
                 let Some(iy) = source(oy, ky, S, pad_top, H) else {
                     continue;
                 };
-                for (kx, taps) in kernel_row.iter_mut().enumerate() {
-                    let Some(ix) = source(ox, kx, S, pad_left, W) else {
-                        continue;
-                    };
-                    for (&x, filter_row) in input.data[iy][ix].iter().zip(taps.iter_mut()) {
-                        for (w, &g) in filter_row.iter_mut().zip(gradient) {
-                            *w = A::mul_add(x, g, *w);
-                        }
-                    }
-                }
+                let input_row = &input.data[iy];
+                let start = first * S + kx - pad_left;
+                accumulate_outer_products::<A, CI, CO>(
+                    end - first,
+                    |j| &input_row[start + j * S],
+                    |j| &gradient_row[first + j],
+                    taps,
+                );
             }
         }
     }
@@ -221,6 +354,8 @@ mod tests {
     fn gradients_match_finite_differences_valid() {
         check::<Valid, 1, 7, 6, 3, 2, 3, 5, 4>(Valid);
         check::<Valid, 2, 9, 8, 3, 3, 2, 4, 3>(Valid);
+        // Rows long enough for blocks of pixels, with pixels left over.
+        check::<Valid, 1, 5, 15, 3, 8, 8, 3, 13>(Valid);
     }
 
     #[test]
@@ -231,6 +366,7 @@ mod tests {
         check::<Same, 2, 6, 8, 3, 2, 3, 3, 4>(Same);
         check::<Same, 2, 7, 5, 3, 1, 2, 4, 3>(Same);
         check::<Same, 1, 6, 5, 4, 2, 2, 6, 5>(Same);
+        check::<Same, 1, 4, 14, 3, 3, 5, 4, 14>(Same);
     }
 
     #[test]

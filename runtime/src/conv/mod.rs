@@ -3,7 +3,10 @@
 
 mod backward;
 
-pub use backward::{bias_backward, conv2d_backward_input, conv2d_backward_kernel};
+pub use backward::{
+    bias_backward, conv2d_backward_input, conv2d_backward_input_transposed, conv2d_backward_kernel,
+    transpose_conv_into,
+};
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};

@@ -2,9 +2,10 @@
 //! gradient of its input and of its kernel. (The bias gradient is
 //! [`bias_backward`](crate::conv::bias_backward), as for any convolution.)
 
-use super::PointwiseWeights;
+use super::{PointwiseWeights, multiply_pixels};
 use crate::geometry::Stride;
 use crate::isa::Arithmetic;
+use crate::outer::accumulate_outer_products;
 use crate::tensor::Tensor;
 
 /// `input_gradient = d loss / d input` for `output = pointwise_conv2d(input,
@@ -130,16 +131,68 @@ pub fn pointwise_conv2d_backward_kernel<
             "pointwise_conv2d_backward_kernel: the output shape does not follow from the input shape and stride"
         )
     };
-    for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
-        let input_row = &input.data[oy * S];
-        for (ox, gradient) in gradient_row.iter().enumerate() {
-            for (&x, kernel_row) in input_row[ox * S].iter().zip(kernel_gradient.iter_mut()) {
-                for (w, &g) in kernel_row.iter_mut().zip(gradient) {
-                    *w = A::mul_add(x, g, *w);
-                }
-            }
+    if S == 1 {
+        // Without a stride the pixels pair up as one contiguous run.
+        let (inputs, gradients) = (
+            input.data.as_flattened(),
+            output_gradient.data.as_flattened(),
+        );
+        accumulate_outer_products::<A, CI, CO>(
+            gradients.len(),
+            |j| &inputs[j],
+            |j| &gradients[j],
+            kernel_gradient,
+        );
+    } else {
+        for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
+            let input_row = &input.data[oy * S];
+            accumulate_outer_products::<A, CI, CO>(
+                OW,
+                |j| &input_row[j * S],
+                |j| &gradient_row[j],
+                kernel_gradient,
+            );
         }
     }
+}
+
+/// `input_gradient = d loss / d input` for a stride-1 `pointwise_conv2d`,
+/// given the layer's kernel transposed (`transposed.kernel[co][ci] =
+/// kernel[ci][co]`, zero bias): the forward kernel's blocked product with
+/// the transposed weights. Overwrites `input_gradient`.
+#[inline(always)]
+pub fn pointwise_conv2d_backward_input_transposed<
+    A: Arithmetic,
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const CO: usize,
+>(
+    output_gradient: &Tensor<H, W, CO>,
+    transposed: &PointwiseWeights<CO, CI>,
+    _arithmetic: A,
+    input_gradient: &mut Tensor<H, W, CI>,
+) {
+    let gradients = output_gradient.data.as_flattened();
+    multiply_pixels::<A, CO, CI>(
+        |p| &gradients[p],
+        transposed,
+        input_gradient.data.as_flattened_mut(),
+    );
+}
+
+/// The kernel of `weights` transposed, with a zero bias, for
+/// [`pointwise_conv2d_backward_input_transposed`].
+pub fn transpose_into<const CI: usize, const CO: usize>(
+    weights: &PointwiseWeights<CI, CO>,
+    transposed: &mut PointwiseWeights<CO, CI>,
+) {
+    for (ci, row) in weights.kernel.iter().enumerate() {
+        for (co, &w) in row.iter().enumerate() {
+            transposed.kernel[co][ci] = w;
+        }
+    }
+    transposed.bias = [0.0; CI];
 }
 
 #[cfg(test)]
@@ -209,6 +262,28 @@ mod tests {
             .zip(input_gradient.as_slice())
         {
             assert!((s - (b + g)).abs() <= 1e-6, "{s} is not {b} + {g}");
+        }
+
+        if S == 1 {
+            let mut transposed = PointwiseWeights::<CO, CI>::zeroed_boxed();
+            transpose_into(&weights, &mut transposed);
+            let mut through_transpose = Tensor::<H, W, CI>::zeroed_boxed();
+            let mut same_shape = Tensor::<H, W, CO>::zeroed_boxed();
+            same_shape
+                .as_mut_slice()
+                .copy_from_slice(output_gradient.as_slice());
+            pointwise_conv2d_backward_input_transposed(
+                &same_shape,
+                &transposed,
+                Fused,
+                &mut through_transpose,
+            );
+            assert_gradient_close(
+                "input (transposed)",
+                through_transpose.as_slice(),
+                &numeric,
+                1e-5,
+            );
         }
 
         let mut kernel_gradient = [[0.0f32; CO]; CI];

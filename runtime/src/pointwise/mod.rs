@@ -6,7 +6,7 @@ mod backward;
 
 pub use backward::{
     pointwise_conv2d_backward_input, pointwise_conv2d_backward_input_add,
-    pointwise_conv2d_backward_kernel,
+    pointwise_conv2d_backward_input_transposed, pointwise_conv2d_backward_kernel, transpose_into,
 };
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};

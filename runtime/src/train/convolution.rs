@@ -8,7 +8,8 @@
 //! inside a function compiled for the instruction set.
 
 use crate::conv::{
-    Conv2dWeights, bias_backward, conv2d, conv2d_backward_input, conv2d_backward_kernel,
+    Conv2dWeights, bias_backward, conv2d, conv2d_backward_input_transposed, conv2d_backward_kernel,
+    transpose_conv_into,
 };
 use crate::depthwise::{
     depthwise_conv2d, depthwise_conv2d_backward_input, depthwise_conv2d_backward_kernel,
@@ -16,8 +17,8 @@ use crate::depthwise::{
 use crate::geometry::{PaddingMode, Same, Stride};
 use crate::isa::{Arithmetic, Isa, WithArithmetic, dispatch};
 use crate::pointwise::{
-    PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input,
-    pointwise_conv2d_backward_input_add, pointwise_conv2d_backward_kernel,
+    PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input_add,
+    pointwise_conv2d_backward_input_transposed, pointwise_conv2d_backward_kernel, transpose_into,
 };
 use crate::separable::SeparableConv2dWeights;
 use crate::tensor::Tensor;
@@ -121,6 +122,7 @@ struct ConvBackward<
     input: &'a Tensor<H, W, CI>,
     output_gradient: &'a Tensor<OH, OW, CO>,
     weights: &'a Conv2dWeights<K, CI, CO>,
+    transposed: &'a Conv2dWeights<K, CO, CI>,
     padding: P,
     input_gradient: Option<&'a mut Tensor<H, W, CI>>,
     gradient: &'a mut Conv2dWeights<K, CI, CO>,
@@ -144,9 +146,10 @@ impl<
     #[inline(always)]
     fn run<A: Arithmetic>(self, arithmetic: A) {
         if let Some(input_gradient) = self.input_gradient {
-            conv2d_backward_input(
+            conv2d_backward_input_transposed(
                 self.output_gradient,
                 self.weights,
+                self.transposed,
                 self.padding,
                 Stride::<S>,
                 arithmetic,
@@ -170,7 +173,8 @@ impl<
 /// The backward pass of [`conv2d_forward`]: each image's kernel gradient (and
 /// bias gradient, when the layer has a bias) is added to that image's slot,
 /// `slot(&mut image_gradients[i])`; the input gradients are written when
-/// wanted (not for the network's input).
+/// wanted (not for the network's input), with `transposed` as room for the
+/// kernel transposed.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward<
     G: Send,
@@ -188,6 +192,7 @@ pub fn conv2d_backward<
     inputs: &[Tensor<H, W, CI>],
     output_gradients: &[Tensor<OH, OW, CO>],
     weights: &Conv2dWeights<K, CI, CO>,
+    transposed: &mut Conv2dWeights<K, CO, CI>,
     padding: P,
     _stride: Stride<S>,
     bias: bool,
@@ -195,6 +200,10 @@ pub fn conv2d_backward<
     image_gradients: &mut [G],
     slot: fn(&mut G) -> &mut Conv2dWeights<K, CI, CO>,
 ) {
+    if input_gradients.is_some() {
+        transpose_conv_into(weights, transposed);
+    }
+    let transposed = &*transposed;
     let run = |input, output_gradient, input_gradient, image: &mut G| {
         dispatch(
             isa,
@@ -202,6 +211,7 @@ pub fn conv2d_backward<
                 input,
                 output_gradient,
                 weights,
+                transposed,
                 padding,
                 input_gradient,
                 gradient: slot(image),
@@ -312,6 +322,7 @@ struct SeparableBackward<
     depthwise: &'a Tensor<H, W, CI>,
     output_gradient: &'a Tensor<H, W, CO>,
     weights: &'a SeparableConv2dWeights<K, CI, CO>,
+    transposed: &'a PointwiseWeights<CO, CI>,
     depthwise_gradient: &'a mut Tensor<H, W, CI>,
     input_gradient: Option<&'a mut Tensor<H, W, CI>>,
     gradient: &'a mut SeparableConv2dWeights<K, CI, CO>,
@@ -324,10 +335,9 @@ impl<const H: usize, const W: usize, const K: usize, const CI: usize, const CO: 
 
     #[inline(always)]
     fn run<A: Arithmetic>(self, arithmetic: A) {
-        pointwise_conv2d_backward_input(
+        pointwise_conv2d_backward_input_transposed(
             self.output_gradient,
-            &self.weights.pointwise,
-            Stride::<1>,
+            self.transposed,
             arithmetic,
             self.depthwise_gradient,
         );
@@ -361,8 +371,8 @@ impl<const H: usize, const W: usize, const K: usize, const CI: usize, const CO: 
 
 /// The backward pass of [`separable_forward`]: the depthwise and pointwise
 /// kernel gradients go to each image's slot, the input gradients are written
-/// when wanted, and `depthwise_gradients` is scratch of the depthwise output's
-/// shape.
+/// when wanted; `depthwise_gradients` is scratch of the depthwise output's
+/// shape, and `transposed` room for the pointwise kernel transposed.
 #[allow(clippy::too_many_arguments)]
 pub fn separable_backward<
     G: Send,
@@ -377,11 +387,14 @@ pub fn separable_backward<
     depthwise: &[Tensor<H, W, CI>],
     output_gradients: &[Tensor<H, W, CO>],
     weights: &SeparableConv2dWeights<K, CI, CO>,
+    transposed: &mut PointwiseWeights<CO, CI>,
     depthwise_gradients: &mut [Tensor<H, W, CI>],
     input_gradients: Option<&mut [Tensor<H, W, CI>]>,
     image_gradients: &mut [G],
     slot: fn(&mut G) -> &mut SeparableConv2dWeights<K, CI, CO>,
 ) {
+    transpose_into(&weights.pointwise, transposed);
+    let transposed = &*transposed;
     let run =
         |input, depthwise, output_gradient, depthwise_gradient, input_gradient, image: &mut G| {
             dispatch(
@@ -391,6 +404,7 @@ pub fn separable_backward<
                     depthwise,
                     output_gradient,
                     weights,
+                    transposed,
                     depthwise_gradient,
                     input_gradient,
                     gradient: slot(image),
