@@ -33,10 +33,9 @@ pub fn relu_backward_in_place<const H: usize, const W: usize, const C: usize>(
     gradient: &mut Tensor<H, W, C>,
     output: &Tensor<H, W, C>,
 ) {
+    // A select rather than a branch, so that it vectorises.
     for (g, &y) in gradient.as_mut_slice().iter_mut().zip(output.as_slice()) {
-        if y <= 0.0 {
-            *g = 0.0;
-        }
+        *g = if y > 0.0 { *g } else { 0.0 };
     }
 }
 

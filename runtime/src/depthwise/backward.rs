@@ -1,8 +1,8 @@
 //! The backward pass of [`depthwise_conv2d`](super::depthwise_conv2d): the
 //! gradient of its input and of its kernel.
 
-use super::DepthwiseWeights;
-use crate::geometry::{PaddingMode, Stride, tap_source as source, window_output_follows};
+use super::{DepthwiseWeights, depthwise_conv2d};
+use crate::geometry::{PaddingMode, Same, Stride, tap_source as source, window_output_follows};
 use crate::isa::Arithmetic;
 use crate::tensor::Tensor;
 
@@ -85,24 +85,95 @@ pub fn depthwise_conv2d_backward_kernel<
     };
     let pad_top = P::PADDING.padding_before(H, K, S);
     let pad_left = P::PADDING.padding_before(W, K, S);
-    for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
-        for (ky, kernel_row) in kernel_gradient.iter_mut().enumerate() {
-            let Some(iy) = source(oy, ky, S, pad_top, H) else {
+    // Per tap, a channel-wise dot product over the output pixels whose tap
+    // falls inside the input, summed in registers a block of channels at a
+    // time, pixel after pixel in row-major order.
+    for (ky, kernel_row) in kernel_gradient.iter_mut().enumerate() {
+        for (kx, taps) in kernel_row.iter_mut().enumerate() {
+            let first = (pad_left.saturating_sub(kx)).div_ceil(S);
+            let end = ((W + pad_left).saturating_sub(kx)).div_ceil(S).min(OW);
+            if first >= end {
                 continue;
+            }
+            let rows = || {
+                output_gradient
+                    .data
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(oy, gradient_row)| {
+                        source(oy, ky, S, pad_top, H).map(|iy| (&input.data[iy], gradient_row))
+                    })
             };
-            let input_row = &input.data[iy];
-            for (ox, gradient) in gradient_row.iter().enumerate() {
-                for (kx, taps) in kernel_row.iter_mut().enumerate() {
-                    let Some(ix) = source(ox, kx, S, pad_left, W) else {
-                        continue;
-                    };
-                    for ((w, &x), &g) in taps.iter_mut().zip(&input_row[ix]).zip(gradient) {
-                        *w = A::mul_add(x, g, *w);
+            let mut channel = 0;
+            while channel < C {
+                let block = (C - channel).min(CHANNEL_BLOCK);
+                let mut acc = [0.0f32; CHANNEL_BLOCK];
+                acc[..block].copy_from_slice(&taps[channel..channel + block]);
+                for (input_row, gradient_row) in rows() {
+                    for ox in first..end {
+                        let x = &input_row[ox * S + kx - pad_left][channel..channel + block];
+                        let g = &gradient_row[ox][channel..channel + block];
+                        for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                            *a = A::mul_add(x, g, *a);
+                        }
                     }
                 }
+                taps[channel..channel + block].copy_from_slice(&acc[..block]);
+                channel += block;
             }
         }
     }
+}
+
+/// Channels of a kernel gradient summed in registers at once.
+const CHANNEL_BLOCK: usize = 16;
+
+/// As [`depthwise_conv2d_backward_input`] for a stride-1 `same` convolution
+/// with an odd kernel, whose padding is the same on both sides: then the
+/// input gradient is the forward depthwise convolution of the output
+/// gradient with the kernel turned by 180 degrees, and runs the forward
+/// kernel's blocked loops. Other shapes take the scattering form.
+/// Overwrites `input_gradient`.
+#[inline(always)]
+pub fn depthwise_conv2d_backward_input_same<
+    A: Arithmetic,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const C: usize,
+>(
+    output_gradient: &Tensor<H, W, C>,
+    weights: &DepthwiseWeights<K, C>,
+    arithmetic: A,
+    input_gradient: &mut Tensor<H, W, C>,
+) {
+    if K % 2 == 0 {
+        depthwise_conv2d_backward_input(
+            output_gradient,
+            weights,
+            Same,
+            Stride::<1>,
+            arithmetic,
+            input_gradient,
+        );
+        return;
+    }
+    let mut turned = DepthwiseWeights::<K, C> {
+        kernel: [[[0.0; C]; K]; K],
+    };
+    for (ky, row) in turned.kernel.iter_mut().enumerate() {
+        for (kx, taps) in row.iter_mut().enumerate() {
+            *taps = weights.kernel[K - 1 - ky][K - 1 - kx];
+        }
+    }
+    depthwise_conv2d(
+        output_gradient,
+        &turned,
+        Same,
+        Stride::<1>,
+        arithmetic,
+        input_gradient,
+    );
 }
 
 #[cfg(test)]
@@ -160,6 +231,20 @@ mod tests {
         );
         let numeric = numeric_gradient(&x, 1e-3, |x| loss(x, &kernel));
         assert_gradient_close("input", input_gradient.as_slice(), &numeric, 1e-5);
+        if S == 1 && P::PADDING == crate::geometry::Padding::Same {
+            let mut same_shape = Tensor::<H, W, C>::zeroed_boxed();
+            same_shape
+                .as_mut_slice()
+                .copy_from_slice(output_gradient.as_slice());
+            input_gradient.as_mut_slice().fill(f32::NAN);
+            depthwise_conv2d_backward_input_same(&same_shape, &weights, Fused, &mut input_gradient);
+            assert_gradient_close(
+                "input (turned kernel)",
+                input_gradient.as_slice(),
+                &numeric,
+                1e-5,
+            );
+        }
 
         let mut kernel_gradient = [[[0.0f32; C]; K]; K];
         depthwise_conv2d_backward_kernel(
@@ -181,6 +266,10 @@ mod tests {
         check::<Same, 1, 4, 3, 3, 2, 4, 3>(Same);
         check::<Same, 2, 6, 8, 3, 2, 3, 4>(Same);
         check::<Same, 2, 7, 5, 3, 3, 4, 3>(Same);
+        // Blocks of 16 channels and 4 pixels in the forward kernel, and 20
+        // channels: a block of 16 and 4 left over.
+        check::<Same, 1, 5, 9, 3, 16, 5, 9>(Same);
+        check::<Same, 1, 4, 6, 3, 20, 4, 6>(Same);
         check::<Valid, 1, 6, 5, 3, 2, 4, 3>(Valid);
         check::<Valid, 2, 7, 8, 3, 2, 3, 3>(Valid);
     }

@@ -3,7 +3,10 @@
 
 mod backward;
 
-pub use backward::{depthwise_conv2d_backward_input, depthwise_conv2d_backward_kernel};
+pub use backward::{
+    depthwise_conv2d_backward_input, depthwise_conv2d_backward_input_same,
+    depthwise_conv2d_backward_kernel,
+};
 
 use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;

@@ -12,7 +12,7 @@ use crate::conv::{
     transpose_conv_into,
 };
 use crate::depthwise::{
-    depthwise_conv2d, depthwise_conv2d_backward_input, depthwise_conv2d_backward_kernel,
+    depthwise_conv2d, depthwise_conv2d_backward_input_same, depthwise_conv2d_backward_kernel,
 };
 use crate::geometry::{PaddingMode, Same, Stride};
 use crate::isa::{Arithmetic, Isa, WithArithmetic, dispatch};
@@ -349,11 +349,9 @@ impl<const H: usize, const W: usize, const K: usize, const CI: usize, const CO: 
             &mut self.gradient.pointwise.kernel,
         );
         if let Some(input_gradient) = self.input_gradient {
-            depthwise_conv2d_backward_input(
+            depthwise_conv2d_backward_input_same(
                 self.depthwise_gradient,
                 &self.weights.depthwise,
-                Same,
-                Stride::<1>,
                 arithmetic,
                 input_gradient,
             );
