@@ -79,13 +79,13 @@ unsafe impl<const H: usize, const W: usize, const C: usize> Pod for Tensor<H, W,
 /// The values of `value`, a struct of `f32` arrays (a tensor, weights,
 /// gradients, a whole model's parameters), as one flat slice in memory order.
 pub fn flat<T: Pod>(value: &T) -> &[f32] {
-    const { assert!(std::mem::align_of::<T>() == 4 && std::mem::size_of::<T>() % 4 == 0) };
+    const { assert!(std::mem::align_of::<T>() == 4 && std::mem::size_of::<T>().is_multiple_of(4)) };
     bytemuck::cast_slice(std::slice::from_ref(value))
 }
 
 /// The values of `value` as one flat mutable slice; see [`flat`].
 pub fn flat_mut<T: Pod>(value: &mut T) -> &mut [f32] {
-    const { assert!(std::mem::align_of::<T>() == 4 && std::mem::size_of::<T>() % 4 == 0) };
+    const { assert!(std::mem::align_of::<T>() == 4 && std::mem::size_of::<T>().is_multiple_of(4)) };
     bytemuck::cast_slice_mut(std::slice::from_mut(value))
 }
 

@@ -131,10 +131,10 @@ pub fn save<M: TrainableModel>(
     drop(out);
     std::fs::rename(&temporary, path).map_err(io)?;
     // The rename itself reaches the disk with the directory's entry.
-    if let Some(directory) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(directory) = std::fs::File::open(directory) {
-            let _ = directory.sync_all();
-        }
+    if let Some(directory) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(directory) = std::fs::File::open(directory)
+    {
+        let _ = directory.sync_all();
     }
     Ok(())
 }

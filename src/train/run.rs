@@ -432,11 +432,11 @@ fn update_schedule(schedule: &mut ScheduleState, settings: &TrainSettings, loss:
     } else {
         schedule.epochs_since_best += 1;
     }
-    if let Schedule::Plateau { patience, factor } = settings.schedule {
-        if schedule.plateau_wait >= patience {
-            schedule.learning_rate *= factor;
-            schedule.plateau_wait = 0;
-        }
+    if let Schedule::Plateau { patience, factor } = settings.schedule
+        && schedule.plateau_wait >= patience
+    {
+        schedule.learning_rate *= factor;
+        schedule.plateau_wait = 0;
     }
 }
 
@@ -496,13 +496,12 @@ pub fn evaluate<M: TrainableModel>(
         loss += part_loss;
     }
     for &label in &faces.labels {
-        if let Some(&predicted) = predictions.next() {
-            if let Some(cell) = confusion
+        if let Some(&predicted) = predictions.next()
+            && let Some(cell) = confusion
                 .get_mut(label)
                 .and_then(|row| row.get_mut(predicted))
-            {
-                *cell += 1;
-            }
+        {
+            *cell += 1;
         }
     }
     let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();

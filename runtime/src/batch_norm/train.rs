@@ -285,6 +285,7 @@ mod tests {
         BatchStatistics::from_sums(&mean, &squares, count, EPSILON)
     }
 
+    #[allow(clippy::vec_box)] // tensors are boxed everywhere else too
     fn setup() -> (Vec<Box<Tensor<H, W, C>>>, BatchNormParameters<C>) {
         // Channels with different offsets and spreads.
         let batch: Vec<_> = (0..BATCH as u64)

@@ -147,7 +147,7 @@ pub fn depthwise_conv2d_backward_input_same<
     arithmetic: A,
     input_gradient: &mut Tensor<H, W, C>,
 ) {
-    if K % 2 == 0 {
+    if K.is_multiple_of(2) {
         depthwise_conv2d_backward_input(
             output_gradient,
             weights,

@@ -160,12 +160,9 @@ mod tests {
         expected[0][2] = 10.0; // window (0, 1): rows 0-2, columns 2-3
         expected[2][0] = 100.0; // window (1, 0): rows 2-3, columns 0-2
         expected[2][2] = 1000.0; // window (1, 1)
-        for y in 0..4 {
-            for x in 0..4 {
-                assert_eq!(
-                    input_gradient.data[y][x][0], expected[y][x],
-                    "cell ({y}, {x})"
-                );
+        for (y, row) in expected.iter().enumerate() {
+            for (x, &value) in row.iter().enumerate() {
+                assert_eq!(input_gradient.data[y][x][0], value, "cell ({y}, {x})");
             }
         }
         // A later cell wins only when strictly greater, and a cell shared by

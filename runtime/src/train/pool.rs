@@ -91,9 +91,7 @@ pub fn copy_batch<const H: usize, const W: usize, const C: usize>(
 pub fn relu_forward<const H: usize, const W: usize, const C: usize>(
     tensors: &mut [Tensor<H, W, C>],
 ) {
-    tensors
-        .par_iter_mut()
-        .for_each(|tensor| relu_in_place(tensor));
+    tensors.par_iter_mut().for_each(relu_in_place);
 }
 
 /// The backward pass of [`relu_forward`], in place on the gradients.
