@@ -33,6 +33,17 @@ impl Faces {
         &self.pixels[index * area..(index + 1) * area]
     }
 
+    /// A copy of the first `count` faces (all if there are fewer).
+    pub fn first(&self, count: usize) -> Faces {
+        let area = self.size[0] * self.size[1];
+        let count = count.min(self.len());
+        Faces {
+            pixels: self.pixels[..count * area].to_vec(),
+            labels: self.labels[..count].to_vec(),
+            size: self.size,
+        }
+    }
+
     /// The first `count` faces only (all if there are fewer).
     pub fn truncate(&mut self, count: usize) {
         let area = self.size[0] * self.size[1];

@@ -11,4 +11,6 @@ pub mod run;
 
 pub use augment::Augmentation;
 pub use init::keras_initial;
-pub use run::{RunError, RunOptions, RunSummary, Schedule, TrainSettings, evaluate, train};
+pub use run::{
+    RunError, RunOptions, RunSummary, Schedule, TrainSettings, evaluate, train, train_faces,
+};

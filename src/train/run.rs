@@ -174,17 +174,41 @@ pub fn train<M: TrainableModel>(
     options: &RunOptions,
     epoch_done: &mut dyn FnMut(&EpochRecord),
 ) -> Result<RunSummary, RunError> {
+    let [height, width, _] = M::INPUT_SHAPE;
+    let training = load_split(data, "Training", M::CLASSES, [height, width])?;
+    let validation = load_split(data, "PublicTest", M::CLASSES, [height, width])?;
+    train_faces::<M>(&training, &validation, out, settings, options, epoch_done)
+}
+
+/// [`train`] on faces already loaded (at the model's input size): for other
+/// data than FER2013's CSV, or to load it once for several runs.
+pub fn train_faces<M: TrainableModel>(
+    training: &Faces,
+    validation: &Faces,
+    out: &Path,
+    settings: &TrainSettings,
+    options: &RunOptions,
+    epoch_done: &mut dyn FnMut(&EpochRecord),
+) -> Result<RunSummary, RunError> {
     let out_name = out.display().to_string();
     std::fs::create_dir_all(out).map_err(|source| RunError::Io {
         file: out_name.clone(),
         source,
     })?;
     let [height, width, _] = M::INPUT_SHAPE;
-    let mut training = load_split(data, "Training", M::CLASSES, [height, width])?;
-    if let Some(limit) = settings.limit {
-        training.truncate(limit);
+    if training.size != [height, width] || validation.size != [height, width] {
+        return Err(RunError::Output {
+            file: out_name,
+            reason: format!(
+                "the faces are {:?} and {:?}, the model takes {height}x{width}",
+                training.size, validation.size
+            ),
+        });
     }
-    let validation = load_split(data, "PublicTest", M::CLASSES, [height, width])?;
+    let training = match settings.limit {
+        Some(limit) if limit < training.len() => &training.first(limit),
+        _ => training,
+    };
 
     let (mut parameters, mut statistics) = keras_initial::<M>(settings.seed);
     if let Some(init) = &settings.init {
@@ -271,7 +295,6 @@ pub fn train<M: TrainableModel>(
             for batch in buffers.drain(..) {
                 let _ = empty_sender.send(batch);
             }
-            let training = &training;
             let order = &order;
             // Prepares the coming batches while the trainer runs this one.
             scope.spawn(move || {
@@ -342,7 +365,7 @@ pub fn train<M: TrainableModel>(
             bar.finish_and_clear();
         }
 
-        let evaluation = evaluate::<M>(&trainer, &validation, options.isa)?;
+        let evaluation = evaluate::<M>(&trainer, validation, options.isa)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             learning_rate: epoch_learning_rate,
