@@ -43,13 +43,6 @@ impl Faces {
             size: self.size,
         }
     }
-
-    /// The first `count` faces only (all if there are fewer).
-    pub fn truncate(&mut self, count: usize) {
-        let area = self.size[0] * self.size[1];
-        self.labels.truncate(count);
-        self.pixels.truncate(count * area);
-    }
 }
 
 /// Why training data could not be read.

@@ -296,17 +296,19 @@ pub fn train_faces<M: TrainableModel>(
                 let _ = empty_sender.send(batch);
             }
             let order = &order;
-            // Prepares the coming batches while the trainer runs this one.
-            scope.spawn(move || {
+            // Prepares the coming batches while the trainer runs this one,
+            // and hands back its channel, with the batches still in it.
+            let producer = scope.spawn(move || {
                 for step in 0..steps_per_epoch {
                     let Ok(mut batch) = empty_receiver.recv() else {
-                        return;
+                        break;
                     };
                     fill_batch::<M>(training, order, settings, epoch, step, &mut batch);
                     if full_sender.send(batch).is_err() {
-                        return;
+                        break;
                     }
                 }
+                empty_receiver
             });
             for step in 0..steps_per_epoch {
                 let Ok(batch) = full_receiver.recv() else {
@@ -345,18 +347,13 @@ pub fn train_faces<M: TrainableModel>(
                     break;
                 }
             }
+            // Without a sender the preparing thread stops waiting, if it was.
             drop(empty_sender);
-            while let Ok(batch) = full_receiver.recv() {
-                buffers.push(batch);
+            if let Ok(empty_receiver) = producer.join() {
+                buffers.extend(empty_receiver.try_iter());
             }
+            buffers.extend(full_receiver.try_iter());
         });
-        // Batches still with the preparing thread ended with it; make them anew.
-        while buffers.len() < 3 {
-            buffers.push(Batch {
-                inputs: crate::runtime::train::zeroed_batch(settings.batch),
-                labels: vec![0; settings.batch],
-            });
-        }
         if let Some(error) = step_error {
             return Err(error.into());
         }

@@ -29,7 +29,6 @@ pub use convolution::{
 pub use head::{logits_backward, logits_forward, loss_backward};
 pub use model::{
     MissingTensor, TrainableModel, TrainingStateSource, TrainingTensor, fold, read_training_state,
-    trainable_tensors,
 };
 pub use normalize::{BatchNormSettings, batch_norm_backward, batch_norm_forward};
 pub use pool::{

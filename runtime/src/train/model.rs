@@ -137,12 +137,6 @@ pub trait TrainableModel: InferenceModel {
     );
 }
 
-/// The tensors of one kind of struct: trainable ones index the parameters,
-/// moving statistics the statistics.
-pub fn trainable_tensors<M: TrainableModel>() -> impl Iterator<Item = &'static TrainingTensor> {
-    M::TENSORS.iter().filter(|t| t.is_trainable())
-}
-
 /// Fills parameters and moving statistics from `source` (a Keras file,
 /// native weights, a reference), asking for every tensor of
 /// [`TrainableModel::TENSORS`] by layer, kind and Keras shape.
