@@ -187,16 +187,16 @@ impl TrainParts {
             self.batch_norm(&field, path, co);
             self.forward.push(quote! {
                 train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#pre);
-                train::batch_norm_forward(&w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
+                train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
             });
             self.backward.push(quote! {
-                train::batch_norm_backward(&w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
+                train::batch_norm_backward(isa, &w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
                 train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, &mut w.#transposed, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
             });
         } else {
-            let relu_forward = relu.then(|| quote!(train::relu_forward(&mut w.#field);));
+            let relu_forward = relu.then(|| quote!(train::relu_forward(isa, &mut w.#field);));
             let relu_backward =
-                relu.then(|| quote!(train::relu_backward(&mut w.#gradient, &w.#field);));
+                relu.then(|| quote!(train::relu_backward(isa, &mut w.#gradient, &w.#field);));
             self.forward.push(quote! {
                 train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#field);
                 #relu_forward
@@ -281,7 +281,7 @@ impl TrainParts {
             let relu = i == 0;
             self.forward.push(quote! {
                 train::separable_forward(isa, #step_input, &p.#field, &mut w.#depthwise, &mut w.#pre);
-                train::batch_norm_forward(&w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
+                train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
             });
             let step_input_gradient = if i == 0 {
                 input_gradient.clone()
@@ -290,7 +290,7 @@ impl TrainParts {
                 quote!(Some(&mut w.#previous))
             };
             backward.push(quote! {
-                train::batch_norm_backward(&w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
+                train::batch_norm_backward(isa, &w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
                 train::separable_backward(isa, #step_input, &w.#depthwise, &w.#gradient, &p.#field, &mut w.#transposed, &mut w.#depthwise_gradient, #step_input_gradient, images, |g| &mut g.#field);
             });
             step_input = quote!(&w.#field);
@@ -315,8 +315,8 @@ impl TrainParts {
             Some(pool) => {
                 let (size, stride) = (lit(pool.size), lit(pool.stride));
                 (
-                    quote!(train::max_pool_forward(&w.#last, Window::<#size>, Stride::<#stride>, Same, &mut w.#output);),
-                    quote!(train::max_pool_backward(&w.#last, &w.#output_gradient, Window::<#size>, Stride::<#stride>, Same, &mut w.#last_gradient);),
+                    quote!(train::max_pool_forward(isa, &w.#last, Window::<#size>, Stride::<#stride>, Same, &mut w.#output);),
+                    quote!(train::max_pool_backward(isa, &w.#last, &w.#output_gradient, Window::<#size>, Stride::<#stride>, Same, &mut w.#last_gradient);),
                 )
             }
             None => (
@@ -361,8 +361,8 @@ impl TrainParts {
         self.forward.push(quote! {
             #pool_forward
             train::pointwise_forward(isa, #input, &p.#residual, Stride::<#stride>, &mut w.#pre);
-            train::batch_norm_forward(&w.#pre, &p.#norm, settings, false, &mut s.#norm, &mut w.#batch, &mut w.#residual, scratch);
-            train::add_forward(&mut w.#output, &w.#residual);
+            train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, false, &mut s.#norm, &mut w.#batch, &mut w.#residual, scratch);
+            train::add_forward(isa, &mut w.#output, &w.#residual);
         });
         // Backward: the add sends the output gradient to both branches; the
         // main branch writes the input gradient, the residual branch adds to it.
@@ -372,7 +372,7 @@ impl TrainParts {
         }];
         module_backward.extend(backward.into_iter().rev());
         module_backward.push(quote! {
-            train::batch_norm_backward(&w.#pre, &w.#residual, &p.#norm, &w.#batch, false, &mut w.#gradient, &mut g.#norm, scratch);
+            train::batch_norm_backward(isa, &w.#pre, &w.#residual, &p.#norm, &w.#batch, false, &mut w.#gradient, &mut g.#norm, scratch);
             train::pointwise_backward(isa, #input, &w.#gradient, &p.#residual, Stride::<#stride>, #input_gradient, images, |g| &mut g.#residual);
         });
         self.backward.push(quote!(#(#module_backward)*));

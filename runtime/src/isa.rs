@@ -121,6 +121,27 @@ pub trait WithArithmetic {
     fn run<A: Arithmetic>(self, arithmetic: A) -> Self::Output;
 }
 
+/// Work given as a closure that needs no choice of arithmetic (max pooling,
+/// batch-norm passes), run by [`dispatch`] inside its function compiled for
+/// the instruction set, so that the loops are vectorised for it rather than
+/// for the baseline x86-64 (SSE2) that closures handed to rayon are compiled
+/// for. Mark the closure `#[inline(always)]`: `dispatch` calls `run` in three
+/// places, and LLVM does not inline a large closure called thrice, which
+/// leaves it compiled for the baseline after all.
+pub struct Compiled<F>(pub F);
+
+// `FnMut` rather than `FnOnce`: a closure called through `FnOnce` goes through
+// a shim that is not inlined, whatever the closure's own attribute.
+impl<R, F: FnMut() -> R> WithArithmetic for Compiled<F> {
+    type Output = R;
+
+    #[inline(always)]
+    fn run<A: Arithmetic>(self, _arithmetic: A) -> R {
+        let mut work = self.0;
+        work()
+    }
+}
+
 /// Runs `work` compiled for `isa`, or portably when this CPU lacks `isa`.
 #[inline(always)]
 pub fn dispatch<W: WithArithmetic>(isa: Isa, work: W) -> W::Output {

@@ -42,7 +42,7 @@ pub use batch::run_batch;
 pub use batch_norm::{
     BatchNorm, BatchNormParameters, BatchStatistics, FoldBatchNorm, MovingStatistics,
     batch_norm_backward_input, batch_norm_backward_sums, batch_norm_forward, centered_square_sums,
-    channel_sums,
+    channel_sums, image_moments,
 };
 pub use conv::{
     Conv2dWeights, bias_backward, conv2d, conv2d_backward_input, conv2d_backward_kernel,
@@ -55,7 +55,7 @@ pub use elementwise::{add_assign, relu_backward_in_place, relu_in_place};
 pub use folded::FoldedTensors;
 pub use geometry::{Padding, PaddingMode, Same, Stride, Valid, Window};
 pub use global_pool::{global_average_pool, global_average_pool_backward};
-pub use isa::{Arithmetic, Fused, Isa, Unfused, WithArithmetic, dispatch};
+pub use isa::{Arithmetic, Compiled, Fused, Isa, Unfused, WithArithmetic, dispatch};
 pub use loss::{
     LabelOutOfRange, l2_backward, l2_penalty, softmax_cross_entropy, softmax_cross_entropy_into,
 };

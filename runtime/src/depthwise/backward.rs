@@ -85,6 +85,16 @@ pub fn depthwise_conv2d_backward_kernel<
     };
     let pad_top = P::PADDING.padding_before(H, K, S);
     let pad_left = P::PADDING.padding_before(W, K, S);
+    if C.is_multiple_of(LANES) {
+        kernel_gradient_by_rows::<A, S, H, W, K, C, OH, OW>(
+            input,
+            output_gradient,
+            pad_top,
+            pad_left,
+            kernel_gradient,
+        );
+        return;
+    }
     // Per tap, a channel-wise dot product over the output pixels whose tap
     // falls inside the input, summed in registers a block of channels at a
     // time, pixel after pixel in row-major order.
@@ -127,6 +137,73 @@ pub fn depthwise_conv2d_backward_kernel<
 
 /// Channels of a kernel gradient summed in registers at once.
 const CHANNEL_BLOCK: usize = 16;
+
+/// Channels of one vector register (AVX2).
+const LANES: usize = 8;
+
+/// [`depthwise_conv2d_backward_kernel`] for channel counts that are a
+/// multiple of [`LANES`]: for each block of eight channels, each output row
+/// and each kernel row, the kernel row's `K` taps are summed in registers
+/// along the output row, so that each output gradient is loaded once for
+/// `K` taps (a tap at a time loads two values per multiply-add). The
+/// columns whose every tap is inside the input run without checks.
+#[inline(always)]
+fn kernel_gradient_by_rows<
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const C: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    input: &Tensor<H, W, C>,
+    output_gradient: &Tensor<OH, OW, C>,
+    pad_top: usize,
+    pad_left: usize,
+    kernel_gradient: &mut [[[f32; C]; K]; K],
+) {
+    let inside = |ox: usize| (0..K).all(|kx| source(ox, kx, S, pad_left, W).is_some());
+    let first = (0..OW).find(|&ox| inside(ox)).unwrap_or(OW);
+    let end = (first..OW).find(|&ox| !inside(ox)).unwrap_or(OW);
+    for block in 0..C / LANES {
+        let lanes = |pixel: &[f32; C]| pixel.as_chunks::<LANES>().0[block];
+        for (ky, kernel_row) in kernel_gradient.iter_mut().enumerate() {
+            let mut acc: [[f32; LANES]; K] =
+                std::array::from_fn(|kx| kernel_row[kx].as_chunks::<LANES>().0[block]);
+            for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
+                let Some(iy) = source(oy, ky, S, pad_top, H) else {
+                    continue;
+                };
+                let input_row = &input.data[iy];
+                for ox in first..end {
+                    let g = lanes(&gradient_row[ox]);
+                    for (kx, acc) in acc.iter_mut().enumerate() {
+                        let x = lanes(&input_row[ox * S + kx - pad_left]);
+                        for lane in 0..LANES {
+                            acc[lane] = A::mul_add(x[lane], g[lane], acc[lane]);
+                        }
+                    }
+                }
+                for ox in (0..first).chain(end..OW) {
+                    let g = lanes(&gradient_row[ox]);
+                    for (kx, acc) in acc.iter_mut().enumerate() {
+                        if let Some(ix) = source(ox, kx, S, pad_left, W) {
+                            let x = lanes(&input_row[ix]);
+                            for lane in 0..LANES {
+                                acc[lane] = A::mul_add(x[lane], g[lane], acc[lane]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (taps, acc) in kernel_row.iter_mut().zip(acc) {
+                taps.as_chunks_mut::<LANES>().0[block] = acc;
+            }
+        }
+    }
+}
 
 /// As [`depthwise_conv2d_backward_input`] for a stride-1 `same` convolution
 /// with an odd kernel, whose padding is the same on both sides: then the
@@ -271,6 +348,10 @@ mod tests {
         check::<Same, 1, 5, 9, 3, 16, 5, 9>(Same);
         check::<Same, 1, 4, 6, 3, 20, 4, 6>(Same);
         check::<Valid, 1, 6, 5, 3, 2, 4, 3>(Valid);
+        // Eight channels, a register's worth: the row-blocked kernel gradient
+        // with stride 2 and with `valid` padding.
+        check::<Same, 2, 7, 5, 3, 8, 4, 3>(Same);
+        check::<Valid, 1, 6, 5, 3, 8, 4, 3>(Valid);
         check::<Valid, 2, 7, 8, 3, 2, 3, 3>(Valid);
     }
 }

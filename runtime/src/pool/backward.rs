@@ -44,32 +44,37 @@ pub fn max_pool_backward<
         for (ox, gradient) in gradient_row.iter().enumerate() {
             let columns: [Option<usize>; K] =
                 std::array::from_fn(|dx| tap_source(ox, dx, S, pad_left, W));
-            // The winning cell of every channel, as (row, column).
+            // The window's cells inside the input, in row-major order. `same`
+            // padding is smaller than the window, so there is at least one.
+            let cells = rows
+                .iter()
+                .flatten()
+                .flat_map(|&iy| columns.iter().flatten().map(move |&ix| (iy, ix)));
+            // Per channel, the winning cell's number in that order. Lane-wise
+            // compares and selects rather than branches, so that LLVM
+            // vectorises over the channels.
             let mut best = [f32::NEG_INFINITY; C];
-            let mut winner = [(usize::MAX, usize::MAX); C];
-            for &iy in rows.iter().flatten() {
-                for &ix in columns.iter().flatten() {
-                    for ((best, winner), &value) in best
-                        .iter_mut()
-                        .zip(winner.iter_mut())
-                        .zip(&input.data[iy][ix])
-                    {
-                        if winner.0 == usize::MAX || value > *best {
-                            *best = value;
-                            *winner = (iy, ix);
-                        }
-                    }
+            let mut winner = [0u32; C];
+            for (number, (iy, ix)) in cells.clone().enumerate() {
+                let values = &input.data[iy][ix];
+                let number = number as u32;
+                for c in 0..C {
+                    // The first cell always wins (even a NaN or -inf);
+                    // later ones only when strictly greater.
+                    let wins = number == 0 || values[c] > best[c];
+                    best[c] = if wins { values[c] } else { best[c] };
+                    winner[c] = if wins { number } else { winner[c] };
                 }
             }
-            for (c, (&(iy, ix), &g)) in winner.iter().zip(gradient).enumerate() {
-                // `same` padding is smaller than the window, so every window
-                // covers at least one cell and has a winner.
-                if let Some(cell) = input_gradient
-                    .data
-                    .get_mut(iy)
-                    .and_then(|row| row.get_mut(ix))
-                {
-                    cell[c] += g;
+            for (number, (iy, ix)) in cells.enumerate() {
+                let number = number as u32;
+                let cell = &mut input_gradient.data[iy][ix];
+                for c in 0..C {
+                    cell[c] += if winner[c] == number {
+                        gradient[c]
+                    } else {
+                        0.0
+                    };
                 }
             }
         }

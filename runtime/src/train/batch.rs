@@ -33,11 +33,11 @@ impl ReductionScratch {
     }
 
     /// One `2 * channels` run of values per image.
-    pub(crate) fn images(&mut self) -> std::slice::ChunksExactMut<'_, f64> {
-        self.values.chunks_exact_mut(self.per_image)
+    pub(crate) fn images(&self) -> std::slice::ChunksExact<'_, f64> {
+        self.values.chunks_exact(self.per_image)
     }
 
-    /// The same runs, for a parallel loop over the images.
+    /// The same runs, to write in a parallel loop over the images.
     pub(crate) fn par_images(&mut self) -> rayon::slice::ChunksExactMut<'_, f64> {
         self.values.par_chunks_exact_mut(self.per_image)
     }

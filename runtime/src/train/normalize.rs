@@ -5,9 +5,10 @@
 use super::batch::ReductionScratch;
 use crate::batch_norm::{
     BatchNormParameters, BatchStatistics, MovingStatistics, batch_norm_backward_input,
-    batch_norm_backward_sums, centered_square_sums, channel_sums,
+    batch_norm_backward_sums, image_moments,
 };
 use crate::elementwise::relu_backward_in_place;
+use crate::isa::{Compiled, Isa, dispatch};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -29,15 +30,31 @@ fn sum_images<const C: usize>(
 ) -> ([f64; C], [f64; C]) {
     let mut first = [0.0f64; C];
     let mut second = [0.0f64; C];
-    for values in scratch.images().take(images) {
-        for (sum, value) in first.iter_mut().zip(values.iter()) {
+    for (values, _) in image_halves::<C>(scratch, images) {
+        for (sum, value) in first.iter_mut().zip(values.0) {
             *sum += value;
         }
-        for (sum, value) in second.iter_mut().zip(values.iter().skip(C)) {
+        for (sum, value) in second.iter_mut().zip(values.1) {
             *sum += value;
         }
     }
     (first, second)
+}
+
+/// The first `C` values and the next `C` of each of the first `images`
+/// images' scratch, with the image's number.
+fn image_halves<const C: usize>(
+    scratch: &mut ReductionScratch,
+    images: usize,
+) -> impl Iterator<Item = ((&[f64; C], &[f64; C]), usize)> + Clone {
+    scratch
+        .images()
+        .take(images)
+        .filter_map(|values| {
+            let (first, rest) = values.split_first_chunk::<C>()?;
+            Some((first, rest.first_chunk::<C>()?))
+        })
+        .zip(0..)
 }
 
 /// Training-mode batch norm of every image: `outputs[i] = bn(inputs[i])`
@@ -49,6 +66,7 @@ fn sum_images<const C: usize>(
 /// room the statistics cover only the images and channels it has room for.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
+    isa: Isa,
     inputs: &[Tensor<H, W, C>],
     parameters: &BatchNormParameters<C>,
     settings: BatchNormSettings,
@@ -59,36 +77,43 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
     scratch: &mut ReductionScratch,
 ) {
     let images = inputs.len();
-    let count = images * H * W;
     inputs
         .par_iter()
         .zip(scratch.par_images())
         .for_each(|(input, values)| {
-            let sums = channel_sums(input);
-            for (value, sum) in values.iter_mut().zip(sums) {
-                *value = sum;
+            let (sums, squares) = dispatch(
+                isa,
+                Compiled(
+                    #[inline(always)]
+                    || image_moments(input),
+                ),
+            );
+            for (value, sum) in values.iter_mut().zip(sums.iter().chain(&squares)) {
+                *value = *sum;
             }
         });
-    let (sums, _) = sum_images::<C>(scratch, images);
-    let mean = sums.map(|s| s / count.max(1) as f64);
-    inputs
-        .par_iter()
-        .zip(scratch.par_images())
-        .for_each(|(input, values)| {
-            let sums = centered_square_sums(input, &mean);
-            for (value, sum) in values.iter_mut().zip(sums) {
-                *value = sum;
-            }
-        });
-    let (squares, _) = sum_images::<C>(scratch, images);
-    *statistics = BatchStatistics::from_sums(&mean, &squares, count, settings.epsilon);
+    *statistics = BatchStatistics::from_image_moments(
+        image_halves::<C>(scratch, images).map(|(halves, _)| halves),
+        H * W,
+        settings.epsilon,
+    );
     moving.update(statistics, settings.momentum);
     let statistics = &*statistics;
     outputs
         .par_iter_mut()
         .zip(inputs)
         .for_each(|(output, input)| {
-            crate::batch_norm::batch_norm_forward(input, statistics, parameters, relu, output);
+            dispatch(
+                isa,
+                Compiled(
+                    #[inline(always)]
+                    || {
+                        crate::batch_norm::batch_norm_forward(
+                            input, statistics, parameters, relu, output,
+                        )
+                    },
+                ),
+            );
         });
 }
 
@@ -97,6 +122,7 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
 /// gamma's and beta's gradients are **added** to `parameter_gradient`.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward<const H: usize, const W: usize, const C: usize>(
+    isa: Isa,
     inputs: &[Tensor<H, W, C>],
     outputs: &[Tensor<H, W, C>],
     parameters: &BatchNormParameters<C>,
@@ -113,10 +139,18 @@ pub fn batch_norm_backward<const H: usize, const W: usize, const C: usize>(
         .zip(outputs)
         .zip(scratch.par_images())
         .for_each(|(((gradient, input), output), values)| {
-            if relu {
-                relu_backward_in_place(gradient, output);
-            }
-            let (beta, gamma) = batch_norm_backward_sums(input, gradient, statistics);
+            let (beta, gamma) = dispatch(
+                isa,
+                Compiled(
+                    #[inline(always)]
+                    || {
+                        if relu {
+                            relu_backward_in_place(gradient, output);
+                        }
+                        batch_norm_backward_sums(input, gradient, statistics)
+                    },
+                ),
+            );
             if values.len() >= 2 * C {
                 values[..C].copy_from_slice(&beta);
                 values[C..2 * C].copy_from_slice(&gamma);
@@ -132,6 +166,16 @@ pub fn batch_norm_backward<const H: usize, const W: usize, const C: usize>(
         .par_iter_mut()
         .zip(inputs)
         .for_each(|(gradient, input)| {
-            batch_norm_backward_input(input, gradient, statistics, parameters, &beta, &gamma);
+            dispatch(
+                isa,
+                Compiled(
+                    #[inline(always)]
+                    || {
+                        batch_norm_backward_input(
+                            input, gradient, statistics, parameters, &beta, &gamma,
+                        )
+                    },
+                ),
+            );
         });
 }

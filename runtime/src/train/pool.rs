@@ -2,6 +2,7 @@
 
 use crate::elementwise::{add_assign, relu_backward_in_place, relu_in_place};
 use crate::geometry::{PaddingMode, Stride, Window};
+use crate::isa::{Compiled, Isa, dispatch};
 use crate::pool::{self as per_image};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -17,6 +18,7 @@ pub fn max_pool_forward<
     const OH: usize,
     const OW: usize,
 >(
+    isa: Isa,
     inputs: &[Tensor<H, W, C>],
     window: Window<K>,
     stride: Stride<S>,
@@ -27,7 +29,13 @@ pub fn max_pool_forward<
         .par_iter_mut()
         .zip(inputs)
         .for_each(|(output, input)| {
-            per_image::max_pool(input, window, stride, padding, output);
+            dispatch(
+                isa,
+                Compiled(
+                    #[inline(always)]
+                    || per_image::max_pool(input, window, stride, padding, output),
+                ),
+            );
         });
 }
 
@@ -42,6 +50,7 @@ pub fn max_pool_backward<
     const OH: usize,
     const OW: usize,
 >(
+    isa: Isa,
     inputs: &[Tensor<H, W, C>],
     output_gradients: &[Tensor<OH, OW, C>],
     window: Window<K>,
@@ -54,13 +63,21 @@ pub fn max_pool_backward<
         .zip(inputs)
         .zip(output_gradients)
         .for_each(|((input_gradient, input), output_gradient)| {
-            per_image::max_pool_backward(
-                input,
-                output_gradient,
-                window,
-                stride,
-                padding,
-                input_gradient,
+            dispatch(
+                isa,
+                Compiled(
+                    #[inline(always)]
+                    || {
+                        per_image::max_pool_backward(
+                            input,
+                            output_gradient,
+                            window,
+                            stride,
+                            padding,
+                            input_gradient,
+                        )
+                    },
+                ),
             );
         });
 }
@@ -68,13 +85,22 @@ pub fn max_pool_backward<
 /// `outputs[i] += others[i]`: the residual add. Its backward pass is nothing
 /// to compute: both branches receive the output gradient as it is.
 pub fn add_forward<const H: usize, const W: usize, const C: usize>(
+    isa: Isa,
     outputs: &mut [Tensor<H, W, C>],
     others: &[Tensor<H, W, C>],
 ) {
     outputs
         .par_iter_mut()
         .zip(others)
-        .for_each(|(output, other)| add_assign(output, other));
+        .for_each(|(output, other)| {
+            dispatch(
+                isa,
+                Compiled(
+                    #[inline(always)]
+                    || add_assign(output, other),
+                ),
+            )
+        });
 }
 
 /// `to[i] = from[i]`.
@@ -89,18 +115,36 @@ pub fn copy_batch<const H: usize, const W: usize, const C: usize>(
 
 /// ReLU in place on every image, for a layer without batch norm.
 pub fn relu_forward<const H: usize, const W: usize, const C: usize>(
+    isa: Isa,
     tensors: &mut [Tensor<H, W, C>],
 ) {
-    tensors.par_iter_mut().for_each(relu_in_place);
+    tensors.par_iter_mut().for_each(|tensor| {
+        dispatch(
+            isa,
+            Compiled(
+                #[inline(always)]
+                || relu_in_place(tensor),
+            ),
+        )
+    });
 }
 
 /// The backward pass of [`relu_forward`], in place on the gradients.
 pub fn relu_backward<const H: usize, const W: usize, const C: usize>(
+    isa: Isa,
     gradients: &mut [Tensor<H, W, C>],
     outputs: &[Tensor<H, W, C>],
 ) {
     gradients
         .par_iter_mut()
         .zip(outputs)
-        .for_each(|(gradient, output)| relu_backward_in_place(gradient, output));
+        .for_each(|(gradient, output)| {
+            dispatch(
+                isa,
+                Compiled(
+                    #[inline(always)]
+                    || relu_backward_in_place(gradient, output),
+                ),
+            )
+        });
 }
