@@ -357,6 +357,14 @@ impl TrainParts {
             &format!("The gradient of the `{layer}` output."),
         );
         self.batch_norm(&residual, &layer, co);
+        let residual_transposed = format_ident!("{residual}_transposed");
+        let doc = format!(" `{layer}`: room for the kernel transposed, for the backward pass.");
+        self.workspace_fields.push(quote! {
+            #[doc = #doc]
+            pub #residual_transposed: Box<PointwiseWeights<#col, #cil>>,
+        });
+        self.workspace_inits
+            .push(quote!(#residual_transposed: PointwiseWeights::zeroed_boxed(),));
         let stride = lit(module.residual_stride);
         self.forward.push(quote! {
             #pool_forward
@@ -373,7 +381,7 @@ impl TrainParts {
         module_backward.extend(backward.into_iter().rev());
         module_backward.push(quote! {
             train::batch_norm_backward(isa, &w.#pre, &w.#residual, &p.#norm, &w.#batch, false, &mut w.#gradient, &mut g.#norm, scratch);
-            train::pointwise_backward(isa, #input, &w.#gradient, &p.#residual, Stride::<#stride>, #input_gradient, images, |g| &mut g.#residual);
+            train::pointwise_backward(isa, #input, &w.#gradient, &p.#residual, &mut w.#residual_transposed, Stride::<#stride>, #input_gradient, images, |g| &mut g.#residual);
         });
         self.backward.push(quote!(#(#module_backward)*));
     }

@@ -63,7 +63,7 @@ pub use model::InferenceModel;
 pub use parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 pub use pointwise::{
     PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input,
-    pointwise_conv2d_backward_input_add, pointwise_conv2d_backward_kernel,
+    pointwise_conv2d_backward_input_add_transposed, pointwise_conv2d_backward_kernel,
 };
 pub use pool::{max_pool, max_pool_backward};
 pub use separable::{SeparableConv2dWeights, separable_conv2d};

@@ -24,64 +24,6 @@ pub fn pointwise_conv2d_backward_input<
 >(
     output_gradient: &Tensor<OH, OW, CO>,
     weights: &PointwiseWeights<CI, CO>,
-    stride: Stride<S>,
-    arithmetic: A,
-    input_gradient: &mut Tensor<H, W, CI>,
-) {
-    if S > 1 {
-        input_gradient.as_mut_slice().fill(0.0);
-    }
-    backward_input::<A, false, S, H, W, CI, CO, OH, OW>(
-        output_gradient,
-        weights,
-        stride,
-        arithmetic,
-        input_gradient,
-    );
-}
-
-/// As [`pointwise_conv2d_backward_input`], but adds to `input_gradient`: for
-/// a residual branch whose input also feeds the main branch.
-#[inline(always)]
-pub fn pointwise_conv2d_backward_input_add<
-    A: Arithmetic,
-    const S: usize,
-    const H: usize,
-    const W: usize,
-    const CI: usize,
-    const CO: usize,
-    const OH: usize,
-    const OW: usize,
->(
-    output_gradient: &Tensor<OH, OW, CO>,
-    weights: &PointwiseWeights<CI, CO>,
-    stride: Stride<S>,
-    arithmetic: A,
-    input_gradient: &mut Tensor<H, W, CI>,
-) {
-    backward_input::<A, true, S, H, W, CI, CO, OH, OW>(
-        output_gradient,
-        weights,
-        stride,
-        arithmetic,
-        input_gradient,
-    );
-}
-
-#[inline(always)]
-fn backward_input<
-    A: Arithmetic,
-    const ADD: bool,
-    const S: usize,
-    const H: usize,
-    const W: usize,
-    const CI: usize,
-    const CO: usize,
-    const OH: usize,
-    const OW: usize,
->(
-    output_gradient: &Tensor<OH, OW, CO>,
-    weights: &PointwiseWeights<CI, CO>,
     _stride: Stride<S>,
     _arithmetic: A,
     input_gradient: &mut Tensor<H, W, CI>,
@@ -92,6 +34,9 @@ fn backward_input<
             "pointwise_conv2d_backward_input: the output shape does not follow from the input shape and stride"
         )
     };
+    if S > 1 {
+        input_gradient.as_mut_slice().fill(0.0);
+    }
     for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
         let input_row = &mut input_gradient.data[oy * S];
         for (ox, gradient) in gradient_row.iter().enumerate() {
@@ -100,7 +45,7 @@ fn backward_input<
                 for (&g, &w) in gradient.iter().zip(kernel_row) {
                     sum = A::mul_add(g, w, sum);
                 }
-                *value = if ADD { *value + sum } else { sum };
+                *value = sum;
             }
         }
     }
@@ -181,6 +126,49 @@ pub fn pointwise_conv2d_backward_input_transposed<
     );
 }
 
+/// As [`pointwise_conv2d_backward_input`] (any stride), but **adds** to
+/// `input_gradient`, for a residual branch whose input also feeds the main
+/// branch; given the layer's kernel transposed as for
+/// [`pointwise_conv2d_backward_input_transposed`]: each output row's input
+/// gradients are the forward kernel's blocked product, made in a buffer on
+/// the stack and added to every `S`th pixel of every `S`th row. (The
+/// untransposed form sums a dot product per input channel, a horizontal
+/// sum per value.)
+#[inline(always)]
+pub fn pointwise_conv2d_backward_input_add_transposed<
+    A: Arithmetic,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const CI: usize,
+    const CO: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    output_gradient: &Tensor<OH, OW, CO>,
+    transposed: &PointwiseWeights<CO, CI>,
+    _stride: Stride<S>,
+    _arithmetic: A,
+    input_gradient: &mut Tensor<H, W, CI>,
+) {
+    const {
+        assert!(
+            S > 0 && OH == H.div_ceil(S) && OW == W.div_ceil(S) && OH > 0 && OW > 0,
+            "pointwise_conv2d_backward_input_add_transposed: the output shape does not follow from the input shape and stride"
+        )
+    };
+    let mut row_gradient = [[0.0f32; CI]; OW];
+    for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
+        multiply_pixels::<A, CO, CI>(|p| &gradient_row[p], transposed, &mut row_gradient);
+        let input_row = &mut input_gradient.data[oy * S];
+        for (ox, sums) in row_gradient.iter().enumerate() {
+            for (value, sum) in input_row[ox * S].iter_mut().zip(sums) {
+                *value += sum;
+            }
+        }
+    }
+}
+
 /// The kernel of `weights` transposed, with a zero bias, for
 /// [`pointwise_conv2d_backward_input_transposed`].
 pub fn transpose_into<const CI: usize, const CO: usize>(
@@ -245,12 +233,15 @@ mod tests {
         let numeric = numeric_gradient(&x, 1e-3, |x| loss(x, &kernel));
         assert_gradient_close("input", input_gradient.as_slice(), &numeric, 1e-5);
 
-        // Adding onto a gradient that is already there.
+        // Adding onto a gradient that is already there, through the
+        // transposed kernel.
+        let mut transposed = PointwiseWeights::<CO, CI>::zeroed_boxed();
+        transpose_into(&weights, &mut transposed);
         let before = random_tensor::<H, W, CI>(seed + 3);
         let mut sum = before.clone();
-        pointwise_conv2d_backward_input_add(
+        pointwise_conv2d_backward_input_add_transposed(
             &output_gradient,
-            &weights,
+            &transposed,
             Stride::<S>,
             Fused,
             &mut sum,
@@ -265,8 +256,6 @@ mod tests {
         }
 
         if S == 1 {
-            let mut transposed = PointwiseWeights::<CO, CI>::zeroed_boxed();
-            transpose_into(&weights, &mut transposed);
             let mut through_transpose = Tensor::<H, W, CI>::zeroed_boxed();
             let mut same_shape = Tensor::<H, W, CO>::zeroed_boxed();
             same_shape

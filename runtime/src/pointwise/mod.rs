@@ -5,7 +5,7 @@
 mod backward;
 
 pub use backward::{
-    pointwise_conv2d_backward_input, pointwise_conv2d_backward_input_add,
+    pointwise_conv2d_backward_input, pointwise_conv2d_backward_input_add_transposed,
     pointwise_conv2d_backward_input_transposed, pointwise_conv2d_backward_kernel, transpose_into,
 };
 

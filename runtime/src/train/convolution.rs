@@ -17,7 +17,7 @@ use crate::depthwise::{
 use crate::geometry::{PaddingMode, Same, Stride};
 use crate::isa::{Arithmetic, Isa, WithArithmetic, dispatch};
 use crate::pointwise::{
-    PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input_add,
+    PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input_add_transposed,
     pointwise_conv2d_backward_input_transposed, pointwise_conv2d_backward_kernel, transpose_into,
 };
 use crate::separable::SeparableConv2dWeights;
@@ -531,7 +531,7 @@ struct PointwiseBackward<
 > {
     input: &'a Tensor<H, W, CI>,
     output_gradient: &'a Tensor<OH, OW, CO>,
-    weights: &'a PointwiseWeights<CI, CO>,
+    transposed: &'a PointwiseWeights<CO, CI>,
     input_gradient: Option<&'a mut Tensor<H, W, CI>>,
     gradient: &'a mut PointwiseWeights<CI, CO>,
 }
@@ -551,9 +551,9 @@ impl<
     #[inline(always)]
     fn run<A: Arithmetic>(self, arithmetic: A) {
         if let Some(input_gradient) = self.input_gradient {
-            pointwise_conv2d_backward_input_add(
+            pointwise_conv2d_backward_input_add_transposed(
                 self.output_gradient,
-                self.weights,
+                self.transposed,
                 Stride::<S>,
                 arithmetic,
                 input_gradient,
@@ -571,7 +571,8 @@ impl<
 
 /// The backward pass of [`pointwise_forward`]. The input gradients, when
 /// wanted, are **added** to `input_gradients`: the residual branch's input
-/// also feeds the main branch, whose gradient is there already.
+/// also feeds the main branch, whose gradient is there already. `transposed`
+/// is room for the kernel transposed, which the input gradients use.
 #[allow(clippy::too_many_arguments)]
 pub fn pointwise_backward<
     G: Send,
@@ -587,18 +588,23 @@ pub fn pointwise_backward<
     inputs: &[Tensor<H, W, CI>],
     output_gradients: &[Tensor<OH, OW, CO>],
     weights: &PointwiseWeights<CI, CO>,
+    transposed: &mut PointwiseWeights<CO, CI>,
     _stride: Stride<S>,
     input_gradients: Option<&mut [Tensor<H, W, CI>]>,
     image_gradients: &mut [G],
     slot: fn(&mut G) -> &mut PointwiseWeights<CI, CO>,
 ) {
+    if input_gradients.is_some() {
+        transpose_into(weights, transposed);
+    }
+    let transposed = &*transposed;
     let run = |input, output_gradient, input_gradient, image: &mut G| {
         dispatch(
             isa,
             PointwiseBackward::<S, H, W, CI, CO, OH, OW> {
                 input,
                 output_gradient,
-                weights,
+                transposed,
                 input_gradient,
                 gradient: slot(image),
             },
