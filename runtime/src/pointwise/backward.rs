@@ -162,10 +162,24 @@ pub fn pointwise_conv2d_backward_input_add_transposed<
         multiply_pixels::<A, CO, CI>(|p| &gradient_row[p], transposed, &mut row_gradient);
         let input_row = &mut input_gradient.data[oy * S];
         for (ox, sums) in row_gradient.iter().enumerate() {
-            for (value, sum) in input_row[ox * S].iter_mut().zip(sums) {
-                *value += sum;
-            }
+            add_lanes(&mut input_row[ox * S], sums);
         }
+    }
+}
+
+/// `values += others`, eight channels at a time as whole arrays, which LLVM
+/// turns into vector adds (a plain loop over a pixel's channels stayed
+/// scalar).
+#[inline(always)]
+fn add_lanes<const C: usize>(values: &mut [f32; C], others: &[f32; C]) {
+    let (blocks, rest) = values.as_chunks_mut::<8>();
+    let (other_blocks, other_rest) = others.as_chunks::<8>();
+    for (block, other) in blocks.iter_mut().zip(other_blocks) {
+        let (a, b) = (*block, *other);
+        *block = std::array::from_fn(|lane| a[lane] + b[lane]);
+    }
+    for (value, other) in rest.iter_mut().zip(other_rest) {
+        *value += other;
     }
 }
 
