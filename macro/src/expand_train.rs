@@ -186,7 +186,7 @@ impl TrainParts {
             );
             self.batch_norm(&field, path, co);
             self.forward.push(quote! {
-                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#pre);
+                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#pre, Some(scratch));
                 train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
             });
             self.backward.push(quote! {
@@ -198,7 +198,7 @@ impl TrainParts {
             let relu_backward =
                 relu.then(|| quote!(train::relu_backward(isa, &mut w.#gradient, &w.#field);));
             self.forward.push(quote! {
-                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#field);
+                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#field, None);
                 #relu_forward
             });
             self.backward.push(quote! {
@@ -280,7 +280,7 @@ impl TrainParts {
             self.batch_norm(&field, &layer, co);
             let relu = i == 0;
             self.forward.push(quote! {
-                train::separable_forward(isa, #step_input, &p.#field, &mut w.#depthwise, &mut w.#pre);
+                train::separable_forward(isa, #step_input, &p.#field, &mut w.#depthwise, &mut w.#pre, Some(scratch));
                 train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
             });
             let step_input_gradient = if i == 0 {
@@ -368,7 +368,7 @@ impl TrainParts {
         let stride = lit(module.residual_stride);
         self.forward.push(quote! {
             #pool_forward
-            train::pointwise_forward(isa, #input, &p.#residual, Stride::<#stride>, &mut w.#pre);
+            train::pointwise_forward(isa, #input, &p.#residual, Stride::<#stride>, &mut w.#pre, Some(scratch));
             train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, false, &mut s.#norm, &mut w.#batch, &mut w.#residual, scratch);
             train::add_forward(isa, &mut w.#output, &w.#residual);
         });

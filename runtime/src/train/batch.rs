@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn reduction_scratch_has_two_values_per_channel_per_image() {
-        let mut scratch = ReductionScratch::new(3, 5);
+        let scratch = ReductionScratch::new(3, 5);
         assert_eq!(scratch.channels(), 5);
         assert_eq!(scratch.images().count(), 3);
         assert!(scratch.images().all(|image| image.len() == 10));

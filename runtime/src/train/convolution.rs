@@ -7,6 +7,8 @@
 //! whose [`WithArithmetic::run`] calls the kernels, and `dispatch` runs it
 //! inside a function compiled for the instruction set.
 
+use super::batch::ReductionScratch;
+use super::normalize::store_image_moments;
 use crate::conv::{
     Conv2dWeights, bias_backward, conv2d, conv2d_backward_input_transposed, conv2d_backward_kernel,
     transpose_conv_into,
@@ -89,21 +91,45 @@ pub fn conv2d_forward<
     padding: P,
     _stride: Stride<S>,
     outputs: &mut [Tensor<OH, OW, CO>],
+    moments: Option<&mut ReductionScratch>,
 ) {
-    outputs
-        .par_iter_mut()
-        .zip(inputs)
-        .for_each(|(output, input)| {
-            dispatch(
-                isa,
-                ConvForward::<P, S, H, W, K, CI, CO, OH, OW> {
-                    input,
-                    weights,
-                    padding,
-                    output,
-                },
-            );
-        });
+    for_each_image(isa, inputs.par_iter(), outputs, moments, |input, output| {
+        dispatch(
+            isa,
+            ConvForward::<P, S, H, W, K, CI, CO, OH, OW> {
+                input,
+                weights,
+                padding,
+                output,
+            },
+        );
+    });
+}
+
+/// Runs `forward` on every image in parallel; with `moments`, then stores
+/// each image's batch-norm moments of its output there, while the output is
+/// still in cache (see [`batch_norm_forward`](super::batch_norm_forward)).
+fn for_each_image<I: Send, const H: usize, const W: usize, const C: usize>(
+    isa: Isa,
+    inputs: impl IndexedParallelIterator<Item = I>,
+    outputs: &mut [Tensor<H, W, C>],
+    moments: Option<&mut ReductionScratch>,
+    forward: impl Fn(I, &mut Tensor<H, W, C>) + Sync,
+) {
+    match moments {
+        Some(scratch) => outputs
+            .par_iter_mut()
+            .zip(inputs)
+            .zip(scratch.par_images())
+            .for_each(|((output, input), values)| {
+                forward(input, output);
+                store_image_moments(isa, output, values);
+            }),
+        None => outputs
+            .par_iter_mut()
+            .zip(inputs)
+            .for_each(|(output, input)| forward(input, output)),
+    }
 }
 
 /// One image of [`conv2d_backward`].
@@ -278,7 +304,7 @@ impl<const H: usize, const W: usize, const K: usize, const CI: usize, const CO: 
 
 /// `outputs[i] = separable_conv2d(inputs[i], weights)` (`same`, stride 1, as
 /// in every module), keeping each image's depthwise output for the backward
-/// pass.
+/// pass; `moments` as for [`conv2d_forward`].
 pub fn separable_forward<
     const H: usize,
     const W: usize,
@@ -291,12 +317,15 @@ pub fn separable_forward<
     weights: &SeparableConv2dWeights<K, CI, CO>,
     depthwise: &mut [Tensor<H, W, CI>],
     outputs: &mut [Tensor<H, W, CO>],
+    moments: Option<&mut ReductionScratch>,
 ) {
-    outputs
-        .par_iter_mut()
-        .zip(depthwise)
-        .zip(inputs)
-        .for_each(|((output, depthwise), input)| {
+    let inputs = inputs.par_iter().zip(depthwise);
+    for_each_image(
+        isa,
+        inputs,
+        outputs,
+        moments,
+        |(input, depthwise), output| {
             dispatch(
                 isa,
                 SeparableForward {
@@ -306,7 +335,8 @@ pub fn separable_forward<
                     output,
                 },
             );
-        });
+        },
+    );
 }
 
 /// One image of [`separable_backward`].
@@ -487,7 +517,7 @@ impl<
 }
 
 /// `outputs[i] = pointwise_conv2d(inputs[i], weights)` with stride `S`: a
-/// module's residual branch.
+/// module's residual branch; `moments` as for [`conv2d_forward`].
 pub fn pointwise_forward<
     const S: usize,
     const H: usize,
@@ -502,20 +532,18 @@ pub fn pointwise_forward<
     weights: &PointwiseWeights<CI, CO>,
     _stride: Stride<S>,
     outputs: &mut [Tensor<OH, OW, CO>],
+    moments: Option<&mut ReductionScratch>,
 ) {
-    outputs
-        .par_iter_mut()
-        .zip(inputs)
-        .for_each(|(output, input)| {
-            dispatch(
-                isa,
-                PointwiseForward::<S, H, W, CI, CO, OH, OW> {
-                    input,
-                    weights,
-                    output,
-                },
-            );
-        });
+    for_each_image(isa, inputs.par_iter(), outputs, moments, |input, output| {
+        dispatch(
+            isa,
+            PointwiseForward::<S, H, W, CI, CO, OH, OW> {
+                input,
+                weights,
+                output,
+            },
+        );
+    });
 }
 
 /// One image of [`pointwise_backward`].

@@ -30,7 +30,7 @@ pub use head::{logits_backward, logits_forward, loss_backward};
 pub use model::{
     MissingTensor, TrainableModel, TrainingStateSource, TrainingTensor, fold, read_training_state,
 };
-pub use normalize::{BatchNormSettings, batch_norm_backward, batch_norm_forward};
+pub use normalize::{BatchNormSettings, batch_moments, batch_norm_backward, batch_norm_forward};
 pub use pool::{
     add_forward, copy_batch, max_pool_backward, max_pool_forward, relu_backward, relu_forward,
 };

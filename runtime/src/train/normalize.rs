@@ -57,12 +57,50 @@ fn image_halves<const C: usize>(
         .zip(0..)
 }
 
+/// Stores the batch-norm moments of one image ([`image_moments`]) in its
+/// scratch `values`: the sums, then the sums of squares around the image's
+/// mean. Called by the convolution before a batch norm right after each
+/// image's output, while it is in cache.
+pub(crate) fn store_image_moments<const H: usize, const W: usize, const C: usize>(
+    isa: Isa,
+    output: &Tensor<H, W, C>,
+    values: &mut [f64],
+) {
+    let (sums, squares) = dispatch(
+        isa,
+        Compiled(
+            #[inline(always)]
+            || image_moments(output),
+        ),
+    );
+    for (value, moment) in values.iter_mut().zip(sums.iter().chain(&squares)) {
+        *value = *moment;
+    }
+}
+
+/// Each image's batch-norm moments, stored in `scratch` for
+/// [`batch_norm_forward`]: what the convolutions do when given the scratch,
+/// for inputs that no convolution made.
+pub fn batch_moments<const H: usize, const W: usize, const C: usize>(
+    isa: Isa,
+    inputs: &[Tensor<H, W, C>],
+    scratch: &mut ReductionScratch,
+) {
+    inputs
+        .par_iter()
+        .zip(scratch.par_images())
+        .for_each(|(input, values)| store_image_moments(isa, input, values));
+}
+
 /// Training-mode batch norm of every image: `outputs[i] = bn(inputs[i])`
 /// with the batch's mean and biased variance (then ReLU when `relu`), which
 /// are kept in `statistics` for the backward pass; the moving statistics
 /// move toward the batch's.
 ///
-/// The scratch must have room for `C` channels and the batch; with less
+/// `scratch` must hold each image's moments of `inputs`, stored by the
+/// convolution that made them (given the scratch) or by [`batch_moments`]:
+/// computing them there, while each image is in cache, saves a pass over
+/// the batch. It must have room for `C` channels and the batch; with less
 /// room the statistics cover only the images and channels it has room for.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
@@ -77,21 +115,6 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
     scratch: &mut ReductionScratch,
 ) {
     let images = inputs.len();
-    inputs
-        .par_iter()
-        .zip(scratch.par_images())
-        .for_each(|(input, values)| {
-            let (sums, squares) = dispatch(
-                isa,
-                Compiled(
-                    #[inline(always)]
-                    || image_moments(input),
-                ),
-            );
-            for (value, sum) in values.iter_mut().zip(sums.iter().chain(&squares)) {
-                *value = *sum;
-            }
-        });
     *statistics = BatchStatistics::from_image_moments(
         image_halves::<C>(scratch, images).map(|(halves, _)| halves),
         H * W,
@@ -178,4 +201,99 @@ pub fn batch_norm_backward<const H: usize, const W: usize, const C: usize>(
                 ),
             );
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::Conv2dWeights;
+    use crate::geometry::{Same, Stride};
+    use crate::reference;
+    use crate::test_support::{random_tensor, random_values};
+    use crate::train::{conv2d_forward, zeroed_batch};
+    use ndarray::ArrayView1;
+
+    // Twelve channels: a block of eight and four past it; an odd width.
+    const H: usize = 4;
+    const W: usize = 5;
+    const C: usize = 12;
+    const BATCH: usize = 5;
+
+    #[test]
+    fn batch_norm_over_a_batch_matches_the_reference_whether_the_convolution_stores_the_moments_or_not()
+     {
+        let inputs: Box<[Tensor<H, W, 3>]> = (0..BATCH as u64)
+            .map(|i| *random_tensor::<H, W, 3>(70 + i))
+            .collect();
+        let mut weights = Conv2dWeights::<3, 3, C>::zeroed_boxed();
+        random_values(
+            80,
+            weights
+                .kernel
+                .as_flattened_mut()
+                .as_flattened_mut()
+                .as_flattened_mut(),
+        );
+        // Offsets far from zero, so a variance taken around the wrong mean
+        // would show.
+        random_values(81, &mut weights.bias);
+        weights.bias.iter_mut().for_each(|b| *b = 4.0 * *b + 3.0);
+        let mut parameters = BatchNormParameters::<C>::keras_initial();
+        random_values(82, &mut parameters.gamma);
+        random_values(83, &mut parameters.beta);
+        let settings = BatchNormSettings {
+            epsilon: 1e-3,
+            momentum: 0.99,
+        };
+        let isa = Isa::detect();
+        let mut scratch = ReductionScratch::new(BATCH, C);
+
+        // The convolution stores the moments; then the same outputs again
+        // through `batch_moments`.
+        let mut convolved: Box<[Tensor<H, W, C>]> = zeroed_batch(BATCH);
+        conv2d_forward(
+            isa,
+            &inputs,
+            &weights,
+            Same,
+            Stride::<1>,
+            &mut convolved,
+            Some(&mut scratch),
+        );
+        let fused: Vec<f64> = scratch.images().flatten().copied().collect();
+        let mut moving = MovingStatistics::<C>::keras_initial();
+        let mut statistics = BatchStatistics::empty();
+        let mut outputs: Box<[Tensor<H, W, C>]> = zeroed_batch(BATCH);
+        batch_norm_forward(
+            isa,
+            &convolved,
+            &parameters,
+            settings,
+            true,
+            &mut moving,
+            &mut statistics,
+            &mut outputs,
+            &mut scratch,
+        );
+        batch_moments(isa, &convolved, &mut scratch);
+        let standalone: Vec<f64> = scratch.images().flatten().copied().collect();
+        assert_eq!(fused, standalone);
+
+        let views: Vec<_> = convolved.iter().map(|x| x.view()).collect();
+        let (expected, mean, variance) = reference::batch_norm_training(
+            &views,
+            ArrayView1::from(&parameters.gamma),
+            ArrayView1::from(&parameters.beta),
+            settings.epsilon as f64,
+        );
+        for c in 0..C {
+            assert!((statistics.mean[c] as f64 - mean[c]).abs() < 1e-5 * mean[c].abs().max(1.0));
+            assert!((statistics.variance[c] as f64 - variance[c]).abs() < 1e-5 * variance[c]);
+        }
+        for (output, expected) in outputs.iter().zip(&expected) {
+            for (&y, &e) in output.as_slice().iter().zip(expected.iter()) {
+                assert!((y - e.max(0.0)).abs() < 1e-5, "{y} vs {}", e.max(0.0));
+            }
+        }
+    }
 }
