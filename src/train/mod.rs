@@ -7,6 +7,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod data;
 pub mod init;
+pub mod plots;
 pub mod run;
 
 pub use augment::Augmentation;

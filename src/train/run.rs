@@ -2,11 +2,14 @@
 //! prepared on a thread of its own, evaluation on `PublicTest` after each
 //! epoch, the paper's plateau schedule (or cosine decay), the best weights
 //! by validation loss, and a checkpoint after every epoch to resume from.
+//! After each epoch `history.csv` and `curves.png` are rewritten, and
+//! `confusion.png` whenever the best weights change.
 
 use super::augment::{Augmentation, augment_into, plain_into};
 use super::checkpoint::{self, CheckpointError, CheckpointHeader, EpochRecord, ScheduleState};
 use super::data::{DataError, Faces, load_split};
 use super::init::keras_initial;
+use super::plots::{PlotError, draw_confusion, draw_curves};
 use crate::keras::{self, WeightsError};
 use crate::native::{self, NativeError};
 use crate::runtime::train::{
@@ -121,6 +124,8 @@ pub enum RunError {
     OtherRun { file: String, found: String },
     #[error("{file}: {reason}")]
     Output { file: String, reason: String },
+    #[error(transparent)]
+    Plot(#[from] PlotError),
 }
 
 /// What a finished run gives.
@@ -384,6 +389,11 @@ pub fn train_faces<M: TrainableModel>(
                     reason: e.to_string(),
                 })?;
             native::save(model.model_weights(), M::NAME, out.join("best.safetensors"))?;
+            draw_confusion(
+                &evaluation.confusion,
+                M::CLASS_LABELS,
+                &out.join("confusion.png"),
+            )?;
             best_confusion = evaluation.confusion;
             best_epoch = Some(epoch + 1);
         }
@@ -392,6 +402,7 @@ pub fn train_faces<M: TrainableModel>(
         header.steps = trainer.optimizer_state().steps;
         checkpoint::save(&checkpoint_path, &header, &trainer)?;
         write_history(&out.join("history.csv"), &header.history)?;
+        draw_curves(&header.history, &out.join("curves.png"))?;
         epoch_done(&record);
     }
     Ok(RunSummary {
