@@ -287,7 +287,7 @@ fn damaged_checkpoints_are_refused_whole_and_leave_the_trainer_as_it_was() {
 
 #[test]
 fn a_short_run_learns() {
-    // 8,192 faces for 2 epochs on the 48x48 model, without augmentation.
+    // 8,192 faces for 3 epochs on the 48x48 model, without augmentation.
     let out = tempfile::tempdir().unwrap();
     let settings = TrainSettings {
         augmentation: None,
@@ -295,18 +295,20 @@ fn a_short_run_learns() {
             patience: 12,
             factor: 0.1,
         },
-        ..settings(8192, 2)
+        ..settings(8192, 3)
     };
     let summary = train_paz(out.path(), &settings, &options(2));
     let history = &summary.history;
-    assert_eq!(history.len(), 2);
-    let (first, last) = (&history[0], &history[1]);
+    assert_eq!(history.len(), 3);
+    let (first, last) = (&history[0], &history[2]);
     println!("{history:#?}");
     // The run is the same bits on every machine with the same instruction
-    // set and any number of threads; it gave a training loss of 3.73 then
-    // 2.19, and 29.3% on PublicTest after the second epoch (7.0% after the
-    // first, while the moving statistics still lag the weights). The bounds
-    // leave room for another instruction set's rounding.
+    // set and any number of threads. On AVX2 it gave a training loss of 3.74,
+    // 2.20 then 1.84, and 11.0%, 26.2% then 37.1% on PublicTest: the moving
+    // statistics of the batch norms lag the weights in the first epochs, so
+    // PublicTest accuracy is a poor and jumpy measure before the third (the
+    // second epoch gave 29.3% before a change that only reordered sums). The
+    // bounds leave room for another instruction set's rounding.
     assert!(
         last.train_loss < first.train_loss - 1.0,
         "training loss {} -> {}",
@@ -315,7 +317,7 @@ fn a_short_run_learns() {
     );
     // The largest class, happy, is 895 of the 3,589 PublicTest faces (24.9%).
     assert!(
-        last.validation_accuracy > 0.27,
+        last.validation_accuracy > 0.31,
         "PublicTest accuracy {}",
         last.validation_accuracy
     );

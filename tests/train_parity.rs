@@ -413,3 +413,91 @@ fn the_emotion_model_trains_as_keras_does() {
         .collect()
     });
 }
+
+/// The whole generated backward pass of the small model against central
+/// finite differences of its own training-mode forward pass and loss, on
+/// random images: every tensor's gradient, sampled, including the L2 terms.
+#[test]
+fn the_small_models_gradients_match_finite_differences() {
+    use mini_xception::runtime::Adam;
+    use mini_xception::train::keras_initial;
+    use rand::{Rng, SeedableRng};
+
+    const BATCH: usize = 4;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let inputs: Vec<TinyTrainInput> = (0..BATCH)
+        .map(|_| {
+            let mut input = Tensor::<13, 11, 2>::zeroed_boxed();
+            input
+                .as_mut_slice()
+                .iter_mut()
+                .for_each(|v| *v = rng.random_range(-1.0..1.0));
+            *input
+        })
+        .collect();
+    let labels = [0, 2, 1, 2];
+    let (parameters, statistics) = keras_initial::<TinyTrain>(5);
+    // A learning rate of zero: a step computes the loss and the gradients
+    // and moves no parameter. The moving statistics move, but training mode
+    // normalises with the batch's own.
+    let options = TrainerOptions {
+        batch: BATCH,
+        threads: 1,
+        adam: Adam {
+            learning_rate: 0.0,
+            ..Adam::default()
+        },
+        ..TrainerOptions::default()
+    };
+    let mut trainer = Trainer::<TinyTrain>::new(parameters, statistics, options).unwrap();
+    trainer.step(&inputs, &labels).unwrap();
+    let analytic = flat(trainer.gradients()).to_vec();
+    let start = flat(trainer.parameters()).to_vec();
+    let mut loss_at = |index: usize, value: f32| {
+        let (parameters, _) = trainer.state_mut();
+        let old = std::mem::replace(&mut flat_mut(parameters)[index], value);
+        let loss = trainer.step(&inputs, &labels).unwrap().loss;
+        flat_mut(trainer.state_mut().0)[index] = old;
+        loss
+    };
+
+    // f32 forward passes: a step of 1e-3 keeps rounding (about 1e-7 of a
+    // loss near 2, divided by the step) near 2e-4, and the curvature error
+    // (the step squared) far below. A ReLU input or a pool's runner-up within
+    // a step's reach of its kink bends the difference: those few are
+    // counted, and must stay few.
+    const STEP: f32 = 1e-3;
+    let (mut checked, mut bent) = (0, Vec::new());
+    for tensor in TinyTrain::TENSORS.iter().filter(|t| t.is_trainable()) {
+        let range = tensor.offset..tensor.offset + tensor.len();
+        let largest = analytic[range.clone()]
+            .iter()
+            .fold(0.0f32, |m, g| m.max(g.abs()));
+        // Up to 12 values of each tensor, spread over it.
+        let samples = tensor.len().min(12);
+        for k in 0..samples {
+            let index = range.start + k * tensor.len() / samples;
+            let value = start[index];
+            let numeric = (loss_at(index, value + STEP) - loss_at(index, value - STEP))
+                / (2.0 * STEP as f64);
+            let error = (numeric - analytic[index] as f64).abs();
+            checked += 1;
+            if error > 1e-3 + 2e-2 * largest as f64 {
+                bent.push(format!(
+                    "{}[{}]: analytic {} numeric {numeric}",
+                    tensor.name(),
+                    index - range.start,
+                    analytic[index]
+                ));
+            }
+        }
+    }
+    println!("{} of {checked} bent by a kink:\n{}", bent.len(), bent.join("\n"));
+    assert!(checked > 150, "{checked} values checked");
+    assert!(
+        bent.len() * 20 <= checked,
+        "{} of {checked} gradients differ from finite differences:\n{}",
+        bent.len(),
+        bent.join("\n")
+    );
+}
