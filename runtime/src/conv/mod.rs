@@ -133,7 +133,27 @@ const PIXEL_BLOCK: usize = 4;
 /// `output = conv(input, weights.kernel) + weights.bias`.
 ///
 /// The output shape must follow from the input shape, kernel, padding and
-/// stride; a call where it does not fails to build.
+/// stride; a call where it does not fails to build (an error that only a
+/// build shows, not `cargo check`: the shape assertion is evaluated when the
+/// call is compiled):
+///
+/// ```compile_fail,E0080
+/// use mini_xception_runtime::{Conv2dWeights, Stride, Tensor, Unfused, Valid, conv2d};
+///
+/// let input = Tensor::<8, 8, 3>::zeroed_boxed();
+/// let weights = Conv2dWeights::<3, 3, 16>::zeroed_boxed();
+/// // A 3x3 `valid` convolution of 8x8 gives 6x6, not 8x8.
+/// let mut output = Tensor::<8, 8, 16>::zeroed_boxed();
+/// conv2d(&input, &weights, Valid, Stride::<1>, Unfused, &mut output);
+/// ```
+///
+/// ```
+/// # use mini_xception_runtime::{Conv2dWeights, Stride, Tensor, Unfused, Valid, conv2d};
+/// # let input = Tensor::<8, 8, 3>::zeroed_boxed();
+/// # let weights = Conv2dWeights::<3, 3, 16>::zeroed_boxed();
+/// let mut output = Tensor::<6, 6, 16>::zeroed_boxed();
+/// conv2d(&input, &weights, Valid, Stride::<1>, Unfused, &mut output);
+/// ```
 #[inline(always)]
 pub fn conv2d<
     P: PaddingMode,
