@@ -478,8 +478,8 @@ fn the_small_models_gradients_match_finite_differences() {
         for k in 0..samples {
             let index = range.start + k * tensor.len() / samples;
             let value = start[index];
-            let numeric = (loss_at(index, value + STEP) - loss_at(index, value - STEP))
-                / (2.0 * STEP as f64);
+            let numeric =
+                (loss_at(index, value + STEP) - loss_at(index, value - STEP)) / (2.0 * STEP as f64);
             let error = (numeric - analytic[index] as f64).abs();
             checked += 1;
             if error > 1e-3 + 2e-2 * largest as f64 {
@@ -492,7 +492,11 @@ fn the_small_models_gradients_match_finite_differences() {
             }
         }
     }
-    println!("{} of {checked} bent by a kink:\n{}", bent.len(), bent.join("\n"));
+    println!(
+        "{} of {checked} bent by a kink:\n{}",
+        bent.len(),
+        bent.join("\n")
+    );
     assert!(checked > 150, "{checked} values checked");
     assert!(
         bent.len() * 20 <= checked,

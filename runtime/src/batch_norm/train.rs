@@ -213,6 +213,8 @@ fn add_row_sums<const W: usize, const C: usize, const N: usize>(
             }
         }
     }
+    // `c` is a channel number for `channel_terms` as well as an index.
+    #[allow(clippy::needless_range_loop)]
     for c in rest_start(C)..C {
         let mut total = [0.0f32; N];
         for x in 0..W {
