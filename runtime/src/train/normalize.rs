@@ -30,7 +30,7 @@ fn sum_images<const C: usize>(
 ) -> ([f64; C], [f64; C]) {
     let mut first = [0.0f64; C];
     let mut second = [0.0f64; C];
-    for (values, _) in image_halves::<C>(scratch, images) {
+    for values in image_halves::<C>(scratch, images) {
         for (sum, value) in first.iter_mut().zip(values.0) {
             *sum += value;
         }
@@ -42,19 +42,15 @@ fn sum_images<const C: usize>(
 }
 
 /// The first `C` values and the next `C` of each of the first `images`
-/// images' scratch, with the image's number.
+/// images' scratch.
 fn image_halves<const C: usize>(
-    scratch: &mut ReductionScratch,
+    scratch: &ReductionScratch,
     images: usize,
-) -> impl Iterator<Item = ((&[f64; C], &[f64; C]), usize)> + Clone {
-    scratch
-        .images()
-        .take(images)
-        .filter_map(|values| {
-            let (first, rest) = values.split_first_chunk::<C>()?;
-            Some((first, rest.first_chunk::<C>()?))
-        })
-        .zip(0..)
+) -> impl Iterator<Item = (&[f64; C], &[f64; C])> + Clone {
+    scratch.images().take(images).filter_map(|values| {
+        let (first, rest) = values.split_first_chunk::<C>()?;
+        Some((first, rest.first_chunk::<C>()?))
+    })
 }
 
 /// Stores the batch-norm moments of one image ([`image_moments`]) in its
@@ -116,7 +112,7 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
 ) {
     let images = inputs.len();
     *statistics = BatchStatistics::from_image_moments(
-        image_halves::<C>(scratch, images).map(|(halves, _)| halves),
+        image_halves::<C>(scratch, images),
         H * W,
         settings.epsilon,
     );
