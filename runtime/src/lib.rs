@@ -41,8 +41,8 @@ pub use adam::Adam;
 pub use batch::run_batch;
 pub use batch_norm::{
     BatchNorm, BatchNormParameters, BatchStatistics, FoldBatchNorm, MovingStatistics,
-    batch_norm_backward_input, batch_norm_backward_sums, batch_norm_forward, centered_square_sums,
-    channel_sums, image_moments,
+    batch_norm_backward_input, batch_norm_backward_sums, batch_norm_forward,
+    batch_norm_relu_backward_sums, centered_square_sums, channel_sums, image_moments,
 };
 pub use conv::{
     Conv2dWeights, bias_backward, conv2d, conv2d_backward_input, conv2d_backward_kernel,

@@ -331,23 +331,62 @@ pub fn batch_norm_backward_sums<const H: usize, const W: usize, const C: usize>(
     output_gradient: &Tensor<H, W, C>,
     statistics: &BatchStatistics<C>,
 ) -> ([f64; C], [f64; C]) {
-    let (mean, inverse) = (&statistics.mean, &statistics.inverse_deviation);
     let mut sums = [[0.0f64; C]; 2];
     for (row, gradient_row) in input.data.iter().zip(&output_gradient.data) {
-        add_row_sums::<W, C, 2>(
-            &mut sums,
-            |x, block| {
-                let (v, dy) = (lanes(&row[x], block), lanes(&gradient_row[x], block));
-                let (m, s) = (lanes(mean, block), lanes(inverse, block));
-                [dy, std::array::from_fn(|l| dy[l] * ((v[l] - m[l]) * s[l]))]
-            },
-            |x, c| {
-                let dy = gradient_row[x][c];
-                [dy, dy * ((row[x][c] - mean[c]) * inverse[c])]
-            },
-        );
+        add_backward_row_sums(&mut sums, row, gradient_row, statistics);
     }
     (sums[0], sums[1])
+}
+
+/// [`batch_norm_backward_sums`] for a batch norm followed by ReLU: first
+/// zeroes `gradient` wherever `output`, the ReLU's output, is not positive
+/// (ReLU's backward pass, in place), then sums. Row by row, so that the
+/// masked row is summed while it is in the first-level cache: as two passes
+/// over the image, the mask had cost as much as the sums.
+#[inline(always)]
+pub fn batch_norm_relu_backward_sums<const H: usize, const W: usize, const C: usize>(
+    input: &Tensor<H, W, C>,
+    output: &Tensor<H, W, C>,
+    gradient: &mut Tensor<H, W, C>,
+    statistics: &BatchStatistics<C>,
+) -> ([f64; C], [f64; C]) {
+    let mut sums = [[0.0f64; C]; 2];
+    for ((row, output_row), gradient_row) in
+        input.data.iter().zip(&output.data).zip(&mut gradient.data)
+    {
+        for (g, &y) in gradient_row
+            .as_flattened_mut()
+            .iter_mut()
+            .zip(output_row.as_flattened())
+        {
+            *g = if y > 0.0 { *g } else { 0.0 };
+        }
+        add_backward_row_sums(&mut sums, row, gradient_row, statistics);
+    }
+    (sums[0], sums[1])
+}
+
+/// Adds one row's `dy` and `dy * x_hat` per channel to `sums`.
+#[inline(always)]
+fn add_backward_row_sums<const W: usize, const C: usize>(
+    sums: &mut [[f64; C]; 2],
+    row: &[[f32; C]; W],
+    gradient_row: &[[f32; C]; W],
+    statistics: &BatchStatistics<C>,
+) {
+    let (mean, inverse) = (&statistics.mean, &statistics.inverse_deviation);
+    add_row_sums::<W, C, 2>(
+        sums,
+        |x, block| {
+            let (v, dy) = (lanes(&row[x], block), lanes(&gradient_row[x], block));
+            let (m, s) = (lanes(mean, block), lanes(inverse, block));
+            [dy, std::array::from_fn(|l| dy[l] * ((v[l] - m[l]) * s[l]))]
+        },
+        |x, c| {
+            let dy = gradient_row[x][c];
+            [dy, dy * ((row[x][c] - mean[c]) * inverse[c])]
+        },
+    );
 }
 
 /// The gradient of the input, in place of the output gradient, given the
@@ -560,5 +599,24 @@ mod tests {
         }
         let numeric = numeric_gradient(&inputs, 1e-4, |x| loss(x, &gamma, &beta));
         assert_gradient_close("input", &analytic, &numeric, 1e-4);
+    }
+
+    #[test]
+    fn relu_sums_mask_then_sum_as_the_two_passes_do() {
+        let (batch, parameters) = setup();
+        let stats = statistics(&batch);
+        let mut output = Tensor::<H, W, C>::zeroed_boxed();
+        batch_norm_forward(&batch[0], &stats, &parameters, true, &mut output);
+        assert!(output.as_slice().contains(&0.0) && output.as_slice().iter().any(|&y| y > 0.0));
+        let gradient = random_tensor::<H, W, C>(60);
+
+        let mut separate = gradient.clone();
+        crate::elementwise::relu_backward_in_place(&mut separate, &output);
+        let expected = batch_norm_backward_sums(&batch[0], &separate, &stats);
+
+        let mut fused = gradient.clone();
+        let sums = batch_norm_relu_backward_sums(&batch[0], &output, &mut fused, &stats);
+        assert_eq!(fused.as_slice(), separate.as_slice());
+        assert_eq!(sums, expected);
     }
 }

@@ -44,41 +44,99 @@ pub fn max_pool_backward<
         for (ox, gradient) in gradient_row.iter().enumerate() {
             let columns: [Option<usize>; K] =
                 std::array::from_fn(|dx| tap_source(ox, dx, S, pad_left, W));
-            // The window's cells inside the input, in row-major order. `same`
-            // padding is smaller than the window, so there is at least one.
-            let cells = rows
-                .iter()
-                .flatten()
-                .flat_map(|&iy| columns.iter().flatten().map(move |&ix| (iy, ix)));
-            // Per channel, the winning cell's number in that order. Lane-wise
-            // compares and selects rather than branches, so that LLVM
-            // vectorises over the channels.
-            let mut best = [f32::NEG_INFINITY; C];
-            let mut winner = [0u32; C];
-            for (number, (iy, ix)) in cells.clone().enumerate() {
-                let values = &input.data[iy][ix];
-                let number = number as u32;
-                for c in 0..C {
-                    // The first cell always wins (even a NaN or -inf);
-                    // later ones only when strictly greater.
-                    let wins = number == 0 || values[c] > best[c];
-                    best[c] = if wins { values[c] } else { best[c] };
-                    winner[c] = if wins { number } else { winner[c] };
-                }
+            let window = WindowCells { rows, columns };
+            // Whole 8-lane blocks of channels, then the rest one by one:
+            // written on fixed-size arrays so that LLVM keeps the winners in
+            // vector registers instead of unrolling into scalar branches.
+            let (blocks, rest) = gradient.as_chunks::<8>();
+            for (block, gradient) in blocks.iter().enumerate() {
+                window.route(input, gradient, block * 8, input_gradient);
             }
-            for (number, (iy, ix)) in cells.enumerate() {
-                let number = number as u32;
-                let cell = &mut input_gradient.data[iy][ix];
-                for c in 0..C {
-                    cell[c] += if winner[c] == number {
-                        gradient[c]
-                    } else {
-                        0.0
-                    };
-                }
+            for (offset, gradient) in rest.iter().enumerate() {
+                window.route(
+                    input,
+                    &[*gradient],
+                    blocks.len() * 8 + offset,
+                    input_gradient,
+                );
             }
         }
     }
+}
+
+/// The cells of one pooling window: the input row and column of each tap,
+/// `None` for taps in the padding. `same` padding is smaller than the
+/// window, so at least one cell is inside.
+struct WindowCells<const K: usize> {
+    rows: [Option<usize>; K],
+    columns: [Option<usize>; K],
+}
+
+impl<const K: usize> WindowCells<K> {
+    /// Adds the window's gradient of channels `first..first + L` to the cell
+    /// that won each channel.
+    #[inline(always)]
+    fn route<const H: usize, const W: usize, const C: usize, const L: usize>(
+        &self,
+        input: &Tensor<H, W, C>,
+        gradient: &[f32; L],
+        first: usize,
+        input_gradient: &mut Tensor<H, W, C>,
+    ) {
+        // Per channel, the winning cell's number (`dy * K + dx`). The first
+        // cell inside wins to begin with (even a NaN or -inf); later ones
+        // only when strictly greater. The selects are written as bit masks:
+        // with `if`, LLVM turned them into branches around scalar loads and
+        // the lane loops stayed scalar.
+        let mut cells = self.cells();
+        let Some((iy, ix, number)) = cells.next() else {
+            return;
+        };
+        let Some(first_values) = input.data[iy][ix][first..].first_chunk::<L>() else {
+            return;
+        };
+        let mut best = *first_values;
+        let mut winner = [number; L];
+        for (iy, ix, number) in cells {
+            let Some(values) = input.data[iy][ix][first..].first_chunk::<L>() else {
+                return;
+            };
+            for lane in 0..L {
+                let wins = lane_mask(values[lane] > best[lane]);
+                best[lane] = f32::from_bits(
+                    (values[lane].to_bits() & wins) | (best[lane].to_bits() & !wins),
+                );
+                winner[lane] = (number & wins) | (winner[lane] & !wins);
+            }
+        }
+        for (iy, ix, number) in self.cells() {
+            let Some(cell) = input_gradient.data[iy][ix][first..].first_chunk_mut::<L>() else {
+                return;
+            };
+            for lane in 0..L {
+                let won = lane_mask(winner[lane] == number);
+                // Adds the gradient where the cell won, +0 elsewhere.
+                cell[lane] += f32::from_bits(gradient[lane].to_bits() & won);
+            }
+        }
+    }
+
+    /// The cells inside the input in row-major order: row, column and the
+    /// cell's number in the window.
+    #[inline(always)]
+    fn cells(&self) -> impl Iterator<Item = (usize, usize, u32)> + '_ {
+        (0..K * K).filter_map(|number| {
+            let iy = self.rows[number / K]?;
+            let ix = self.columns[number % K]?;
+            Some((iy, ix, number as u32))
+        })
+    }
+}
+
+/// All ones where `condition` holds, zeros elsewhere: a lane mask.
+#[inline(always)]
+fn lane_mask(condition: bool) -> u32 {
+    (condition as u32).wrapping_neg()
 }
 
 #[cfg(test)]
@@ -135,6 +193,8 @@ mod tests {
         // The pools of mini-Xception at 64x64 (padding after only) and at an
         // odd size (padding on both sides), overlapping windows.
         check::<Same, 3, 2, 8, 8, 3, 4, 4>(Same);
+        // A block of 8 channels and 4 left over.
+        check::<Same, 3, 2, 7, 8, 12, 4, 4>(Same);
         check::<Same, 3, 2, 7, 9, 2, 4, 5>(Same);
         check::<Same, 2, 2, 5, 6, 2, 3, 3>(Same);
         check::<Valid, 3, 2, 9, 8, 2, 4, 3>(Valid);

@@ -5,9 +5,8 @@
 use super::batch::ReductionScratch;
 use crate::batch_norm::{
     BatchNormParameters, BatchStatistics, MovingStatistics, batch_norm_backward_input,
-    batch_norm_backward_sums, image_moments,
+    batch_norm_backward_sums, batch_norm_relu_backward_sums, image_moments,
 };
-use crate::elementwise::relu_backward_in_place;
 use crate::isa::{Compiled, Isa, dispatch};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -164,9 +163,10 @@ pub fn batch_norm_backward<const H: usize, const W: usize, const C: usize>(
                     #[inline(always)]
                     || {
                         if relu {
-                            relu_backward_in_place(gradient, output);
+                            batch_norm_relu_backward_sums(input, output, gradient, statistics)
+                        } else {
+                            batch_norm_backward_sums(input, gradient, statistics)
                         }
-                        batch_norm_backward_sums(input, gradient, statistics)
                     },
                 ),
             );
