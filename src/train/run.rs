@@ -319,15 +319,12 @@ pub fn train_faces<M: TrainableModel>(
                 let Ok(batch) = full_receiver.recv() else {
                     break;
                 };
-                if let Schedule::Cosine = settings.schedule {
-                    let done = (epoch * steps_per_epoch + step) as f64 / total_steps as f64;
-                    let rate = settings.learning_rate as f64
-                        * 0.5
-                        * (1.0 + (std::f64::consts::PI * done).cos());
-                    trainer.set_learning_rate(rate as f32);
-                } else {
-                    trainer.set_learning_rate(epoch_learning_rate);
-                }
+                trainer.set_learning_rate(step_learning_rate(
+                    settings,
+                    epoch_learning_rate,
+                    epoch * steps_per_epoch + step,
+                    total_steps,
+                ));
                 match trainer.step(&batch.inputs, &batch.labels) {
                     Ok(report) => {
                         loss_sum += report.loss;
@@ -370,7 +367,12 @@ pub fn train_faces<M: TrainableModel>(
         let evaluation = evaluate::<M>(&trainer, validation, options.isa)?;
         let record = EpochRecord {
             epoch: epoch + 1,
-            learning_rate: epoch_learning_rate,
+            learning_rate: step_learning_rate(
+                settings,
+                epoch_learning_rate,
+                epoch * steps_per_epoch,
+                total_steps,
+            ),
             train_loss: loss_sum / steps_per_epoch.max(1) as f64,
             train_accuracy: correct as f64 / (steps_per_epoch * settings.batch).max(1) as f64,
             validation_loss: evaluation.loss,
@@ -443,6 +445,27 @@ fn fill_batch<M: TrainableModel>(
             None => plain_into(face, values),
         }
         *label = training.labels[index];
+    }
+}
+
+/// The learning rate of step `step` of the run (counted from the run's
+/// first step, of `total_steps`): the schedule's rate of the epoch for the
+/// plateau schedule; for cosine decay, the initial rate times
+/// `(1 + cos(pi * step / total_steps)) / 2`.
+fn step_learning_rate(
+    settings: &TrainSettings,
+    epoch_learning_rate: f32,
+    step: usize,
+    total_steps: usize,
+) -> f32 {
+    match settings.schedule {
+        Schedule::Cosine => {
+            let done = step as f64 / total_steps.max(1) as f64;
+            let rate =
+                settings.learning_rate as f64 * 0.5 * (1.0 + (std::f64::consts::PI * done).cos());
+            rate as f32
+        }
+        Schedule::Plateau { .. } => epoch_learning_rate,
     }
 }
 
@@ -582,4 +605,26 @@ fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> indicatif::ProgressBa
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_decays_from_the_initial_rate_to_zero_and_plateau_keeps_the_epochs_rate() {
+        let cosine = TrainSettings {
+            schedule: Schedule::Cosine,
+            learning_rate: 1e-3,
+            ..TrainSettings::default()
+        };
+        // The epoch's rate is what the plateau schedule left; cosine ignores it.
+        assert_eq!(step_learning_rate(&cosine, 5e-4, 0, 100), 1e-3);
+        assert!((step_learning_rate(&cosine, 5e-4, 50, 100) - 5e-4).abs() < 1e-9);
+        assert!((step_learning_rate(&cosine, 5e-4, 25, 100) - 8.535534e-4).abs() < 1e-9);
+        assert!(step_learning_rate(&cosine, 5e-4, 99, 100) < 1e-6);
+        let plateau = TrainSettings::default();
+        assert!(matches!(plateau.schedule, Schedule::Plateau { .. }));
+        assert_eq!(step_learning_rate(&plateau, 1e-4, 50, 100), 1e-4);
+    }
 }

@@ -174,6 +174,10 @@ impl<M: TrainableModel> Trainer<M> {
             logits,
             logit_gradients,
             pool,
+            first_moments,
+            second_moments,
+            steps,
+            options,
             ..
         } = self;
         let (data_loss, penalty) = pool.install(|| -> Result<(f64, f64), TrainError> {
@@ -201,16 +205,20 @@ impl<M: TrainableModel> Trainer<M> {
                 image_gradients,
             );
             sum_image_gradients(image_gradients, gradients);
-            Ok((data_loss, add_l2::<M>(parameters, gradients)))
+            let penalty = add_l2::<M>(parameters, gradients);
+            // On a pool thread too, where denormals are flushed (as in
+            // TensorFlow): as the gradient of a weight falls to zero, its
+            // Adam moments decay through the denormal range.
+            *steps += 1;
+            options.adam.update(
+                *steps,
+                flat_mut(&mut **parameters),
+                flat(&**gradients),
+                flat_mut(&mut **first_moments),
+                flat_mut(&mut **second_moments),
+            );
+            Ok((data_loss, penalty))
         })?;
-        self.steps += 1;
-        self.options.adam.update(
-            self.steps,
-            flat_mut(&mut *self.parameters),
-            flat(&*self.gradients),
-            flat_mut(&mut *self.first_moments),
-            flat_mut(&mut *self.second_moments),
-        );
         let correct = self
             .logits
             .chunks_exact(M::CLASSES)
