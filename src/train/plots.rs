@@ -63,11 +63,15 @@ const VALIDATION: RGBColor = RGBColor(214, 39, 40);
 /// Draws `history` to `path` (PNG): the loss on the left, the accuracy on the
 /// right, one line for training and one for validation in each.
 pub fn draw_curves(history: &[EpochRecord], path: &Path) -> Result<(), PlotError> {
+    curves(history, path, font_available())
+}
+
+/// [`draw_curves`], with text (captions, tick labels, legend) or without.
+fn curves(history: &[EpochRecord], path: &Path, text: bool) -> Result<(), PlotError> {
     let error = |reason: String| PlotError {
         file: path.display().to_string(),
         reason,
     };
-    let text = font_available();
     let mut buffer = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (WIDTH, HEIGHT)).into_drawing_area();
@@ -159,11 +163,20 @@ pub fn draw_confusion(
     labels: &[&str],
     path: &Path,
 ) -> Result<(), PlotError> {
+    confusion_matrix(confusion, labels, path, font_available())
+}
+
+/// [`draw_confusion`], with text (labels and counts) or without.
+fn confusion_matrix(
+    confusion: &[Vec<usize>],
+    labels: &[&str],
+    path: &Path,
+    text: bool,
+) -> Result<(), PlotError> {
     let error = |reason: String| PlotError {
         file: path.display().to_string(),
         reason,
     };
-    let text = font_available();
     let classes = confusion.len();
     let (width, height) = (640u32, 600u32);
     let mut buffer = vec![255u8; (width * height * 3) as usize];
@@ -338,6 +351,34 @@ mod tests {
         assert!(count(&image, RGBColor(0, 0, 255)) > 1000);
         // Cell (1, 0) holds none of it: no cell is shaded (255, 255, 255)
         // except empty ones, and a 0.8 share is (51, 51, 255).
+        assert!(count(&image, RGBColor(51, 51, 255)) > 1000);
+    }
+
+    #[test]
+    fn without_a_font_the_pictures_keep_their_lines_and_shades() {
+        // A machine without any of FONT_PATHS: no text, the rest drawn.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curves.png");
+        let history: Vec<_> = (1..=5)
+            .map(|e| record(e, 2.0 / e as f64, 0.2 + 0.08 * e as f64))
+            .collect();
+        curves(&history, &path, false).unwrap();
+        let image = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(image.dimensions(), (WIDTH, HEIGHT));
+        assert!(count(&image, TRAIN) > 200 && count(&image, VALIDATION) > 200);
+        // Text, axes and the legend's frame are drawn in black; without a
+        // font only the mesh's grey lines and the coloured series are left.
+        assert_eq!(count(&image, BLACK), 0);
+        if font_available() {
+            curves(&history, &path, true).unwrap();
+            assert!(count(&image::open(&path).unwrap().to_rgb8(), BLACK) > 100);
+        }
+
+        let path = dir.path().join("confusion.png");
+        let confusion = vec![vec![8, 1, 1], vec![0, 10, 0], vec![5, 0, 5]];
+        confusion_matrix(&confusion, &["a", "b", "c"], &path, false).unwrap();
+        let image = image::open(&path).unwrap().to_rgb8();
+        assert!(count(&image, RGBColor(0, 0, 255)) > 1000);
         assert!(count(&image, RGBColor(51, 51, 255)) > 1000);
     }
 
