@@ -51,6 +51,9 @@ struct PipelineArgs {
     /// Gender weights; without them no gender is given.
     #[arg(long)]
     gender_weights: Option<PathBuf>,
+    /// Test-time augmentation of both classifiers.
+    #[arg(long, value_enum, default_value_t = TtaChoice::None)]
+    tta: TtaChoice,
 }
 
 impl PipelineArgs {
@@ -62,6 +65,7 @@ impl PipelineArgs {
             self.detect.detect_options(),
             self.weights.as_deref(),
             self.gender_weights.as_deref(),
+            self.tta.into(),
         )
     }
 }
@@ -107,6 +111,25 @@ pub enum ModelChoice {
     Gender,
 }
 
+/// Test-time augmentation of the classifiers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum TtaChoice {
+    /// One forward pass per face.
+    #[default]
+    None,
+    /// Average the probabilities of each face and its mirror image (two passes).
+    Flip,
+}
+
+impl From<TtaChoice> for mini_xception::models::Tta {
+    fn from(choice: TtaChoice) -> Self {
+        match choice {
+            TtaChoice::None => Self::None,
+            TtaChoice::Flip => Self::Flip,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Classify images, each taken as one face crop.
@@ -121,6 +144,9 @@ enum Command {
         /// One JSON object per image and line: path, label, probs.
         #[arg(long)]
         json: bool,
+        /// Test-time augmentation.
+        #[arg(long, value_enum, default_value_t = TtaChoice::None)]
+        tta: TtaChoice,
         /// The images.
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -140,6 +166,9 @@ enum Command {
         /// One JSON object: split, total, correct, accuracy, per_class, confusion.
         #[arg(long)]
         json: bool,
+        /// Test-time augmentation.
+        #[arg(long, value_enum, default_value_t = TtaChoice::None)]
+        tta: TtaChoice,
     },
     /// Find the faces of each photo with the Haar cascade, as OpenCV's
     /// detectMultiScale does, and time it.
@@ -278,14 +307,16 @@ fn main() -> ExitCode {
             model,
             weights,
             json,
+            tta,
             images,
-        } => cli::classify::run(model, weights.as_deref(), json, &images),
+        } => cli::classify::run(model, weights.as_deref(), tta.into(), json, &images),
         Command::Eval {
             data,
             split,
             weights,
             json,
-        } => cli::eval::run(&data, &split, weights.as_deref(), json),
+            tta,
+        } => cli::eval::run(&data, &split, weights.as_deref(), tta.into(), json),
         Command::Detect {
             detect,
             repeat,

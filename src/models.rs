@@ -85,11 +85,23 @@ pub trait FaceClassifier {
     fn classify(&mut self, face: &GrayImage) -> Result<Vec<f32>, ResizeError>;
 }
 
+/// Test-time augmentation: what a classifier averages over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tta {
+    /// One forward pass of the face as it is.
+    #[default]
+    None,
+    /// The mean of the probabilities of the face and of its mirror image
+    /// (the model's input flipped left to right): two forward passes.
+    Flip,
+}
+
 /// A face classifier around any compiled model, with its own scratch space.
 pub struct Classifier<M: InferenceModel> {
     model: M,
     scratch: M::Scratch,
     input: Box<M::Input>,
+    tta: Tta,
 }
 
 impl<M: InferenceModel> Classifier<M> {
@@ -108,7 +120,14 @@ impl<M: InferenceModel> Classifier<M> {
             model,
             scratch: M::new_scratch(),
             input: bytemuck::zeroed_box(),
+            tta: Tta::None,
         }
+    }
+
+    /// The same classifier, averaging over `tta`.
+    pub fn with_tta(mut self, tta: Tta) -> Self {
+        self.tta = tta;
+        self
     }
 
     /// The model.
@@ -127,7 +146,35 @@ impl<M: InferenceModel> FaceClassifier for Classifier<M> {
         let mut logits = vec![0.0; M::CLASS_LABELS.len()];
         self.model
             .logits_into(&self.input, &mut self.scratch, &mut logits);
-        Ok(softmax_slice(&logits))
+        let probabilities = softmax_slice(&logits);
+        match self.tta {
+            Tta::None => Ok(probabilities),
+            Tta::Flip => {
+                mirror_input::<M>(&mut self.input);
+                self.model
+                    .logits_into(&self.input, &mut self.scratch, &mut logits);
+                let mirrored = softmax_slice(&logits);
+                Ok(probabilities
+                    .iter()
+                    .zip(&mirrored)
+                    .map(|(a, b)| 0.5 * (a + b))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Flips a model's input left to right, in place: each row's pixels (of all
+/// their channels) in reverse order.
+fn mirror_input<M: InferenceModel>(input: &mut M::Input) {
+    let [_, width, channels] = M::INPUT_SHAPE;
+    let row_length = (width * channels).max(1);
+    for row in flat_mut(input).chunks_exact_mut(row_length) {
+        row.reverse();
+        // Reversing the row reversed each pixel's channels too.
+        for pixel in row.chunks_exact_mut(channels.max(1)) {
+            pixel.reverse();
+        }
     }
 }
 

@@ -124,3 +124,51 @@ fn a_photo_without_faces_gives_none() {
     let blank = image::GrayImage::from_pixel(320, 240, image::Luma([128]));
     assert!(pipeline.analyze(&blank).unwrap().is_empty());
 }
+
+/// `Tta::Flip` gives, per class, the mean of the probabilities of a face and
+/// of its mirror image. The face is 64x64, the model's input, so that
+/// mirroring the crop and mirroring the model's input are the same.
+#[test]
+fn flip_averaging_is_the_mean_of_the_face_and_its_mirror() {
+    use mini_xception::models::{FaceClassifier, Tta};
+    let load =
+        || EmotionClassifier::load(&shared("models/fer2013_mini_XCEPTION.102-0.66.hdf5")).unwrap();
+    // A face from a reference photo, resized to 64x64: not mirror-symmetric.
+    let gray = load_gray(&shared("reference/images/robocup_team.png")).unwrap();
+    let mut pipeline = pipeline();
+    let face = pipeline.analyze(&gray).unwrap()[0].face_box;
+    let crop = mini_xception::preprocess::crop(
+        &gray,
+        face.x.into(),
+        face.y.into(),
+        face.width.into(),
+        face.height.into(),
+        0,
+        0,
+    )
+    .unwrap();
+    let face = mini_xception::preprocess::resize_linear(&crop, 64, 64).unwrap();
+    let mirror = image::imageops::flip_horizontal(&face);
+
+    let mut plain = load();
+    let as_is = plain.classify(&face).unwrap();
+    let mirrored = plain.classify(&mirror).unwrap();
+    let largest = as_is
+        .iter()
+        .zip(&mirrored)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        largest > 1e-3,
+        "the face and its mirror differ by {largest}"
+    );
+
+    let averaged = load().with_tta(Tta::Flip).classify(&face).unwrap();
+    for ((t, a), b) in averaged.iter().zip(&as_is).zip(&mirrored) {
+        assert_eq!(
+            *t,
+            0.5 * (a + b),
+            "{averaged:?} vs {as_is:?} and {mirrored:?}"
+        );
+    }
+}

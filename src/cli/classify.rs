@@ -2,6 +2,7 @@
 
 use super::{CliError, classifier};
 use crate::ModelChoice;
+use mini_xception::models::Tta;
 use mini_xception::preprocess::load_gray;
 use mini_xception::runtime::argmax;
 use serde_json::{Map, Value, json};
@@ -13,10 +14,11 @@ use std::process::ExitCode;
 pub fn run(
     model: ModelChoice,
     weights: Option<&Path>,
+    tta: Tta,
     json: bool,
     images: &[PathBuf],
 ) -> Result<ExitCode, CliError> {
-    let mut classifier = classifier(model, weights)?;
+    let mut classifier = classifier(model, weights, tta)?;
     let labels = classifier.labels();
     let mut failed = 0;
     for path in images {

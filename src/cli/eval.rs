@@ -5,6 +5,7 @@ use crate::ModelChoice;
 use indicatif::{ProgressBar, ProgressStyle};
 use mini_xception::evaluate::{Evaluation, evaluate, ratio};
 use mini_xception::fer2013;
+use mini_xception::models::Tta;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,9 +14,10 @@ pub fn run(
     data: &Path,
     split: &str,
     weights: Option<&Path>,
+    tta: Tta,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let mut classifier = classifier(ModelChoice::Emotion, weights)?;
+    let mut classifier = classifier(ModelChoice::Emotion, weights, tta)?;
     let rows = fer2013::read(data, Some(split))?;
     if rows.is_empty() {
         return Err(format!("{}: no rows with Usage `{split}`", data.display()).into());

@@ -9,7 +9,9 @@ pub mod train;
 pub mod video;
 
 use crate::ModelChoice;
-use mini_xception::models::{EmotionClassifier, FaceClassifier, GenderClassifier, emotion, gender};
+use mini_xception::models::{
+    EmotionClassifier, FaceClassifier, GenderClassifier, Tta, emotion, gender,
+};
 use std::path::{Path, PathBuf};
 
 /// An error for the user: printed after `mini-xception: `.
@@ -27,30 +29,36 @@ pub fn weights_path(model: ModelChoice, given: Option<&Path>) -> Result<PathBuf,
 }
 
 /// The faces pipeline: the cascade, the emotion model (the paper's weights
-/// unless given) and, when weights are given, the gender model.
+/// unless given) and, when weights are given, the gender model, both
+/// averaging over `tta`.
 pub fn pipeline(
     cascade: &Path,
     options: mini_xception::detect::DetectOptions,
     weights: Option<&Path>,
     gender_weights: Option<&Path>,
+    tta: Tta,
 ) -> Result<mini_xception::faces::Pipeline, CliError> {
     let cascade = mini_xception::detect::Cascade::from_xml_file(cascade)?;
-    let emotion = EmotionClassifier::load(&weights_path(ModelChoice::Emotion, weights)?)?;
-    let gender = gender_weights.map(GenderClassifier::load).transpose()?;
+    let emotion =
+        EmotionClassifier::load(&weights_path(ModelChoice::Emotion, weights)?)?.with_tta(tta);
+    let gender = gender_weights
+        .map(|path| GenderClassifier::load(path).map(|g| g.with_tta(tta)))
+        .transpose()?;
     Ok(mini_xception::faces::Pipeline::new(
         cascade, options, emotion, gender,
     ))
 }
 
-/// The classifier for `model` with its weights loaded.
+/// The classifier for `model` with its weights loaded, averaging over `tta`.
 pub fn classifier(
     model: ModelChoice,
     weights: Option<&Path>,
+    tta: Tta,
 ) -> Result<Box<dyn FaceClassifier>, CliError> {
     let path = weights_path(model, weights)?;
     Ok(match model {
-        ModelChoice::Emotion => Box::new(EmotionClassifier::load(&path)?),
-        ModelChoice::Gender => Box::new(GenderClassifier::load(&path)?),
+        ModelChoice::Emotion => Box::new(EmotionClassifier::load(&path)?.with_tta(tta)),
+        ModelChoice::Gender => Box::new(GenderClassifier::load(&path)?.with_tta(tta)),
     })
 }
 
