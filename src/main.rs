@@ -275,6 +275,14 @@ enum Command {
         /// Train without the random rotation, shift, zoom and flip.
         #[arg(long)]
         no_augment: bool,
+        /// Beyond the paper's augmentation: a random brightness shift, uniform
+        /// in ±F of the full range (e.g. 0.2; 0 for none).
+        #[arg(long, default_value_t = 0.0, value_name = "F")]
+        brightness: f32,
+        /// Beyond the paper's augmentation: a random contrast factor, uniform
+        /// in 1 ± F around each face's mean (e.g. 0.2; 0 for none).
+        #[arg(long, default_value_t = 0.0, value_name = "F")]
+        contrast: f32,
         /// Seed of initialisation, shuffling and augmentation.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -384,6 +392,8 @@ fn main() -> ExitCode {
             early_stop,
             label_smoothing,
             no_augment,
+            brightness,
+            contrast,
             seed,
             limit,
             init,
@@ -402,6 +412,8 @@ fn main() -> ExitCode {
             early_stop,
             label_smoothing,
             no_augment,
+            brightness,
+            contrast,
             seed,
             limit,
             init,

@@ -40,6 +40,8 @@ pub struct Settings {
     pub early_stop: usize,
     pub label_smoothing: f32,
     pub no_augment: bool,
+    pub brightness: f32,
+    pub contrast: f32,
     pub seed: u64,
     pub limit: Option<usize>,
     pub init: Option<PathBuf>,
@@ -72,7 +74,11 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
         },
         early_stop: settings.early_stop,
         label_smoothing: settings.label_smoothing,
-        augmentation: (!settings.no_augment).then_some(Augmentation::PAPER),
+        augmentation: (!settings.no_augment).then_some(Augmentation {
+            brightness: settings.brightness,
+            contrast: settings.contrast,
+            ..Augmentation::PAPER
+        }),
         seed: settings.seed,
         limit: settings.limit,
         init: settings.init.clone(),

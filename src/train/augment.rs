@@ -1,7 +1,8 @@
 //! Data augmentation as the paper's training script configures Keras'
 //! `ImageDataGenerator`: a random rotation, shift and zoom about the
 //! centre, with the nearest edge pixel filling what comes from outside, and
-//! a horizontal flip every other time on average.
+//! a horizontal flip every other time on average; and, beyond the paper,
+//! optional random brightness and contrast.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,19 @@ pub struct Augmentation {
     pub zoom: f32,
     /// Whether half of the faces are mirrored left to right.
     pub horizontal_flip: bool,
+    /// Brightness: every pixel shifted by the same amount, uniform in
+    /// `±brightness` of the full range (255). Left out of the checkpoint's
+    /// record of the settings when 0, so that runs from before it resume.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub brightness: f32,
+    /// Contrast: each pixel's distance from the face's mean scaled by a
+    /// factor uniform in `1 ± contrast`. Left out of the record when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub contrast: f32,
+}
+
+fn is_zero(value: &f32) -> bool {
+    *value == 0.0
 }
 
 impl Augmentation {
@@ -27,6 +41,8 @@ impl Augmentation {
         shift: 0.1,
         zoom: 0.1,
         horizontal_flip: true,
+        brightness: 0.0,
+        contrast: 0.0,
     };
 }
 
@@ -49,7 +65,9 @@ pub fn plain_into(face: &[u8], out: &mut [f32]) {
 /// `c + R (Z (p - c) + t)` for the centre `c`, rotation `R`, zoom `Z` and
 /// shift `t`, interpolated bilinearly, with coordinates outside the face
 /// clamped to its edge (Keras' `fill_mode="nearest"`); the flip mirrors
-/// the result.
+/// the result. Then brightness and contrast: `mean + (v - mean) * factor +
+/// shift`, clamped to `[0, 255]`, with `mean` the face's. Ranges of 0 draw
+/// no random numbers, so the paper's transform draws what it always drew.
 pub fn augment_into(
     face: &[u8],
     size: [usize; 2],
@@ -67,6 +85,14 @@ pub fn augment_into(
     let zoom_rows = 1.0 + uniform(rng, augmentation.zoom);
     let zoom_columns = 1.0 + uniform(rng, augmentation.zoom);
     let flip = augmentation.horizontal_flip && rng.random_bool(0.5);
+    let brightness_shift = uniform(rng, augmentation.brightness) * 255.0;
+    let contrast_factor = 1.0 + uniform(rng, augmentation.contrast);
+    let photometric = brightness_shift != 0.0 || contrast_factor != 1.0;
+    let mean = if photometric {
+        face.iter().map(|&v| v as f32).sum::<f32>() / face.len().max(1) as f32
+    } else {
+        0.0
+    };
     let (sin, cos) = angle.sin_cos();
     let (centre_row, centre_column) = ((height as f32 - 1.0) / 2.0, (width as f32 - 1.0) / 2.0);
     let (last_row, last_column) = ((height - 1) as f32, (width - 1) as f32);
@@ -88,7 +114,13 @@ pub fn augment_into(
             let (zr, zc) = (r * zoom_rows + shift_rows, c * zoom_columns + shift_columns);
             let source_row = centre_row + cos * zr - sin * zc;
             let source_column = centre_column + sin * zr + cos * zc;
-            *out = normalize(sample(source_row, source_column));
+            let value = sample(source_row, source_column);
+            let value = if photometric {
+                (mean + (value - mean) * contrast_factor + brightness_shift).clamp(0.0, 255.0)
+            } else {
+                value
+            };
+            *out = normalize(value);
         }
     }
 }
@@ -119,6 +151,8 @@ mod tests {
             shift: 0.0,
             zoom: 0.0,
             horizontal_flip: false,
+            brightness: 0.0,
+            contrast: 0.0,
         };
         let face = ramp();
         let mut out = vec![0.0; face.len()];
@@ -143,6 +177,8 @@ mod tests {
             shift: 0.0,
             zoom: 0.0,
             horizontal_flip: true,
+            brightness: 0.0,
+            contrast: 0.0,
         };
         let face = ramp();
         let mut flipped = 0;
@@ -183,5 +219,93 @@ mod tests {
         );
         assert_eq!(a, b);
         assert!(a.iter().all(|v| (-1.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn brightness_shifts_and_contrast_scales_every_pixel_alike() {
+        let face = ramp();
+        let mut plain = vec![0.0; face.len()];
+        plain_into(&face, &mut plain);
+        let only = |brightness, contrast| Augmentation {
+            rotation: 0.0,
+            shift: 0.0,
+            zoom: 0.0,
+            horizontal_flip: false,
+            brightness,
+            contrast,
+        };
+        let mut shifts = Vec::new();
+        for seed in 0..20 {
+            let mut out = vec![0.0; face.len()];
+            augment_into(
+                &face,
+                [8, 6],
+                &only(0.2, 0.0),
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &mut out,
+            );
+            // Unclamped pixels all move by one shift, within ±0.2 of the
+            // range (±0.4 after normalising to [-1, 1]).
+            let moved: Vec<f32> = out
+                .iter()
+                .zip(&plain)
+                .filter(|(o, _)| o.abs() < 1.0)
+                .map(|(o, p)| o - p)
+                .collect();
+            let shift = moved[0];
+            assert!(moved.iter().all(|m| (m - shift).abs() < 1e-5), "{moved:?}");
+            assert!(shift.abs() <= 0.4 + 1e-6, "{shift}");
+            shifts.push(shift);
+        }
+        assert!(shifts.iter().any(|s| s.abs() > 0.05), "{shifts:?}");
+
+        // Contrast: distances from the mean scale by one factor in [0.7, 1.3].
+        let mean = face.iter().map(|&v| v as f32).sum::<f32>() / face.len() as f32;
+        let centre = (mean / 255.0 - 0.5) * 2.0;
+        let mut out = vec![0.0; face.len()];
+        augment_into(
+            &face,
+            [8, 6],
+            &only(0.0, 0.3),
+            &mut ChaCha8Rng::seed_from_u64(5),
+            &mut out,
+        );
+        let factors: Vec<f32> = out
+            .iter()
+            .zip(&plain)
+            .filter(|(o, p)| o.abs() < 1.0 && (*p - centre).abs() > 0.1)
+            .map(|(o, p)| (o - centre) / (p - centre))
+            .collect();
+        assert!(factors.len() > 20);
+        assert!(
+            factors.iter().all(|f| (f - factors[0]).abs() < 1e-3),
+            "{factors:?}"
+        );
+        assert!(
+            (0.7 - 1e-4..=1.3 + 1e-4).contains(&factors[0]),
+            "{}",
+            factors[0]
+        );
+    }
+
+    #[test]
+    fn the_papers_settings_are_recorded_as_before_brightness_and_contrast() {
+        // A checkpoint of a run from before these options must resume.
+        let record = serde_json::to_value(Augmentation::PAPER).unwrap();
+        let mut keys: Vec<&String> = record.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["horizontal_flip", "rotation", "shift", "zoom"]);
+        let read: Augmentation = serde_json::from_value(record).unwrap();
+        assert_eq!(read, Augmentation::PAPER);
+        let stronger = Augmentation {
+            brightness: 0.1,
+            ..Augmentation::PAPER
+        };
+        assert!(
+            serde_json::to_value(stronger)
+                .unwrap()
+                .get("brightness")
+                .is_some()
+        );
     }
 }
