@@ -27,25 +27,30 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `eval --json` of the paper's emotion weights on FER2013's PublicTest,
+/// with `extra` arguments: the report.
+fn eval_public_test(extra: &[&str]) -> Value {
+    let data = shared("data/fer2013/fer2013.csv.gz");
+    let weights = shared(EMOTION_WEIGHTS);
+    let mut args = vec![
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let output = run(&args, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
 /// FER2013's PublicTest split: Keras (TF 2.15, the same resize and
 /// normalisation) classifies 2351 of its 3589 images correctly.
 #[test]
 fn eval_counts_what_keras_counts_on_public_test() {
-    let data = shared("data/fer2013/fer2013.csv.gz");
-    let weights = shared(EMOTION_WEIGHTS);
-    let output = run(
-        &[
-            "eval",
-            "--data",
-            data.to_str().unwrap(),
-            "--weights",
-            weights.to_str().unwrap(),
-            "--json",
-        ],
-        &[],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let report = eval_public_test(&[]);
     assert_eq!(report["split"], "PublicTest");
     assert_eq!(report["total"], 3589);
     let correct = report["correct"].as_u64().unwrap();
@@ -68,23 +73,7 @@ fn eval_counts_what_keras_counts_on_public_test() {
 /// as Keras), so the flag reaches the classifier.
 #[test]
 fn eval_with_flip_averaging_counts_more_faces_right() {
-    let data = shared("data/fer2013/fer2013.csv.gz");
-    let weights = shared(EMOTION_WEIGHTS);
-    let output = run(
-        &[
-            "eval",
-            "--data",
-            data.to_str().unwrap(),
-            "--weights",
-            weights.to_str().unwrap(),
-            "--tta",
-            "flip",
-            "--json",
-        ],
-        &[],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let report = eval_public_test(&["--tta", "flip"]);
     assert_eq!(report["total"], 3589);
     let correct = report["correct"].as_u64().unwrap();
     assert!(

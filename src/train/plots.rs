@@ -298,6 +298,27 @@ mod tests {
         }
     }
 
+    /// Five epochs of falling loss and rising accuracy.
+    fn history() -> Vec<EpochRecord> {
+        (1..=5)
+            .map(|e| record(e, 2.0 / e as f64, 0.2 + 0.08 * e as f64))
+            .collect()
+    }
+
+    /// Three classes; the second is always right, the first 80% of the time.
+    fn confusion() -> Vec<Vec<usize>> {
+        vec![vec![8, 1, 1], vec![0, 10, 0], vec![5, 0, 5]]
+    }
+
+    /// The picture of [`confusion`] at `path` shades its cells by share.
+    fn assert_shaded(path: &Path) {
+        let image = image::open(path).unwrap().to_rgb8();
+        // Cell (1, 1) holds its whole row: the full colour (0, 0, 255).
+        assert!(count(&image, RGBColor(0, 0, 255)) > 1000);
+        // Cell (0, 0) holds 0.8 of its row: (51, 51, 255).
+        assert!(count(&image, RGBColor(51, 51, 255)) > 1000);
+    }
+
     fn count(image: &RgbImage, colour: RGBColor) -> usize {
         image
             .pixels()
@@ -309,9 +330,7 @@ mod tests {
     fn curves_draw_both_lines_in_both_panels() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curves.png");
-        let history: Vec<_> = (1..=5)
-            .map(|e| record(e, 2.0 / e as f64, 0.2 + 0.08 * e as f64))
-            .collect();
+        let history = history();
         draw_curves(&history, &path).unwrap();
         let image = image::open(&path).unwrap().to_rgb8();
         assert_eq!(image.dimensions(), (WIDTH, HEIGHT));
@@ -344,14 +363,8 @@ mod tests {
     fn confusion_shades_the_diagonal_most() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("confusion.png");
-        let confusion = vec![vec![8, 1, 1], vec![0, 10, 0], vec![5, 0, 5]];
-        draw_confusion(&confusion, &["a", "b", "c"], &path).unwrap();
-        let image = image::open(&path).unwrap().to_rgb8();
-        // Cell (1, 1) holds its whole row: the full colour (0, 0, 255).
-        assert!(count(&image, RGBColor(0, 0, 255)) > 1000);
-        // Cell (1, 0) holds none of it: no cell is shaded (255, 255, 255)
-        // except empty ones, and a 0.8 share is (51, 51, 255).
-        assert!(count(&image, RGBColor(51, 51, 255)) > 1000);
+        draw_confusion(&confusion(), &["a", "b", "c"], &path).unwrap();
+        assert_shaded(&path);
     }
 
     #[test]
@@ -359,9 +372,7 @@ mod tests {
         // A machine without any of FONT_PATHS: no text, the rest drawn.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curves.png");
-        let history: Vec<_> = (1..=5)
-            .map(|e| record(e, 2.0 / e as f64, 0.2 + 0.08 * e as f64))
-            .collect();
+        let history = history();
         curves(&history, &path, false).unwrap();
         let image = image::open(&path).unwrap().to_rgb8();
         assert_eq!(image.dimensions(), (WIDTH, HEIGHT));
@@ -375,11 +386,8 @@ mod tests {
         }
 
         let path = dir.path().join("confusion.png");
-        let confusion = vec![vec![8, 1, 1], vec![0, 10, 0], vec![5, 0, 5]];
-        confusion_matrix(&confusion, &["a", "b", "c"], &path, false).unwrap();
-        let image = image::open(&path).unwrap().to_rgb8();
-        assert!(count(&image, RGBColor(0, 0, 255)) > 1000);
-        assert!(count(&image, RGBColor(51, 51, 255)) > 1000);
+        confusion_matrix(&confusion(), &["a", "b", "c"], &path, false).unwrap();
+        assert_shaded(&path);
     }
 
     #[test]
