@@ -29,6 +29,7 @@ pub mod annotate;
 pub mod bench;
 pub mod detect;
 pub mod evaluate;
+pub mod explain;
 pub mod faces;
 pub mod fer2013;
 pub mod keras;

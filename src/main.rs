@@ -302,6 +302,36 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Show what the classifier looks at: the saliency of each face's
+    /// predicted (or given) label, written as a PNG (the face, the map, the
+    /// map over the face) beside each image, as <name>.<method>.png.
+    Explain {
+        /// The model to explain.
+        #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
+        model: ModelChoice,
+        /// Weights (default: the paper's emotion weights, fetched once with pip).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Guided back-propagation (the paper's) or Grad-CAM.
+        #[arg(long, value_enum, default_value_t = cli::explain::MethodChoice::GuidedBackprop)]
+        method: cli::explain::MethodChoice,
+        /// Explain this label (a name such as `happy`, or an index) instead of
+        /// the predicted one.
+        #[arg(long, value_name = "L")]
+        label: Option<String>,
+        /// Write the PNGs to DIR instead of beside the images.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Find the faces of each photo (as `faces` does) and explain each,
+        /// as <name>.face<i>.<method>.png; without it each image is one face crop.
+        #[arg(long)]
+        faces: bool,
+        #[command(flatten)]
+        detect: DetectArgs,
+        /// The images.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Print a model's layers, output shapes, parameters and MACs.
     Summary {
         #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
@@ -339,6 +369,34 @@ fn main() -> ExitCode {
                 &images,
             )
         }),
+        Command::Explain {
+            model,
+            weights,
+            method,
+            label,
+            out,
+            faces,
+            detect,
+            images,
+        } => (|| {
+            let faces = if faces {
+                detect.set_threads()?;
+                let cascade =
+                    mini_xception::detect::Cascade::from_xml_file(&detect.cascade_path()?)?;
+                Some((cascade, detect.detect_options()))
+            } else {
+                None
+            };
+            cli::explain::run(cli::explain::Settings {
+                model,
+                weights: weights.as_deref(),
+                method: method.into(),
+                label: label.as_deref(),
+                out: out.as_deref(),
+                faces,
+                images: &images,
+            })
+        })(),
         Command::Faces {
             pipeline,
             json,

@@ -177,6 +177,7 @@ impl TrainParts {
         );
         let norm = format_ident!("{field}_norm");
         let batch = format_ident!("{field}_batch");
+        let relu_rule = relu_rule(relu);
         if conv.batch_norm {
             let pre = format_ident!("{field}_conv");
             self.batch(
@@ -190,13 +191,13 @@ impl TrainParts {
                 train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
             });
             self.backward.push(quote! {
-                train::batch_norm_backward(isa, &w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
+                train::batch_norm_backward(isa, &w.#pre, &w.#field, &p.#norm, &w.#batch, #relu_rule, &mut w.#gradient, &mut g.#norm, scratch);
                 train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, &mut w.#transposed, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
             });
         } else {
             let relu_forward = relu.then(|| quote!(train::relu_forward(isa, &mut w.#field);));
             let relu_backward =
-                relu.then(|| quote!(train::relu_backward(isa, &mut w.#gradient, &w.#field);));
+                relu.then(|| quote!(train::relu_backward(isa, relu, &mut w.#gradient, &w.#field);));
             self.forward.push(quote! {
                 train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#field, None);
                 #relu_forward
@@ -279,6 +280,7 @@ impl TrainParts {
             );
             self.batch_norm(&field, &layer, co);
             let relu = i == 0;
+            let relu_rule = relu_rule(relu);
             self.forward.push(quote! {
                 train::separable_forward(isa, #step_input, &p.#field, &mut w.#depthwise, &mut w.#pre, Some(scratch));
                 train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
@@ -290,7 +292,7 @@ impl TrainParts {
                 quote!(Some(&mut w.#previous))
             };
             backward.push(quote! {
-                train::batch_norm_backward(isa, &w.#pre, &w.#field, &p.#norm, &w.#batch, #relu, &mut w.#gradient, &mut g.#norm, scratch);
+                train::batch_norm_backward(isa, &w.#pre, &w.#field, &p.#norm, &w.#batch, #relu_rule, &mut w.#gradient, &mut g.#norm, scratch);
                 train::separable_backward(isa, #step_input, &w.#depthwise, &w.#gradient, &p.#field, &mut w.#transposed, &mut w.#depthwise_gradient, #step_input_gradient, images, |g| &mut g.#field);
             });
             step_input = quote!(&w.#field);
@@ -380,10 +382,20 @@ impl TrainParts {
         }];
         module_backward.extend(backward.into_iter().rev());
         module_backward.push(quote! {
-            train::batch_norm_backward(isa, &w.#pre, &w.#residual, &p.#norm, &w.#batch, false, &mut w.#gradient, &mut g.#norm, scratch);
+            train::batch_norm_backward(isa, &w.#pre, &w.#residual, &p.#norm, &w.#batch, None, &mut w.#gradient, &mut g.#norm, scratch);
             train::pointwise_backward(isa, #input, &w.#gradient, &p.#residual, &mut w.#residual_transposed, Stride::<#stride>, #input_gradient, images, |g| &mut g.#residual);
         });
         self.backward.push(quote!(#(#module_backward)*));
+    }
+}
+
+/// The ReLU rule of a batch norm's backward pass: the pass's `relu` when the
+/// layer has a ReLU, else none.
+fn relu_rule(relu: bool) -> TokenStream {
+    if relu {
+        quote!(Some(relu))
+    } else {
+        quote!(None)
     }
 }
 
@@ -418,7 +430,8 @@ pub fn expand_training(network: &Network) -> TokenStream {
         widest_batch_norm: 0,
     };
     let mut input = quote!(inputs);
-    let mut input_gradient = quote!(None);
+    // A module uses its input gradient twice (both branches write to it).
+    let mut input_gradient = quote!(input_gradients.as_deref_mut());
     for block in &network.blocks {
         match block {
             Block::Conv(conv) => parts.conv(conv, &input, &input_gradient),
@@ -430,6 +443,26 @@ pub fn expand_training(network: &Network) -> TokenStream {
     }
     let Some(Block::Conv(head)) = network.blocks.last() else {
         return quote!(compile_error!("a model must end with its head"););
+    };
+    let last_module = network.blocks.iter().rev().find_map(|block| match block {
+        Block::Module(module) => Some(module),
+        Block::Conv(_) => None,
+    });
+    let last_module_output = match last_module {
+        Some(module) => {
+            let output = format_ident!("{}_output", module.field);
+            let output_gradient = format_ident!("{}_output_gradient", module.field);
+            let shape = module.output;
+            let (h, w, c) = (lit(shape.height), lit(shape.width), lit(shape.channels));
+            quote! {
+                Some(train::FeatureMap {
+                    shape: [#h, #w, #c],
+                    values: workspace.#output.get(image)?.as_slice(),
+                    gradients: workspace.#output_gradient.get(image)?.as_slice(),
+                })
+            }
+        }
+        None => quote!(None),
     };
     let head_field = format_ident!("{}", head.field);
     let head_gradient = format_ident!("{}_gradient", head.field);
@@ -526,11 +559,18 @@ pub fn expand_training(network: &Network) -> TokenStream {
                 w: &mut #workspace,
                 scratch: &mut train::ReductionScratch,
                 logit_gradients: &[f32],
+                relu: train::ReluBackward,
+                mut input_gradients: Option<&mut [#input_name]>,
                 g: &mut #parameters,
                 images: &mut [#parameters],
             ) {
                 train::logits_backward(logit_gradients.as_chunks::<#classes>().0, &mut w.#head_gradient);
                 #(#backward)*
+            }
+
+            #[allow(unused_variables)]
+            fn last_module_output(workspace: &#workspace, image: usize) -> Option<train::FeatureMap<'_>> {
+                #last_module_output
             }
         }
     }

@@ -39,11 +39,42 @@ pub fn relu_backward_in_place<const H: usize, const W: usize, const C: usize>(
     }
 }
 
+/// Guided back-propagation's ReLU backward pass, in place: the gradient
+/// passes only where both `output` and the gradient itself are positive.
+#[inline(always)]
+pub fn guided_relu_backward_in_place<const H: usize, const W: usize, const C: usize>(
+    gradient: &mut Tensor<H, W, C>,
+    output: &Tensor<H, W, C>,
+) {
+    for (g, &y) in gradient.as_mut_slice().iter_mut().zip(output.as_slice()) {
+        *g = if y > 0.0 && *g > 0.0 { *g } else { 0.0 };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::reference;
     use crate::test_support::{assert_close, random_tensor};
+
+    #[test]
+    fn guided_relu_backward_keeps_positive_gradients_of_positive_outputs() {
+        let output = random_tensor::<3, 5, 4>(3);
+        let gradient = random_tensor::<3, 5, 4>(4);
+        let mut guided = gradient.clone();
+        guided_relu_backward_in_place(&mut guided, &output);
+        let mut plain = gradient.clone();
+        relu_backward_in_place(&mut plain, &output);
+        assert_ne!(guided.as_slice(), plain.as_slice());
+        for ((&g, &y), &kept) in gradient
+            .as_slice()
+            .iter()
+            .zip(output.as_slice())
+            .zip(guided.as_slice())
+        {
+            assert_eq!(kept, if y > 0.0 && g > 0.0 { g } else { 0.0 });
+        }
+    }
 
     #[test]
     fn add_assign_adds_every_element() {

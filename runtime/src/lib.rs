@@ -51,7 +51,9 @@ pub use depthwise::{
     DepthwiseWeights, depthwise_conv2d, depthwise_conv2d_backward_input,
     depthwise_conv2d_backward_kernel,
 };
-pub use elementwise::{add_assign, relu_backward_in_place, relu_in_place};
+pub use elementwise::{
+    add_assign, guided_relu_backward_in_place, relu_backward_in_place, relu_in_place,
+};
 pub use folded::FoldedTensors;
 pub use geometry::{Padding, PaddingMode, Same, Stride, Valid, Window};
 pub use global_pool::{global_average_pool, global_average_pool_backward};

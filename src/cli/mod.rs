@@ -4,6 +4,7 @@ pub mod bench;
 pub mod classify;
 pub mod detect;
 pub mod eval;
+pub mod explain;
 pub mod faces;
 pub mod train;
 pub mod video;

@@ -82,8 +82,10 @@ impl<const C: usize> MovingStatistics<C> {
     }
 }
 
-/// One batch's statistics of a batch norm: the per-channel mean and biased
-/// variance over `count` values, and `1 / sqrt(variance + epsilon)`.
+/// The statistics a batch norm normalised a batch with: the per-channel
+/// mean and biased variance over `count` values, and
+/// `1 / sqrt(variance + epsilon)`. Usually the batch's own; in inference mode
+/// the moving statistics, which are then constants of the backward pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchStatistics<const C: usize> {
     /// Mean over the batch and positions.
@@ -94,6 +96,10 @@ pub struct BatchStatistics<const C: usize> {
     pub inverse_deviation: [f32; C],
     /// Values per channel: batch size times positions.
     pub count: usize,
+    /// Whether these are the moving statistics, which do not depend on the
+    /// batch: the input gradient then has no terms through the mean and
+    /// variance.
+    pub fixed: bool,
 }
 
 impl<const C: usize> BatchStatistics<C> {
@@ -104,6 +110,22 @@ impl<const C: usize> BatchStatistics<C> {
             variance: [0.0; C],
             inverse_deviation: [0.0; C],
             count: 0,
+            fixed: false,
+        }
+    }
+
+    /// The moving statistics as what a batch is normalised with, in
+    /// inference mode (Keras' `training=False`), for `count` values per
+    /// channel.
+    pub fn from_moving(moving: &MovingStatistics<C>, count: usize, epsilon: f32) -> Self {
+        Self {
+            mean: moving.mean,
+            variance: moving.variance,
+            inverse_deviation: moving
+                .variance
+                .map(|v| (1.0 / (v as f64 + epsilon as f64).sqrt()) as f32),
+            count,
+            fixed: true,
         }
     }
 
@@ -123,6 +145,7 @@ impl<const C: usize> BatchStatistics<C> {
             variance: variance.map(|v| v as f32),
             inverse_deviation: variance.map(|v| (1.0 / (v + epsilon as f64).sqrt()) as f32),
             count,
+            fixed: false,
         }
     }
 
@@ -340,11 +363,17 @@ pub fn batch_norm_backward_sums<const H: usize, const W: usize, const C: usize>(
 
 /// [`batch_norm_backward_sums`] for a batch norm followed by ReLU: first
 /// zeroes `gradient` wherever `output`, the ReLU's output, is not positive
-/// (ReLU's backward pass, in place), then sums. Row by row, so that the
-/// masked row is summed while it is in the first-level cache: as two passes
-/// over the image, the mask had cost as much as the sums.
+/// (ReLU's backward pass, in place), and with `GUIDED` also wherever the
+/// gradient itself is not (guided back-propagation's ReLU), then sums. Row
+/// by row, so that the masked row is summed while it is in the first-level
+/// cache: as two passes over the image, the mask had cost as much as the sums.
 #[inline(always)]
-pub fn batch_norm_relu_backward_sums<const H: usize, const W: usize, const C: usize>(
+pub fn batch_norm_relu_backward_sums<
+    const GUIDED: bool,
+    const H: usize,
+    const W: usize,
+    const C: usize,
+>(
     input: &Tensor<H, W, C>,
     output: &Tensor<H, W, C>,
     gradient: &mut Tensor<H, W, C>,
@@ -359,7 +388,8 @@ pub fn batch_norm_relu_backward_sums<const H: usize, const W: usize, const C: us
             .iter_mut()
             .zip(output_row.as_flattened())
         {
-            *g = if y > 0.0 { *g } else { 0.0 };
+            let keep = y > 0.0 && (!GUIDED || *g > 0.0);
+            *g = if keep { *g } else { 0.0 };
         }
         add_backward_row_sums(&mut sums, row, gradient_row, statistics);
     }
@@ -392,7 +422,8 @@ fn add_backward_row_sums<const W: usize, const C: usize>(
 /// The gradient of the input, in place of the output gradient, given the
 /// whole batch's sums from [`batch_norm_backward_sums`] (gamma's and beta's
 /// gradients):
-/// `dx = gamma / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat))`.
+/// `dx = gamma / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat))`; with
+/// [`BatchStatistics::fixed`] statistics, `dx = gamma / sigma * dy`.
 #[inline(always)]
 pub fn batch_norm_backward_input<const H: usize, const W: usize, const C: usize>(
     input: &Tensor<H, W, C>,
@@ -409,8 +440,10 @@ pub fn batch_norm_backward_input<const H: usize, const W: usize, const C: usize>
     let mut mean_product = [0.0f32; C];
     for c in 0..C {
         scale[c] = parameters.gamma[c] * inverse[c];
-        mean_gradient[c] = beta_gradient[c] / count;
-        mean_product[c] = gamma_gradient[c] / count;
+        if !statistics.fixed {
+            mean_gradient[c] = beta_gradient[c] / count;
+            mean_product[c] = gamma_gradient[c] / count;
+        }
     }
     let input_gradient = |dy: f32, x: f32, c: usize| {
         let normalised = (x - mean[c]) * inverse[c];
@@ -615,8 +648,62 @@ mod tests {
         let expected = batch_norm_backward_sums(&batch[0], &separate, &stats);
 
         let mut fused = gradient.clone();
-        let sums = batch_norm_relu_backward_sums(&batch[0], &output, &mut fused, &stats);
+        let sums =
+            batch_norm_relu_backward_sums::<false, H, W, C>(&batch[0], &output, &mut fused, &stats);
         assert_eq!(fused.as_slice(), separate.as_slice());
         assert_eq!(sums, expected);
+    }
+
+    #[test]
+    fn guided_relu_passes_only_positive_gradients_of_positive_outputs() {
+        let (batch, parameters) = setup();
+        let stats = statistics(&batch);
+        let mut output = Tensor::<H, W, C>::zeroed_boxed();
+        batch_norm_forward(&batch[0], &stats, &parameters, true, &mut output);
+        let gradient = random_tensor::<H, W, C>(61);
+        let mut guided = gradient.clone();
+        batch_norm_relu_backward_sums::<true, H, W, C>(&batch[0], &output, &mut guided, &stats);
+        let mut negative_through_positive = 0;
+        for ((&g, &y), &kept) in gradient
+            .as_slice()
+            .iter()
+            .zip(output.as_slice())
+            .zip(guided.as_slice())
+        {
+            negative_through_positive += usize::from(y > 0.0 && g < 0.0);
+            let expected = if y > 0.0 && g > 0.0 { g } else { 0.0 };
+            assert_eq!(kept, expected, "gradient {g}, output {y}");
+        }
+        // The plain ReLU would have passed these.
+        assert!(negative_through_positive > 0);
+    }
+
+    #[test]
+    fn with_the_moving_statistics_the_input_gradient_is_the_scaled_output_gradient() {
+        let (batch, parameters) = setup();
+        let mut moving = MovingStatistics::<C>::keras_initial();
+        random_values(62, &mut moving.mean);
+        random_values(63, &mut moving.variance);
+        moving.variance.iter_mut().for_each(|v| *v = v.abs() + 0.5);
+        let stats = BatchStatistics::from_moving(&moving, H * W, 1e-3);
+        let mut gradient = random_tensor::<H, W, C>(64);
+        let original = gradient.clone();
+        let (beta, gamma) = batch_norm_backward_sums(&batch[0], &gradient, &stats);
+        let (beta, gamma) = (beta.map(|v| v as f32), gamma.map(|v| v as f32));
+        batch_norm_backward_input(&batch[0], &mut gradient, &stats, &parameters, &beta, &gamma);
+        for (pixel, (&dx, &dy)) in gradient
+            .as_slice()
+            .iter()
+            .zip(original.as_slice())
+            .enumerate()
+        {
+            let c = pixel % C;
+            let scale = parameters.gamma[c] / (moving.variance[c] as f64 + 1e-3).sqrt() as f32;
+            assert!(
+                (dx - scale * dy).abs() <= 1e-6 * (scale * dy).abs().max(1e-6),
+                "{dx} vs {}",
+                scale * dy
+            );
+        }
     }
 }

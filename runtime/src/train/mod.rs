@@ -19,6 +19,7 @@ mod head;
 mod model;
 mod normalize;
 mod pool;
+mod saliency;
 mod trainer;
 
 pub use batch::{ReductionScratch, sum_image_gradients, zeroed_batch};
@@ -28,10 +29,15 @@ pub use convolution::{
 };
 pub use head::{logits_backward, logits_forward, loss_backward};
 pub use model::{
-    MissingTensor, TrainableModel, TrainingStateSource, TrainingTensor, fold, read_training_state,
+    FeatureMap, MissingTensor, TrainableModel, TrainingStateSource, TrainingTensor, fold,
+    read_training_state, unfold,
 };
-pub use normalize::{BatchNormSettings, batch_moments, batch_norm_backward, batch_norm_forward};
+pub use normalize::{
+    BatchNormSettings, Normalization, batch_moments, batch_norm_backward, batch_norm_forward,
+};
 pub use pool::{
-    add_forward, copy_batch, max_pool_backward, max_pool_forward, relu_backward, relu_forward,
+    ReluBackward, add_forward, copy_batch, max_pool_backward, max_pool_forward, relu_backward,
+    relu_forward,
 };
+pub use saliency::{Saliency, SaliencyMap};
 pub use trainer::{OptimizerState, StepReport, TrainError, Trainer, TrainerOptions};

@@ -4,6 +4,7 @@
 
 use super::batch::ReductionScratch;
 use super::normalize::BatchNormSettings;
+use super::pool::ReluBackward;
 use crate::isa::Isa;
 use crate::model::InferenceModel;
 use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
@@ -123,7 +124,9 @@ pub trait TrainableModel: InferenceModel {
     /// the gradient of the loss with respect to every logit: the batch-norm
     /// parameter gradients are added to `gradients`, every image's kernel
     /// gradients to its own slot in `image_gradients` (summed later, in
-    /// order).
+    /// order). Every ReLU's gradient follows `relu` ([`ReluBackward::Plain`]
+    /// to train); the gradients of the inputs are written to
+    /// `input_gradients` when given (to train, they are not needed).
     #[allow(clippy::too_many_arguments)]
     fn backward(
         isa: Isa,
@@ -132,9 +135,28 @@ pub trait TrainableModel: InferenceModel {
         workspace: &mut Self::Workspace,
         scratch: &mut ReductionScratch,
         logit_gradients: &[f32],
+        relu: ReluBackward,
+        input_gradients: Option<&mut [Self::Input]>,
         gradients: &mut Self::Parameters,
         image_gradients: &mut [Self::Parameters],
     );
+
+    /// Image `image`'s output of the last residual module and its gradient,
+    /// as kept by the last forward and backward passes (what Grad-CAM
+    /// weighs); `None` for a model without modules or an image past the batch.
+    fn last_module_output(workspace: &Self::Workspace, image: usize) -> Option<FeatureMap<'_>>;
+}
+
+/// A layer's output for one image and the gradient of a score with respect
+/// to it, both in HWC order.
+#[derive(Clone, Copy, Debug)]
+pub struct FeatureMap<'a> {
+    /// Height, width and channels.
+    pub shape: [usize; 3],
+    /// The activations.
+    pub values: &'a [f32],
+    /// Their gradients.
+    pub gradients: &'a [f32],
 }
 
 /// Fills parameters and moving statistics from `source` (a Keras file,
@@ -224,4 +246,72 @@ pub fn fold<M: TrainableModel>(
     let weights =
         M::weights_from_source(&mut TrainingStateSource::<M>::new(parameters, statistics))?;
     Ok(M::with_weights(weights, isa))
+}
+
+/// A training state with the same outputs as folded `weights`, for what
+/// needs the training graph of an inference model (gradients of its outputs,
+/// see [`super::Saliency`]): every kernel and bias as folded, every batch
+/// norm an identity plus the folded bias (gamma 1, beta the bias, moving
+/// mean 0 and moving variance `1 - epsilon`), and the bias of a layer with a
+/// batch norm zero, since its beta now holds it.
+pub fn unfold<M: TrainableModel>(
+    weights: &M::Weights,
+) -> Result<(Box<M::Parameters>, Box<M::Statistics>), MissingTensor> {
+    use crate::folded::FoldedTensors;
+    /// Where a tensor's values come from.
+    enum Fill {
+        /// The folded tensor of this name.
+        Folded(String),
+        /// This value everywhere.
+        Value(f32),
+    }
+    let folded: std::collections::HashMap<String, &[f32]> = weights
+        .tensors("")
+        .into_iter()
+        .map(|(name, _, values)| (name, values))
+        .collect();
+    let has_batch_norm = |layer: &str| {
+        M::TENSORS
+            .iter()
+            .any(|t| t.layer == layer && t.kind == ParameterKind::Gamma)
+    };
+    let mut parameters: Box<M::Parameters> = crate::tensor::zeroed_box();
+    let mut statistics: Box<M::Statistics> = crate::tensor::zeroed_box();
+    let (parameter_values, statistic_values) = (
+        crate::tensor::flat_mut(&mut *parameters),
+        crate::tensor::flat_mut(&mut *statistics),
+    );
+    for tensor in M::TENSORS {
+        let layer = tensor.layer;
+        let fill = match tensor.kind {
+            ParameterKind::Kernel | ParameterKind::PointwiseKernel => {
+                Fill::Folded(format!("{layer}.kernel"))
+            }
+            ParameterKind::DepthwiseKernel => Fill::Folded(format!("{layer}.depthwise_kernel")),
+            ParameterKind::Bias if has_batch_norm(layer) => Fill::Value(0.0),
+            ParameterKind::Bias | ParameterKind::Beta => Fill::Folded(format!("{layer}.bias")),
+            ParameterKind::Gamma => Fill::Value(1.0),
+            ParameterKind::MovingMean => Fill::Value(0.0),
+            ParameterKind::MovingVariance => Fill::Value(1.0 - M::BATCH_NORM_EPSILON),
+        };
+        let destination = if tensor.is_trainable() {
+            &mut *parameter_values
+        } else {
+            &mut *statistic_values
+        };
+        let values = tensor
+            .values_mut(destination)
+            .ok_or_else(|| MissingTensor(tensor.name()))?;
+        match fill {
+            Fill::Folded(name) => {
+                let source = folded
+                    .get(&name)
+                    .filter(|v| v.len() == values.len())
+                    .ok_or(MissingTensor(name))?;
+                values.copy_from_slice(source);
+            }
+            Fill::Value(value) => values.fill(value),
+        }
+    }
+    Ok((parameters, statistics))
 }

@@ -3,6 +3,7 @@
 //! are added in image order.
 
 use super::batch::ReductionScratch;
+use super::pool::ReluBackward;
 use crate::batch_norm::{
     BatchNormParameters, BatchStatistics, MovingStatistics, batch_norm_backward_input,
     batch_norm_backward_sums, batch_norm_relu_backward_sums, image_moments,
@@ -11,14 +12,28 @@ use crate::isa::{Compiled, Isa, dispatch};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
-/// How a model's batch norms train: the model file's epsilon and Keras'
-/// momentum of the moving statistics.
+/// How a model's batch norms run: the model file's epsilon, Keras' momentum
+/// of the moving statistics, and which statistics normalise.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormSettings {
     /// Added to the variance before its square root.
     pub epsilon: f32,
     /// How much of the moving statistics each batch keeps (Keras: 0.99).
     pub momentum: f32,
+    /// The batch's statistics (training) or the moving ones (inference).
+    pub normalization: Normalization,
+}
+
+/// Which statistics a batch norm normalises with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalization {
+    /// The batch's own mean and variance, moving the moving statistics
+    /// toward them: training mode.
+    Batch,
+    /// The moving statistics, left as they are: inference mode (Keras'
+    /// `training=False`), as in a folded model, for gradients of an
+    /// inference model's outputs.
+    Moving,
 }
 
 /// Sums the first `C` values and the next `C` of every image's scratch, in
@@ -87,10 +102,12 @@ pub fn batch_moments<const H: usize, const W: usize, const C: usize>(
         .for_each(|(input, values)| store_image_moments(isa, input, values));
 }
 
-/// Training-mode batch norm of every image: `outputs[i] = bn(inputs[i])`
-/// with the batch's mean and biased variance (then ReLU when `relu`), which
-/// are kept in `statistics` for the backward pass; the moving statistics
-/// move toward the batch's.
+/// Batch norm of every image: `outputs[i] = bn(inputs[i])` (then ReLU when
+/// `relu`). In training mode ([`Normalization::Batch`]) with the batch's
+/// mean and biased variance, which are kept in `statistics` for the
+/// backward pass, while the moving statistics move toward the batch's; in
+/// inference mode with the moving statistics, kept in `statistics` as
+/// [`BatchStatistics::fixed`].
 ///
 /// `scratch` must hold each image's moments of `inputs`, stored by the
 /// convolution that made them (given the scratch) or by [`batch_moments`]:
@@ -110,12 +127,20 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
     scratch: &mut ReductionScratch,
 ) {
     let images = inputs.len();
-    *statistics = BatchStatistics::from_image_moments(
-        image_halves::<C>(scratch, images),
-        H * W,
-        settings.epsilon,
-    );
-    moving.update(statistics, settings.momentum);
+    *statistics = match settings.normalization {
+        Normalization::Batch => {
+            let batch = BatchStatistics::from_image_moments(
+                image_halves::<C>(scratch, images),
+                H * W,
+                settings.epsilon,
+            );
+            moving.update(&batch, settings.momentum);
+            batch
+        }
+        Normalization::Moving => {
+            BatchStatistics::from_moving(moving, images * H * W, settings.epsilon)
+        }
+    };
     let statistics = &*statistics;
     outputs
         .par_iter_mut()
@@ -138,6 +163,8 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
 /// The backward pass of [`batch_norm_forward`], in place: `gradients` holds
 /// the gradient of the outputs and is turned into that of the inputs;
 /// gamma's and beta's gradients are **added** to `parameter_gradient`.
+/// `relu` is `None` when the forward pass had no ReLU, else the ReLU's
+/// backward rule.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward<const H: usize, const W: usize, const C: usize>(
     isa: Isa,
@@ -145,7 +172,7 @@ pub fn batch_norm_backward<const H: usize, const W: usize, const C: usize>(
     outputs: &[Tensor<H, W, C>],
     parameters: &BatchNormParameters<C>,
     statistics: &BatchStatistics<C>,
-    relu: bool,
+    relu: Option<ReluBackward>,
     gradients: &mut [Tensor<H, W, C>],
     parameter_gradient: &mut BatchNormParameters<C>,
     scratch: &mut ReductionScratch,
@@ -161,11 +188,17 @@ pub fn batch_norm_backward<const H: usize, const W: usize, const C: usize>(
                 isa,
                 Compiled(
                     #[inline(always)]
-                    || {
-                        if relu {
-                            batch_norm_relu_backward_sums(input, output, gradient, statistics)
-                        } else {
-                            batch_norm_backward_sums(input, gradient, statistics)
+                    || match relu {
+                        None => batch_norm_backward_sums(input, gradient, statistics),
+                        Some(ReluBackward::Plain) => {
+                            batch_norm_relu_backward_sums::<false, H, W, C>(
+                                input, output, gradient, statistics,
+                            )
+                        }
+                        Some(ReluBackward::Guided) => {
+                            batch_norm_relu_backward_sums::<true, H, W, C>(
+                                input, output, gradient, statistics,
+                            )
                         }
                     },
                 ),
@@ -240,6 +273,7 @@ mod tests {
         let settings = BatchNormSettings {
             epsilon: 1e-3,
             momentum: 0.99,
+            normalization: Normalization::Batch,
         };
         let isa = Isa::detect();
         let mut scratch = ReductionScratch::new(BATCH, C);

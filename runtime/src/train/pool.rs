@@ -1,6 +1,8 @@
 //! Max pooling, the residual add, ReLU and copies over a batch.
 
-use crate::elementwise::{add_assign, relu_backward_in_place, relu_in_place};
+use crate::elementwise::{
+    add_assign, guided_relu_backward_in_place, relu_backward_in_place, relu_in_place,
+};
 use crate::geometry::{PaddingMode, Stride, Window};
 use crate::isa::{Compiled, Isa, dispatch};
 use crate::pool::{self as per_image};
@@ -129,9 +131,22 @@ pub fn relu_forward<const H: usize, const W: usize, const C: usize>(
     });
 }
 
+/// How the backward pass goes through a ReLU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReluBackward {
+    /// The gradient: passed where the ReLU's output is positive.
+    #[default]
+    Plain,
+    /// Guided back-propagation's rule (Springenberg et al., 2015): passed
+    /// only where both the output and the gradient are positive, so that
+    /// the input gradient shows what raises the score, not what lowers it.
+    Guided,
+}
+
 /// The backward pass of [`relu_forward`], in place on the gradients.
 pub fn relu_backward<const H: usize, const W: usize, const C: usize>(
     isa: Isa,
+    relu: ReluBackward,
     gradients: &mut [Tensor<H, W, C>],
     outputs: &[Tensor<H, W, C>],
 ) {
@@ -143,7 +158,10 @@ pub fn relu_backward<const H: usize, const W: usize, const C: usize>(
                 isa,
                 Compiled(
                     #[inline(always)]
-                    || relu_backward_in_place(gradient, output),
+                    || match relu {
+                        ReluBackward::Plain => relu_backward_in_place(gradient, output),
+                        ReluBackward::Guided => guided_relu_backward_in_place(gradient, output),
+                    },
                 ),
             )
         });

@@ -5,7 +5,8 @@
 use super::batch::{ReductionScratch, sum_image_gradients, zeroed_batch};
 use super::head::loss_backward;
 use super::model::TrainableModel;
-use super::normalize::BatchNormSettings;
+use super::normalize::{BatchNormSettings, Normalization};
+use super::pool::ReluBackward;
 use crate::adam::Adam;
 use crate::isa::Isa;
 use crate::loss::{LabelOutOfRange, l2_backward, l2_penalty};
@@ -161,6 +162,7 @@ impl<M: TrainableModel> Trainer<M> {
         let settings = BatchNormSettings {
             epsilon: M::BATCH_NORM_EPSILON,
             momentum: self.options.momentum,
+            normalization: Normalization::Batch,
         };
         let isa = self.options.isa;
         let smoothing = self.options.label_smoothing;
@@ -201,6 +203,8 @@ impl<M: TrainableModel> Trainer<M> {
                 workspace,
                 scratch,
                 logit_gradients,
+                ReluBackward::Plain,
+                None,
                 gradients,
                 image_gradients,
             );
