@@ -248,15 +248,19 @@ pub fn fold<M: TrainableModel>(
     Ok(M::with_weights(weights, isa))
 }
 
+/// A model's trainable parameters and moving statistics.
+pub type TrainingState<M> = (
+    Box<<M as TrainableModel>::Parameters>,
+    Box<<M as TrainableModel>::Statistics>,
+);
+
 /// A training state with the same outputs as folded `weights`, for what
 /// needs the training graph of an inference model (gradients of its outputs,
 /// see [`super::Saliency`]): every kernel and bias as folded, every batch
 /// norm an identity plus the folded bias (gamma 1, beta the bias, moving
 /// mean 0 and moving variance `1 - epsilon`), and the bias of a layer with a
 /// batch norm zero, since its beta now holds it.
-pub fn unfold<M: TrainableModel>(
-    weights: &M::Weights,
-) -> Result<(Box<M::Parameters>, Box<M::Statistics>), MissingTensor> {
+pub fn unfold<M: TrainableModel>(weights: &M::Weights) -> Result<TrainingState<M>, MissingTensor> {
     use crate::folded::FoldedTensors;
     /// Where a tensor's values come from.
     enum Fill {
