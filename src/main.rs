@@ -45,9 +45,10 @@ struct DetectArgs {
 struct PipelineArgs {
     #[command(flatten)]
     detect: DetectArgs,
-    /// Emotion weights (default: the paper's, fetched once with pip).
-    #[arg(long)]
-    weights: Option<PathBuf>,
+    /// Emotion weights: `paper` (the paper's, fetched once with pip) or a
+    /// Keras HDF5 or native .safetensors file (default: the paper's).
+    #[arg(long, value_name = "paper|FILE")]
+    weights: Option<cli::WeightsChoice>,
     /// Gender weights; without them no gender is given.
     #[arg(long)]
     gender_weights: Option<PathBuf>,
@@ -63,7 +64,7 @@ impl PipelineArgs {
         cli::pipeline(
             &self.detect.cascade_path()?,
             self.detect.detect_options(),
-            self.weights.as_deref(),
+            self.weights.as_ref(),
             self.gender_weights.as_deref(),
             self.tta.into(),
         )
@@ -137,10 +138,11 @@ enum Command {
         /// The model to run.
         #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
         model: ModelChoice,
-        /// Keras HDF5 or native .safetensors weights. Without it, the emotion
-        /// model uses the paper's weights (fetched once with pip and cached).
-        #[arg(long)]
-        weights: Option<PathBuf>,
+        /// `paper` (the paper's emotion weights, fetched once with pip and
+        /// cached) or a Keras HDF5 or native .safetensors file (default: the
+        /// paper's, for the emotion model).
+        #[arg(long, value_name = "paper|FILE")]
+        weights: Option<cli::WeightsChoice>,
         /// One JSON object per image and line: path, label, probs.
         #[arg(long)]
         json: bool,
@@ -160,9 +162,9 @@ enum Command {
         /// The `Usage` value of the rows to evaluate.
         #[arg(long, default_value = "PublicTest")]
         split: String,
-        /// Keras HDF5 or native .safetensors weights (default: the paper's).
-        #[arg(long)]
-        weights: Option<PathBuf>,
+        /// `paper` or a Keras HDF5 or native .safetensors file (default: the paper's).
+        #[arg(long, value_name = "paper|FILE")]
+        weights: Option<cli::WeightsChoice>,
         /// One JSON object: split, total, correct, accuracy, per_class, confusion.
         #[arg(long)]
         json: bool,
@@ -309,9 +311,10 @@ enum Command {
         /// The model to explain.
         #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
         model: ModelChoice,
-        /// Weights (default: the paper's emotion weights, fetched once with pip).
-        #[arg(long)]
-        weights: Option<PathBuf>,
+        /// `paper` or a Keras HDF5 or native .safetensors file (default: the
+        /// paper's, for the emotion model).
+        #[arg(long, value_name = "paper|FILE")]
+        weights: Option<cli::WeightsChoice>,
         /// Guided back-propagation (the paper's) or Grad-CAM.
         #[arg(long, value_enum, default_value_t = cli::explain::MethodChoice::GuidedBackprop)]
         method: cli::explain::MethodChoice,
@@ -347,14 +350,14 @@ fn main() -> ExitCode {
             json,
             tta,
             images,
-        } => cli::classify::run(model, weights.as_deref(), tta.into(), json, &images),
+        } => cli::classify::run(model, weights.as_ref(), tta.into(), json, &images),
         Command::Eval {
             data,
             split,
             weights,
             json,
             tta,
-        } => cli::eval::run(&data, &split, weights.as_deref(), tta.into(), json),
+        } => cli::eval::run(&data, &split, weights.as_ref(), tta.into(), json),
         Command::Detect {
             detect,
             repeat,
@@ -389,7 +392,7 @@ fn main() -> ExitCode {
             };
             cli::explain::run(cli::explain::Settings {
                 model,
-                weights: weights.as_deref(),
+                weights: weights.as_ref(),
                 method: method.into(),
                 label: label.as_deref(),
                 out: out.as_deref(),

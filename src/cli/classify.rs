@@ -1,19 +1,19 @@
 //! `mini-xception classify`: each image is one face crop.
 
-use super::{CliError, classifier};
+use super::{CliError, WeightsChoice, classifier};
 use crate::ModelChoice;
 use mini_xception::models::Tta;
 use mini_xception::preprocess::load_gray;
 use mini_xception::runtime::argmax;
 use serde_json::{Map, Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Classifies every image; an unreadable one is reported and skipped. Fails
 /// (exit code 1) when any image failed.
 pub fn run(
     model: ModelChoice,
-    weights: Option<&Path>,
+    weights: Option<&WeightsChoice>,
     tta: Tta,
     json: bool,
     images: &[PathBuf],

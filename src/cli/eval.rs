@@ -1,6 +1,6 @@
 //! `mini-xception eval`: accuracy on one split of FER2013.
 
-use super::{CliError, classifier};
+use super::{CliError, WeightsChoice, classifier};
 use crate::ModelChoice;
 use indicatif::{ProgressBar, ProgressStyle};
 use mini_xception::evaluate::{Evaluation, evaluate, ratio};
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 pub fn run(
     data: &Path,
     split: &str,
-    weights: Option<&Path>,
+    weights: Option<&WeightsChoice>,
     tta: Tta,
     json: bool,
 ) -> Result<ExitCode, CliError> {

@@ -1,7 +1,7 @@
 //! `mini-xception explain`: the saliency of each face's predicted (or
 //! given) label, drawn as a PNG beside the input.
 
-use super::{CliError, weights_path};
+use super::{CliError, WeightsChoice, weights_path};
 use crate::ModelChoice;
 use mini_xception::detect::{Cascade, DetectOptions};
 use mini_xception::explain::{Explainer, Method};
@@ -33,7 +33,7 @@ impl From<MethodChoice> for Method {
 /// What `explain` was asked for.
 pub struct Settings<'a> {
     pub model: ModelChoice,
-    pub weights: Option<&'a Path>,
+    pub weights: Option<&'a WeightsChoice>,
     pub method: Method,
     /// A label name or index; the predicted label when absent.
     pub label: Option<&'a str>,

@@ -18,11 +18,41 @@ use std::path::{Path, PathBuf};
 /// An error for the user: printed after `mini-xception: `.
 pub type CliError = Box<dyn std::error::Error>;
 
-/// The weights to use: the given file, else the paper's emotion weights.
-pub fn weights_path(model: ModelChoice, given: Option<&Path>) -> Result<PathBuf, CliError> {
+/// Which weights a command runs: `--weights paper` or `--weights FILE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WeightsChoice {
+    /// The paper's emotion weights, fetched once with pip and verified.
+    Paper,
+    /// A Keras HDF5 or native `.safetensors` file.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for WeightsChoice {
+    type Err = std::convert::Infallible;
+
+    /// `paper` names the paper's weights; anything else is a file (a file
+    /// named `paper` is `./paper`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "paper" => WeightsChoice::Paper,
+            path => WeightsChoice::File(PathBuf::from(path)),
+        })
+    }
+}
+
+/// The weights file to use: the given one, else the paper's emotion weights.
+pub fn weights_path(
+    model: ModelChoice,
+    given: Option<&WeightsChoice>,
+) -> Result<PathBuf, CliError> {
     match (given, model) {
-        (Some(path), _) => Ok(path.to_path_buf()),
-        (None, ModelChoice::Emotion) => Ok(mini_xception::pretrained::emotion_weights()?),
+        (Some(WeightsChoice::File(path)), _) => Ok(path.clone()),
+        (Some(WeightsChoice::Paper) | None, ModelChoice::Emotion) => {
+            Ok(mini_xception::pretrained::emotion_weights()?)
+        }
+        (Some(WeightsChoice::Paper), ModelChoice::Gender) => {
+            Err("--weights paper: the paper's weights are for the emotion model; give the gender model --weights FILE".into())
+        }
         (None, ModelChoice::Gender) => Err("the gender model needs --weights FILE: no package ships its weights \
              (gender_mini_XCEPTION.21-0.95.hdf5 is in oarriaga/face_classification, trained_models/gender_models)"
             .into()),
@@ -35,7 +65,7 @@ pub fn weights_path(model: ModelChoice, given: Option<&Path>) -> Result<PathBuf,
 pub fn pipeline(
     cascade: &Path,
     options: mini_xception::detect::DetectOptions,
-    weights: Option<&Path>,
+    weights: Option<&WeightsChoice>,
     gender_weights: Option<&Path>,
     tta: Tta,
 ) -> Result<mini_xception::faces::Pipeline, CliError> {
@@ -53,7 +83,7 @@ pub fn pipeline(
 /// The classifier for `model` with its weights loaded, averaging over `tta`.
 pub fn classifier(
     model: ModelChoice,
-    weights: Option<&Path>,
+    weights: Option<&WeightsChoice>,
     tta: Tta,
 ) -> Result<Box<dyn FaceClassifier>, CliError> {
     let path = weights_path(model, weights)?;
