@@ -294,6 +294,16 @@ enum Command {
         /// Start from these Keras HDF5 weights (e.g. the paper's) instead of Keras' initialisation.
         #[arg(long)]
         init: Option<PathBuf>,
+        /// Learn from this trained model too (knowledge distillation; give it
+        /// several times for several teachers, whose probabilities are averaged).
+        #[arg(long = "teacher", value_name = "FILE")]
+        teachers: Vec<PathBuf>,
+        /// The teachers' share of the loss, in [0, 1].
+        #[arg(long, default_value_t = 0.5, value_name = "A")]
+        distill_weight: f32,
+        /// The temperature of the softmaxes the teachers are matched at.
+        #[arg(long, default_value_t = 2.0, value_name = "T")]
+        temperature: f32,
         /// Continue from --out/last.checkpoint.
         #[arg(long)]
         resume: bool,
@@ -458,6 +468,9 @@ fn main() -> ExitCode {
             seed,
             limit,
             init,
+            teachers,
+            distill_weight,
+            temperature,
             resume,
             threads,
             quiet,
@@ -478,6 +491,9 @@ fn main() -> ExitCode {
             seed,
             limit,
             init,
+            teachers,
+            distill_weight,
+            temperature,
             resume,
             threads,
             quiet,

@@ -166,7 +166,7 @@ impl<M: InferenceModel> FaceClassifier for Classifier<M> {
 
 /// Flips a model's input left to right, in place: each row's pixels (of all
 /// their channels) in reverse order.
-fn mirror_input<M: InferenceModel>(input: &mut M::Input) {
+pub(crate) fn mirror_input<M: InferenceModel>(input: &mut M::Input) {
     let [_, width, channels] = M::INPUT_SHAPE;
     let row_length = (width * channels).max(1);
     for row in flat_mut(input).chunks_exact_mut(row_length) {

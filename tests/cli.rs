@@ -197,7 +197,14 @@ fn the_gender_model_asks_for_its_weights() {
         stderr(&output)
     );
     let output = run(
-        &["classify", "--model", "gender", "--weights", "paper", "face.png"],
+        &[
+            "classify",
+            "--model",
+            "gender",
+            "--weights",
+            "paper",
+            "face.png",
+        ],
         &[],
     );
     assert!(!output.status.success());
@@ -239,7 +246,10 @@ fn default_weights_are_fetched_once_and_cached() {
     let cached = std::fs::read(cache.path().join("fer2013_mini_XCEPTION.102-0.66.hdf5")).unwrap();
     assert_eq!(cached, std::fs::read(shared(EMOTION_WEIGHTS)).unwrap());
 
-    let second = run(&["classify", "--weights", "paper", face.to_str().unwrap()], &envs);
+    let second = run(
+        &["classify", "--weights", "paper", face.to_str().unwrap()],
+        &envs,
+    );
     assert!(second.status.success());
     assert!(!stderr(&second).contains("fetching"), "{}", stderr(&second));
     assert_eq!(stdout(&first), stdout(&second));

@@ -329,3 +329,93 @@ fn a_short_run_learns() {
     );
     assert!(out.path().join("best.safetensors").exists());
 }
+
+/// A teacher that all but always says `fear` (class 2): Keras' initial
+/// weights with a head bias of 10 on that class.
+fn fearful_teacher(directory: &Path) -> PathBuf {
+    use mini_xception::runtime::ParameterKind;
+    use mini_xception::runtime::flat_mut;
+    use mini_xception::runtime::train::{TrainableModel, fold};
+    let (mut parameters, statistics) = keras_initial::<MiniXceptionPaz>(3);
+    let bias = MiniXceptionPaz::TENSORS
+        .iter()
+        .find(|t| t.layer == "head" && t.kind == ParameterKind::Bias)
+        .unwrap();
+    bias.values_mut(flat_mut(&mut *parameters)).unwrap()[2] = 10.0;
+    let model = fold::<MiniXceptionPaz>(&parameters, &statistics, Isa::detect()).unwrap();
+    let path = directory.join("teacher.safetensors");
+    mini_xception::native::save(
+        mini_xception::runtime::InferenceModel::model_weights(&model),
+        "MiniXceptionPaz",
+        &path,
+    )
+    .unwrap();
+    path
+}
+
+/// Distillation: with no weight on the teacher a run is the plain run, bit
+/// for bit; with all the weight on a teacher that says `fear` to every face,
+/// the student learns to say it too, which the labels alone never teach.
+/// A teacher file changed after the run began is refused on resuming.
+#[test]
+fn a_distilled_run_follows_its_teacher() {
+    let directory = tempfile::tempdir().unwrap();
+    let teacher = fearful_teacher(directory.path());
+    let recipe = |weight: f32| TrainSettings {
+        learning_rate: 1e-2,
+        teachers: Some(
+            mini_xception::train::Teachers::from_files(vec![teacher.clone()], weight, 1.0).unwrap(),
+        ),
+        ..settings(2048, 1)
+    };
+    let fear_share = |summary: &mini_xception::train::RunSummary| {
+        let fear: usize = summary.best_confusion.iter().map(|row| row[2]).sum();
+        let all: usize = summary.best_confusion.iter().flatten().sum();
+        fear as f64 / all as f64
+    };
+
+    let plain = directory.path().join("plain");
+    let plain_summary = train_paz(
+        &plain,
+        &TrainSettings {
+            learning_rate: 1e-2,
+            ..settings(2048, 1)
+        },
+        &options(2),
+    );
+    let unweighted = directory.path().join("unweighted");
+    train_paz(&unweighted, &recipe(0.0), &options(2));
+    assert!(
+        checkpoint_values(&plain.join("last.checkpoint"))
+            == checkpoint_values(&unweighted.join("last.checkpoint")),
+        "a teacher of weight 0 changed the run"
+    );
+
+    let distilled = directory.path().join("distilled");
+    let distilled_settings = recipe(1.0);
+    let distilled_summary = train_paz(&distilled, &distilled_settings, &options(2));
+    let (before, after) = (fear_share(&plain_summary), fear_share(&distilled_summary));
+    println!("share of PublicTest faces called fear: plain {before:.3}, distilled {after:.3}");
+    assert!(after > 0.9, "distilled: {after}");
+    assert!(before < 0.5, "plain: {before}");
+
+    // The teacher changes: resuming (here: the finished run) is refused.
+    std::fs::write(&teacher, b"another teacher").unwrap();
+    let (training, validation) = faces();
+    let resumed = train_faces::<MiniXceptionPaz>(
+        training,
+        validation,
+        &distilled,
+        &distilled_settings,
+        &RunOptions {
+            resume: true,
+            ..options(2)
+        },
+        &mut |_| {},
+    );
+    let error = resumed.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("teacher.safetensors: the teacher has changed since the run began"),
+        "{error}"
+    );
+}

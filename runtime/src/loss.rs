@@ -72,6 +72,64 @@ pub fn softmax_cross_entropy_into(
     Ok(loss)
 }
 
+/// Knowledge distillation (Hinton, Vinyals and Dean, 2015): how much a
+/// teacher's probabilities count in a step's loss, and at what temperature.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Distillation {
+    /// The teacher's share `a` of the loss: `(1 - a) * CE(label, softmax(z))
+    /// + a * T^2 * CE(teacher, softmax(z / T))`.
+    pub weight: f32,
+    /// The temperature `T` of the student's softmax in the teacher's term
+    /// (the teacher's probabilities are given already at it).
+    pub temperature: f32,
+}
+
+/// The distilled loss of one image, `(1 - a) * CE(label) + a * T^2 *
+/// CE(teacher, softmax(logits / T))` with `a` and `T` from `distillation`
+/// and the label term as [`softmax_cross_entropy_into`] (smoothed), and the
+/// gradient of `scale * loss` with respect to the logits, `scale * ((1 - a)
+/// * (softmax(z) - target) + a * T * (softmax(z / T) - teacher))`. The `T^2`
+/// keeps the teacher's gradient on the scale of the label's whatever `T`.
+/// `teacher` holds one probability per class.
+pub fn distillation_cross_entropy_into(
+    logits: &[f32],
+    label: usize,
+    smoothing: f32,
+    teacher: &[f32],
+    distillation: Distillation,
+    scale: f32,
+    gradient: &mut [f32],
+) -> Result<f64, LabelOutOfRange> {
+    let (weight, temperature) = (
+        distillation.weight as f64,
+        (distillation.temperature as f64).max(f64::MIN_POSITIVE),
+    );
+    let label_loss = softmax_cross_entropy_into(
+        logits,
+        label,
+        smoothing,
+        ((1.0 - weight) * scale as f64) as f32,
+        gradient,
+    )?;
+    let softened = |v: f32| v as f64 / temperature;
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(softened(v)));
+    let log_total = logits
+        .iter()
+        .map(|&v| (softened(v) - max).exp())
+        .sum::<f64>()
+        .ln();
+    let mut teacher_loss = 0.0;
+    let teacher_scale = weight * temperature * scale as f64;
+    for ((&logit, &target), g) in logits.iter().zip(teacher).zip(gradient.iter_mut()) {
+        let log_probability = softened(logit) - max - log_total;
+        teacher_loss -= target as f64 * log_probability;
+        *g += (teacher_scale * (log_probability.exp() - target as f64)) as f32;
+    }
+    Ok((1.0 - weight) * label_loss + weight * temperature * temperature * teacher_loss)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +157,68 @@ mod tests {
             });
             assert_gradient_close("logits", &gradient, &numeric, 1e-6);
         }
+    }
+
+    #[test]
+    fn the_distilled_loss_and_gradient_match_finite_differences() {
+        let logits = [0.3f32, -1.2, 2.5, 0.0, -0.7];
+        let teacher = [0.1f32, 0.05, 0.6, 0.2, 0.05];
+        // The loss in f64, straight from its definition.
+        let loss = |z: &[f64], label: usize, smoothing: f64, a: f64, t: f64| {
+            let log_softmax = |z: Vec<f64>| {
+                let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let total: f64 = z.iter().map(|v| (v - max).exp()).sum();
+                z.iter().map(|v| v - max - total.ln()).collect::<Vec<_>>()
+            };
+            let plain = log_softmax(z.to_vec());
+            let soft = log_softmax(z.iter().map(|v| v / t).collect());
+            let n = z.len() as f64;
+            let label_term: f64 = (0..z.len())
+                .map(|c| {
+                    -(smoothing / n + if c == label { 1.0 - smoothing } else { 0.0 }) * plain[c]
+                })
+                .sum();
+            let teacher_term: f64 = (0..z.len()).map(|c| -(teacher[c] as f64) * soft[c]).sum();
+            (1.0 - a) * label_term + a * t * t * teacher_term
+        };
+        for (label, smoothing, weight, temperature) in [
+            (2, 0.0f32, 0.5f32, 1.0f32),
+            (0, 0.1, 0.7, 4.0),
+            (4, 0.0, 1.0, 2.0),
+        ] {
+            let distillation = Distillation {
+                weight,
+                temperature,
+            };
+            let mut gradient = [0.0f32; 5];
+            let value = distillation_cross_entropy_into(
+                &logits,
+                label,
+                smoothing,
+                &teacher,
+                distillation,
+                0.25,
+                &mut gradient,
+            )
+            .unwrap();
+            let (a, t, e) = (weight as f64, temperature as f64, smoothing as f64);
+            let expected = loss(&widen(&logits), label, e, a, t);
+            assert!((value - expected).abs() < 1e-12, "{value} vs {expected}");
+            let numeric =
+                numeric_gradient(&widen(&logits), 1e-4, |z| 0.25 * loss(z, label, e, a, t));
+            assert_gradient_close("logits", &gradient, &numeric, 1e-6);
+        }
+        // With no weight on the teacher it is the plain (smoothed) loss.
+        let mut distilled = [0.0f32; 5];
+        let mut plain = [0.0f32; 5];
+        let none = Distillation {
+            weight: 0.0,
+            temperature: 3.0,
+        };
+        let a =
+            distillation_cross_entropy_into(&logits, 1, 0.1, &teacher, none, 1.0, &mut distilled);
+        let b = softmax_cross_entropy_into(&logits, 1, 0.1, 1.0, &mut plain);
+        assert_eq!((a, distilled), (b, plain));
     }
 
     #[test]

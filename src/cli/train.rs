@@ -5,7 +5,7 @@ use mini_xception::models::{emotion::MiniXception, paz::MiniXceptionPaz};
 use mini_xception::runtime::Isa;
 use mini_xception::runtime::train::TrainableModel;
 use mini_xception::train::checkpoint::EpochRecord;
-use mini_xception::train::{Augmentation, RunOptions, Schedule, TrainSettings, train};
+use mini_xception::train::{Augmentation, RunOptions, Schedule, Teachers, TrainSettings, train};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -45,6 +45,9 @@ pub struct Settings {
     pub seed: u64,
     pub limit: Option<usize>,
     pub init: Option<PathBuf>,
+    pub teachers: Vec<PathBuf>,
+    pub distill_weight: f32,
+    pub temperature: f32,
     pub resume: bool,
     pub threads: Option<usize>,
     pub quiet: bool,
@@ -82,6 +85,15 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
         seed: settings.seed,
         limit: settings.limit,
         init: settings.init.clone(),
+        teachers: if settings.teachers.is_empty() {
+            None
+        } else {
+            Some(Teachers::from_files(
+                settings.teachers.clone(),
+                settings.distill_weight,
+                settings.temperature,
+            )?)
+        },
     };
     let options = RunOptions {
         threads: settings

@@ -6,11 +6,13 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod data;
+pub mod distill;
 pub mod init;
 pub mod plots;
 pub mod run;
 
 pub use augment::Augmentation;
+pub use distill::Teachers;
 pub use init::keras_initial;
 pub use run::{
     RunError, RunOptions, RunSummary, Schedule, TrainSettings, evaluate, train, train_faces,

@@ -8,6 +8,7 @@
 use super::augment::{Augmentation, augment_into, plain_into};
 use super::checkpoint::{self, CheckpointError, CheckpointHeader, EpochRecord, ScheduleState};
 use super::data::{DataError, Faces, load_split};
+use super::distill::{TeacherError, Teachers};
 use super::init::keras_initial;
 use super::plots::{PlotError, draw_confusion, draw_curves};
 use crate::keras::{self, WeightsError};
@@ -16,7 +17,8 @@ use crate::runtime::train::{
     TrainError, TrainableModel, Trainer, TrainerOptions, fold, read_training_state,
 };
 use crate::runtime::{
-    Adam, Isa, argmax, bytemuck, flat, flat_mut, l2_penalty, softmax_cross_entropy_into,
+    Adam, Isa, argmax, bytemuck, flat, flat_mut, l2_penalty, loss::Distillation,
+    softmax_cross_entropy_into,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -61,6 +63,11 @@ pub struct TrainSettings {
     pub limit: Option<usize>,
     /// Start from these weights (a Keras HDF5 file) instead of Keras' initialisation.
     pub init: Option<PathBuf>,
+    /// Learn from these trained models too (knowledge distillation). Left
+    /// out of the checkpoint's record of the settings when `None`, so that
+    /// runs from before it resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teachers: Option<Teachers>,
 }
 
 impl Default for TrainSettings {
@@ -82,6 +89,7 @@ impl Default for TrainSettings {
             seed: 0,
             limit: None,
             init: None,
+            teachers: None,
         }
     }
 }
@@ -126,6 +134,8 @@ pub enum RunError {
     Output { file: String, reason: String },
     #[error(transparent)]
     Plot(#[from] PlotError),
+    #[error(transparent)]
+    Teacher(#[from] TeacherError),
 }
 
 /// What a finished run gives.
@@ -145,6 +155,8 @@ pub struct RunSummary {
 struct Batch<I> {
     inputs: Box<[I]>,
     labels: Vec<usize>,
+    /// The teachers' probabilities, classes per image, when distilling.
+    teacher: Vec<f32>,
 }
 
 /// The seed of one image's augmentation: a function of the run's seed, the
@@ -233,6 +245,16 @@ pub fn train_faces<M: TrainableModel>(
         momentum: 0.99,
     };
     let mut trainer = Trainer::<M>::new(parameters, statistics, trainer_options)?;
+    let teacher_probabilities = match &settings.teachers {
+        Some(teachers) => {
+            Some(trainer.install(|| teachers.probabilities::<M>(training, options.isa))?)
+        }
+        None => None,
+    };
+    let distillation = settings.teachers.as_ref().map(|t| Distillation {
+        weight: t.weight,
+        temperature: t.temperature,
+    });
     let settings_json = serde_json::to_value(settings).map_err(|e| RunError::Output {
         file: out_name.clone(),
         reason: e.to_string(),
@@ -278,6 +300,14 @@ pub fn train_faces<M: TrainableModel>(
         .map(|_| Batch {
             inputs: crate::runtime::train::zeroed_batch(settings.batch),
             labels: vec![0; settings.batch],
+            teacher: vec![
+                0.0;
+                if settings.teachers.is_some() {
+                    settings.batch * M::CLASSES
+                } else {
+                    0
+                }
+            ],
         })
         .collect();
 
@@ -301,6 +331,7 @@ pub fn train_faces<M: TrainableModel>(
                 let _ = empty_sender.send(batch);
             }
             let order = &order;
+            let teacher_probabilities = teacher_probabilities.as_deref();
             // Prepares the coming batches while the trainer runs this one,
             // and hands back its channel, with the batches still in it.
             let producer = scope.spawn(move || {
@@ -308,7 +339,15 @@ pub fn train_faces<M: TrainableModel>(
                     let Ok(mut batch) = empty_receiver.recv() else {
                         break;
                     };
-                    fill_batch::<M>(training, order, settings, epoch, step, &mut batch);
+                    fill_batch::<M>(
+                        training,
+                        teacher_probabilities,
+                        order,
+                        settings,
+                        epoch,
+                        step,
+                        &mut batch,
+                    );
                     if full_sender.send(batch).is_err() {
                         break;
                     }
@@ -325,7 +364,16 @@ pub fn train_faces<M: TrainableModel>(
                     epoch * steps_per_epoch + step,
                     total_steps,
                 ));
-                match trainer.step(&batch.inputs, &batch.labels) {
+                let report = match distillation {
+                    Some(distillation) => trainer.step_distilled(
+                        &batch.inputs,
+                        &batch.labels,
+                        &batch.teacher,
+                        distillation,
+                    ),
+                    None => trainer.step(&batch.inputs, &batch.labels),
+                };
+                match report {
                     Ok(report) => {
                         loss_sum += report.loss;
                         correct += report.correct;
@@ -415,9 +463,11 @@ pub fn train_faces<M: TrainableModel>(
 }
 
 /// Fills `batch` with step `step` of `epoch`: the faces in the epoch's
-/// order, each augmented with its own seed.
+/// order, each augmented with its own seed, and when distilling their
+/// teachers' probabilities.
 fn fill_batch<M: TrainableModel>(
     training: &Faces,
+    teacher_probabilities: Option<&[f32]>,
     order: &[usize],
     settings: &TrainSettings,
     epoch: usize,
@@ -445,6 +495,13 @@ fn fill_batch<M: TrainableModel>(
             None => plain_into(face, values),
         }
         *label = training.labels[index];
+        let classes = M::CLASSES;
+        if let Some(probabilities) =
+            teacher_probabilities.and_then(|p| p.get(index * classes..(index + 1) * classes))
+            && let Some(slot) = batch.teacher.get_mut(i * classes..(i + 1) * classes)
+        {
+            slot.copy_from_slice(probabilities);
+        }
     }
 }
 
@@ -610,6 +667,14 @@ fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> indicatif::ProgressBa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_without_teachers_are_recorded_as_before_them() {
+        let recorded = serde_json::to_value(TrainSettings::default()).unwrap();
+        assert!(recorded.get("teachers").is_none(), "{recorded}");
+        let read: TrainSettings = serde_json::from_value(recorded).unwrap();
+        assert_eq!(read, TrainSettings::default());
+    }
 
     #[test]
     fn cosine_decays_from_the_initial_rate_to_zero_and_plateau_keeps_the_epochs_rate() {

@@ -2,7 +2,9 @@
 //! logits, the loss, and their backward passes.
 
 use crate::global_pool::{global_average_pool, global_average_pool_backward};
-use crate::loss::{LabelOutOfRange, softmax_cross_entropy_into};
+use crate::loss::{
+    Distillation, LabelOutOfRange, distillation_cross_entropy_into, softmax_cross_entropy_into,
+};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -28,18 +30,49 @@ pub fn loss_backward(
     smoothing: f32,
     logit_gradients: &mut [f32],
 ) -> Result<f64, LabelOutOfRange> {
+    distilled_loss_backward(logits, classes, labels, smoothing, None, logit_gradients)
+}
+
+/// [`loss_backward`] with, when given, a teacher's probabilities
+/// (`classes` per image) and how they count
+/// ([`distillation_cross_entropy_into`]).
+pub fn distilled_loss_backward(
+    logits: &[f32],
+    classes: usize,
+    labels: &[usize],
+    smoothing: f32,
+    teacher: Option<(&[f32], Distillation)>,
+    logit_gradients: &mut [f32],
+) -> Result<f64, LabelOutOfRange> {
     if let Some(&label) = labels.iter().find(|&&label| label >= classes) {
         return Err(LabelOutOfRange { label, classes });
     }
     let images = labels.len().max(1);
     let scale = 1.0 / images as f32;
     let mut total = 0.0;
-    for ((logits, &label), gradient) in logits
-        .chunks_exact(classes.max(1))
+    let per_image = classes.max(1);
+    for (image, ((logits, &label), gradient)) in logits
+        .chunks_exact(per_image)
         .zip(labels)
-        .zip(logit_gradients.chunks_exact_mut(classes.max(1)))
+        .zip(logit_gradients.chunks_exact_mut(per_image))
+        .enumerate()
     {
-        total += softmax_cross_entropy_into(logits, label, smoothing, scale, gradient)?;
+        let targets = teacher.and_then(|(probabilities, distillation)| {
+            let start = image * per_image;
+            Some((probabilities.get(start..start + per_image)?, distillation))
+        });
+        total += match targets {
+            Some((targets, distillation)) => distillation_cross_entropy_into(
+                logits,
+                label,
+                smoothing,
+                targets,
+                distillation,
+                scale,
+                gradient,
+            )?,
+            None => softmax_cross_entropy_into(logits, label, smoothing, scale, gradient)?,
+        };
     }
     Ok(total / images as f64)
 }

@@ -27,7 +27,7 @@ pub use convolution::{
     conv2d_backward, conv2d_forward, pointwise_backward, pointwise_forward, separable_backward,
     separable_forward,
 };
-pub use head::{logits_backward, logits_forward, loss_backward};
+pub use head::{distilled_loss_backward, logits_backward, logits_forward, loss_backward};
 pub use model::{
     FeatureMap, MissingTensor, TrainableModel, TrainingState, TrainingStateSource, TrainingTensor,
     fold, read_training_state, unfold,

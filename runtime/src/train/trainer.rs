@@ -3,13 +3,13 @@
 //! allocates nothing.
 
 use super::batch::{ReductionScratch, sum_image_gradients, zeroed_batch};
-use super::head::loss_backward;
+use super::head::distilled_loss_backward;
 use super::model::TrainableModel;
 use super::normalize::{BatchNormSettings, Normalization};
 use super::pool::ReluBackward;
 use crate::adam::Adam;
 use crate::isa::Isa;
-use crate::loss::{LabelOutOfRange, l2_backward, l2_penalty};
+use crate::loss::{Distillation, LabelOutOfRange, l2_backward, l2_penalty};
 use crate::softmax::argmax;
 use crate::tensor::{flat, flat_mut, zeroed_box};
 
@@ -63,6 +63,10 @@ pub enum TrainError {
     /// A label is not one of the model's classes.
     #[error(transparent)]
     Label(#[from] LabelOutOfRange),
+    /// A distilled step got another number of teacher probabilities than
+    /// its batch's classes.
+    #[error("a distilled step takes {expected} teacher probabilities, got {found}")]
+    TeacherSize { expected: usize, found: usize },
     /// The thread pool could not be started.
     #[error("cannot start {threads} training threads: {reason}")]
     Threads { threads: usize, reason: String },
@@ -73,7 +77,7 @@ pub enum TrainError {
 pub struct StepReport {
     /// The mean cross-entropy plus the L2 penalties: the loss Keras reports.
     pub loss: f64,
-    /// The mean cross-entropy alone.
+    /// The mean cross-entropy alone (distilled steps: the mean distilled loss).
     pub data_loss: f64,
     /// Images whose largest logit is their label's.
     pub correct: usize,
@@ -151,12 +155,43 @@ impl<M: TrainableModel> Trainer<M> {
         inputs: &[M::Input],
         labels: &[usize],
     ) -> Result<StepReport, TrainError> {
+        self.step_with_teacher(inputs, labels, None)
+    }
+
+    /// [`Trainer::step`] learning from a teacher too (knowledge
+    /// distillation): `teacher` holds its probabilities for every image
+    /// (`M::CLASSES` each, at the distillation's temperature), and the loss
+    /// is [`crate::loss::distillation_cross_entropy_into`]'s.
+    pub fn step_distilled(
+        &mut self,
+        inputs: &[M::Input],
+        labels: &[usize],
+        teacher: &[f32],
+        distillation: Distillation,
+    ) -> Result<StepReport, TrainError> {
+        self.step_with_teacher(inputs, labels, Some((teacher, distillation)))
+    }
+
+    fn step_with_teacher(
+        &mut self,
+        inputs: &[M::Input],
+        labels: &[usize],
+        teacher: Option<(&[f32], Distillation)>,
+    ) -> Result<StepReport, TrainError> {
         let batch = self.options.batch;
         if inputs.len() != batch || labels.len() != batch {
             return Err(TrainError::BatchSize {
                 batch,
                 images: inputs.len(),
                 labels: labels.len(),
+            });
+        }
+        if let Some((probabilities, _)) = teacher
+            && probabilities.len() != batch * M::CLASSES
+        {
+            return Err(TrainError::TeacherSize {
+                expected: batch * M::CLASSES,
+                found: probabilities.len(),
             });
         }
         let settings = BatchNormSettings {
@@ -194,7 +229,14 @@ impl<M: TrainableModel> Trainer<M> {
             M::forward_train(
                 isa, parameters, statistics, settings, inputs, workspace, scratch, logits,
             );
-            let data_loss = loss_backward(logits, M::CLASSES, labels, smoothing, logit_gradients)?;
+            let data_loss = distilled_loss_backward(
+                logits,
+                M::CLASSES,
+                labels,
+                smoothing,
+                teacher,
+                logit_gradients,
+            )?;
             flat_mut(&mut **gradients).fill(0.0);
             M::backward(
                 isa,

@@ -1,0 +1,209 @@
+//! Knowledge distillation (Hinton, Vinyals and Dean, 2015): a run learns
+//! from trained models of the same architecture as well as from the labels.
+//!
+//! The teachers' probabilities are computed once per run, for each training
+//! face as it is (not augmented), averaged over the teachers and over the
+//! face and its mirror image, at the distillation's temperature. The mirror
+//! average makes the targets the same for a face and its flipped copy, which
+//! augmentation produces; the other transforms are small. Matching the
+//! teacher on each augmented view instead (Beyer et al., 2022) would cost a
+//! teacher pass per image and step.
+
+use super::augment::plain_into;
+use super::data::Faces;
+use crate::models::{LoadError, load_weights, mirror_input};
+use crate::pretrained::sha256_hex;
+use crate::runtime::softmax::softmax_slice;
+use crate::runtime::{InferenceModel, Isa, bytemuck, flat_mut};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The teachers of a run and how much they count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Teachers {
+    /// Their weight files (native `.safetensors` or Keras HDF5).
+    pub files: Vec<PathBuf>,
+    /// Each file's sha256, so that a run resumes only with the same teachers.
+    pub sha256: Vec<String>,
+    /// The teachers' share of the loss, in `[0, 1]`.
+    pub weight: f32,
+    /// The temperature of the softmaxes compared.
+    pub temperature: f32,
+}
+
+/// Why the teachers could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TeacherError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{file}: the teacher has changed since the run began (sha256 {found}, the run's {expected})"
+    )]
+    Changed {
+        file: String,
+        expected: String,
+        found: String,
+    },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(
+        "the distillation weight must lie in [0, 1] and the temperature be positive, got {weight} and {temperature}"
+    )]
+    Settings { weight: f32, temperature: f32 },
+}
+
+impl Teachers {
+    /// The teachers in `files`, hashed now.
+    pub fn from_files(
+        files: Vec<PathBuf>,
+        weight: f32,
+        temperature: f32,
+    ) -> Result<Self, TeacherError> {
+        let usable = (0.0..=1.0).contains(&weight) && temperature > 0.0 && temperature.is_finite();
+        if !usable {
+            return Err(TeacherError::Settings {
+                weight,
+                temperature,
+            });
+        }
+        let sha256 = files
+            .iter()
+            .map(|file| Ok(sha256_hex(&read(file)?)))
+            .collect::<Result<_, TeacherError>>()?;
+        Ok(Self {
+            files,
+            sha256,
+            weight,
+            temperature,
+        })
+    }
+
+    /// The teachers' probabilities for every face of `faces`
+    /// (`M::CLASS_LABELS.len()` each, face after face), on the calling
+    /// rayon pool. Checks first that the files are those hashed.
+    pub fn probabilities<M: InferenceModel>(
+        &self,
+        faces: &Faces,
+        isa: Isa,
+    ) -> Result<Vec<f32>, TeacherError> {
+        let mut models = Vec::with_capacity(self.files.len());
+        for (file, expected) in self.files.iter().zip(&self.sha256) {
+            let found = sha256_hex(&read(file)?);
+            if &found != expected {
+                return Err(TeacherError::Changed {
+                    file: file.display().to_string(),
+                    expected: expected.clone(),
+                    found,
+                });
+            }
+            models.push(M::with_weights(load_weights::<M>(file)?, isa));
+        }
+        let classes = M::CLASS_LABELS.len();
+        let temperature = self.temperature;
+        let mut probabilities = vec![0.0f32; faces.len() * classes];
+        let faces_per_chunk = 256;
+        probabilities
+            .par_chunks_mut(faces_per_chunk * classes)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                let mut scratch = M::new_scratch();
+                let mut input: Box<M::Input> = bytemuck::zeroed_box();
+                let mut logits = vec![0.0f32; classes];
+                for (i, face_out) in out.chunks_exact_mut(classes).enumerate() {
+                    let face = faces.face(chunk * faces_per_chunk + i);
+                    let mut views = 0;
+                    for model in &models {
+                        plain_into(face, flat_mut(&mut *input));
+                        for mirrored in [false, true] {
+                            if mirrored {
+                                mirror_input::<M>(&mut input);
+                            }
+                            model.logits_into(&input, &mut scratch, &mut logits);
+                            let softened: Vec<f32> =
+                                logits.iter().map(|&z| z / temperature).collect();
+                            for (sum, p) in face_out.iter_mut().zip(softmax_slice(&softened)) {
+                                *sum += p;
+                            }
+                            views += 1;
+                        }
+                    }
+                    face_out.iter_mut().for_each(|p| *p /= views.max(1) as f32);
+                }
+            });
+        Ok(probabilities)
+    }
+}
+
+fn read(file: &std::path::Path) -> Result<Vec<u8>, TeacherError> {
+    std::fs::read(file).map_err(|source| TeacherError::Io {
+        file: file.display().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::paz::MiniXceptionPaz;
+    use crate::runtime::train::fold;
+    use crate::train::keras_initial;
+
+    /// Keras' initial weights of the 48x48 model, saved as a teacher.
+    fn teacher(directory: &std::path::Path) -> PathBuf {
+        let (parameters, statistics) = keras_initial::<MiniXceptionPaz>(5);
+        let model = fold::<MiniXceptionPaz>(&parameters, &statistics, Isa::detect()).unwrap();
+        let path = directory.join("teacher.safetensors");
+        crate::native::save(model.model_weights(), MiniXceptionPaz::NAME, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_face_and_its_mirror_get_the_same_probabilities_which_sum_to_one() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = teacher(directory.path());
+        let face: Vec<u8> = (0..48 * 48)
+            .map(|i| ((i * 37 + i / 48 * 11) % 256) as u8)
+            .collect();
+        let mirror: Vec<u8> = face
+            .chunks_exact(48)
+            .flat_map(|row| row.iter().rev().copied())
+            .collect();
+        let faces = Faces {
+            pixels: [face, mirror].concat(),
+            labels: vec![0, 0],
+            size: [48, 48],
+        };
+        let sharp = Teachers::from_files(vec![file.clone()], 0.5, 1.0).unwrap();
+        let p = sharp
+            .probabilities::<MiniXceptionPaz>(&faces, Isa::detect())
+            .unwrap();
+        assert_eq!(p[..7], p[7..]);
+        assert!((p[..7].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        // Hot enough, every class gets nearly a seventh.
+        let hot = Teachers::from_files(vec![file], 0.5, 1e4).unwrap();
+        let p = hot
+            .probabilities::<MiniXceptionPaz>(&faces, Isa::detect())
+            .unwrap();
+        assert!(p.iter().all(|&v| (v - 1.0 / 7.0).abs() < 1e-3), "{p:?}");
+    }
+
+    #[test]
+    fn settings_out_of_range_and_missing_files_are_errors() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = teacher(directory.path());
+        for (weight, temperature) in [(1.5, 1.0), (-0.1, 1.0), (0.5, 0.0), (0.5, f32::NAN)] {
+            assert!(matches!(
+                Teachers::from_files(vec![file.clone()], weight, temperature),
+                Err(TeacherError::Settings { .. })
+            ));
+        }
+        let missing = directory.path().join("missing.safetensors");
+        let error = Teachers::from_files(vec![missing], 0.5, 1.0).unwrap_err();
+        assert!(error.to_string().contains("missing.safetensors"), "{error}");
+    }
+}
