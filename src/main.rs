@@ -274,6 +274,10 @@ enum Command {
         /// Label smoothing of the cross-entropy (0 for none).
         #[arg(long, default_value_t = 0.0)]
         label_smoothing: f32,
+        /// Every L2 factor of the model file times F (e.g. 0.1 for a tenth
+        /// of the paper's 0.01; 1 keeps the file's).
+        #[arg(long, default_value_t = 1.0, value_name = "F")]
+        l2_scale: f32,
         /// Train without the random rotation, shift, zoom and flip.
         #[arg(long)]
         no_augment: bool,
@@ -462,6 +466,7 @@ fn main() -> ExitCode {
             patience,
             early_stop,
             label_smoothing,
+            l2_scale,
             no_augment,
             brightness,
             contrast,
@@ -485,6 +490,7 @@ fn main() -> ExitCode {
             patience,
             early_stop,
             label_smoothing,
+            l2_scale,
             no_augment,
             brightness,
             contrast,

@@ -419,3 +419,47 @@ fn a_distilled_run_follows_its_teacher() {
         "{error}"
     );
 }
+
+/// `l2_scale` multiplies the model file's L2 factors: the penalty in a
+/// step's loss is twice the file's at 2 and none at 0, and the weights then
+/// move differently.
+#[test]
+fn the_l2_scale_multiplies_the_penalty() {
+    let inputs: Vec<_> = (0..2)
+        .map(|i| {
+            let mut input: TinyTrainInput = mini_xception::runtime::bytemuck::Zeroable::zeroed();
+            for (j, v) in mini_xception::runtime::flat_mut(&mut input)
+                .iter_mut()
+                .enumerate()
+            {
+                *v = ((i * 7 + j * 13) % 17) as f32 / 8.0 - 1.0;
+            }
+            input
+        })
+        .collect();
+    let step = |scale: f32| {
+        let (parameters, statistics) = keras_initial::<TinyTrain>(4);
+        let options = TrainerOptions {
+            batch: 2,
+            threads: 1,
+            l2_scale: scale,
+            ..TrainerOptions::default()
+        };
+        let mut trainer = Trainer::<TinyTrain>::new(parameters, statistics, options).unwrap();
+        let report = trainer.step(&inputs, &[0, 1]).unwrap();
+        (
+            report.loss - report.data_loss,
+            flat(trainer.parameters()).to_vec(),
+        )
+    };
+    let (file, file_weights) = step(1.0);
+    let (double, double_weights) = step(2.0);
+    let (none, _) = step(0.0);
+    assert!(file > 0.0);
+    assert!(
+        (double - 2.0 * file).abs() < 1e-9 * file,
+        "{double} vs 2 x {file}"
+    );
+    assert_eq!(none, 0.0);
+    assert_ne!(file_weights, double_weights);
+}

@@ -39,6 +39,7 @@ pub struct Settings {
     pub patience: usize,
     pub early_stop: usize,
     pub label_smoothing: f32,
+    pub l2_scale: f32,
     pub no_augment: bool,
     pub brightness: f32,
     pub contrast: f32,
@@ -56,6 +57,13 @@ pub struct Settings {
 pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
     if settings.batch == 0 || settings.epochs == 0 {
         return Err("--batch and --epochs must be at least 1".into());
+    }
+    if !(settings.l2_scale >= 0.0 && settings.l2_scale.is_finite()) {
+        return Err(format!(
+            "--l2-scale must be a number of at least 0, got {}",
+            settings.l2_scale
+        )
+        .into());
     }
     match settings.model {
         TrainModel::Emotion => run_model::<MiniXception>(&settings),
@@ -77,6 +85,7 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
         },
         early_stop: settings.early_stop,
         label_smoothing: settings.label_smoothing,
+        l2_scale: settings.l2_scale,
         augmentation: (!settings.no_augment).then_some(Augmentation {
             brightness: settings.brightness,
             contrast: settings.contrast,

@@ -55,6 +55,11 @@ pub struct TrainSettings {
     pub early_stop: usize,
     /// Keras' label smoothing of the cross-entropy.
     pub label_smoothing: f32,
+    /// Every L2 factor of the model file times this. Left out of the
+    /// checkpoint's record of the settings when 1, so that runs from before
+    /// it resume.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub l2_scale: f32,
     /// The random transform of training images, or `None` for none.
     pub augmentation: Option<Augmentation>,
     /// The seed of initialisation, shuffling and augmentation.
@@ -85,6 +90,7 @@ impl Default for TrainSettings {
             },
             early_stop: 50,
             label_smoothing: 0.0,
+            l2_scale: 1.0,
             augmentation: Some(Augmentation::PAPER),
             seed: 0,
             limit: None,
@@ -92,6 +98,14 @@ impl Default for TrainSettings {
             teachers: None,
         }
     }
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn is_one(value: &f32) -> bool {
+    *value == 1.0
 }
 
 /// How a run executes, which does not change its result.
@@ -243,6 +257,7 @@ pub fn train_faces<M: TrainableModel>(
         },
         label_smoothing: settings.label_smoothing,
         momentum: 0.99,
+        l2_scale: settings.l2_scale,
     };
     let mut trainer = Trainer::<M>::new(parameters, statistics, trainer_options)?;
     let teacher_probabilities = match &settings.teachers {
@@ -620,7 +635,10 @@ pub fn evaluate<M: TrainableModel>(
     let penalty: f64 = M::TENSORS
         .iter()
         .filter(|t| t.is_trainable() && t.l2 != 0.0)
-        .filter_map(|t| t.values(parameters).map(|v| l2_penalty(v, t.l2)))
+        .filter_map(|t| {
+            t.values(parameters)
+                .map(|v| l2_penalty(v, t.l2 * trainer.options().l2_scale))
+        })
         .sum();
     Ok(Evaluation {
         loss: loss / faces.len().max(1) as f64 + penalty,
@@ -669,9 +687,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_without_teachers_are_recorded_as_before_them() {
+    fn settings_without_teachers_or_l2_scale_are_recorded_as_before_them() {
         let recorded = serde_json::to_value(TrainSettings::default()).unwrap();
         assert!(recorded.get("teachers").is_none(), "{recorded}");
+        assert!(recorded.get("l2_scale").is_none(), "{recorded}");
         let read: TrainSettings = serde_json::from_value(recorded).unwrap();
         assert_eq!(read, TrainSettings::default());
     }

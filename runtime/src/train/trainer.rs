@@ -28,6 +28,8 @@ pub struct TrainerOptions {
     pub label_smoothing: f32,
     /// How much of the moving statistics each batch keeps (Keras: 0.99).
     pub momentum: f32,
+    /// Every L2 factor of the model file times this (1: the file's own).
+    pub l2_scale: f32,
 }
 
 impl Default for TrainerOptions {
@@ -41,6 +43,7 @@ impl Default for TrainerOptions {
             adam: Adam::default(),
             label_smoothing: 0.0,
             momentum: 0.99,
+            l2_scale: 1.0,
         }
     }
 }
@@ -251,7 +254,7 @@ impl<M: TrainableModel> Trainer<M> {
                 image_gradients,
             );
             sum_image_gradients(image_gradients, gradients);
-            let penalty = add_l2::<M>(parameters, gradients);
+            let penalty = add_l2::<M>(parameters, gradients, options.l2_scale);
             // On a pool thread too, where denormals are flushed (as in
             // TensorFlow): as the gradient of a weight falls to zero, its
             // Adam moments decay through the denormal range.
@@ -342,7 +345,11 @@ impl<M: TrainableModel> Trainer<M> {
 }
 
 /// Adds every L2 penalty's gradient to `gradients` and returns the penalties' sum.
-fn add_l2<M: TrainableModel>(parameters: &M::Parameters, gradients: &mut M::Parameters) -> f64 {
+fn add_l2<M: TrainableModel>(
+    parameters: &M::Parameters,
+    gradients: &mut M::Parameters,
+    scale: f32,
+) -> f64 {
     let parameters = flat(parameters);
     let gradients = flat_mut(gradients);
     let mut penalty = 0.0;
@@ -353,8 +360,8 @@ fn add_l2<M: TrainableModel>(parameters: &M::Parameters, gradients: &mut M::Para
         if let (Some(values), Some(gradient)) =
             (tensor.values(parameters), tensor.values_mut(gradients))
         {
-            penalty += l2_penalty(values, tensor.l2);
-            l2_backward(values, tensor.l2, gradient);
+            penalty += l2_penalty(values, tensor.l2 * scale);
+            l2_backward(values, tensor.l2 * scale, gradient);
         }
     }
     penalty
