@@ -1,7 +1,7 @@
 //! Snapshot of the generated code, so every change to the generator shows up
 //! in review, and unit tests of the stages.
 
-use crate::compile;
+use crate::expand_model_file as compile;
 use std::path::{Path, PathBuf};
 
 fn workspace_root() -> PathBuf {
