@@ -424,9 +424,16 @@ fn output_expression(block: &Block) -> TokenStream {
 }
 
 /// Generates the model. `source` is the path as the user wrote it,
-/// `absolute` the file the compiler must watch for changes.
-pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
+/// `absolute` the file the compiler must watch for changes, if any (a build
+/// script tells cargo itself).
+pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenStream {
     let runtime = runtime();
+    let watch = absolute.map(|absolute| {
+        quote! {
+            // The compiler rebuilds the model whenever the model file changes.
+            const _: &[u8] = include_bytes!(#absolute);
+        }
+    });
     let mut parts = Parts::default();
     let mut input = quote!(input);
     for block in &network.blocks {
@@ -557,8 +564,7 @@ pub fn expand(network: &Network, source: &str, absolute: &str) -> TokenStream {
             use #runtime::{bytemuck, BatchNormParameters, BatchStatistics, MovingStatistics, ParameterKind};
             use ::core::mem::offset_of;
 
-            // The compiler rebuilds the model whenever the model file changes.
-            const _: &[u8] = include_bytes!(#absolute);
+            #watch
 
             // Each kernel's shape contract, with the numbers the macro inferred,
             // checked against the runtime's own arithmetic by `cargo check`.

@@ -121,3 +121,73 @@ fn all_mistakes_are_reported_in_file_order() {
         ]
     );
 }
+
+/// The library route gives the macro's code, but for the line that makes
+/// the macro watch the file (a build script tells cargo instead).
+#[test]
+fn compile_text_gives_the_macros_code_without_the_file_watch() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("models/mini_xception.yaml")).unwrap();
+    let library = crate::compile_to_string(&text, "models/mini_xception.yaml").unwrap();
+    let watch_lines = |code: &str| {
+        code.lines()
+            .filter(|line| {
+                !line.contains("include_bytes!") && !line.contains("rebuilds the model whenever")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let from_macro = expansion("models/mini_xception.yaml");
+    assert!(from_macro.contains("include_bytes!"));
+    assert!(!library.contains("include_bytes!"));
+    assert_eq!(watch_lines(&library), watch_lines(&from_macro));
+}
+
+/// Every mistake comes back with a place inside the text.
+#[test]
+fn compile_text_reports_every_mistake_inside_the_text() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("models/mini_xception.yaml"))
+        .unwrap()
+        .replacen("filters: 8", "filters: 0", 1)
+        .replacen("64", "-3", 1);
+    let diagnostics = crate::compile_text(&text, "bad.yaml").unwrap_err();
+    assert!(!diagnostics.is_empty());
+    let lines = text.lines().count() as u32;
+    for d in &diagnostics {
+        assert!(d.line >= 1 && d.line <= lines, "{d:?}");
+        let line = text.lines().nth(d.line as usize - 1).unwrap();
+        assert!(
+            d.column >= 1 && d.column as usize <= line.len() + 1,
+            "{d:?}"
+        );
+    }
+}
+
+/// The build-script route writes the formatted code to `OUT_DIR/<stem>.rs`;
+/// a broken file writes nothing and says where it is broken.
+#[test]
+fn compile_file_writes_the_code_or_the_mistakes() {
+    let root = workspace_root();
+    let out_dir =
+        std::env::temp_dir().join(format!("mini-xception-compiler-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let written =
+        crate::compile_file(&root.join("models/mini_xception_paz.yaml"), &out_dir).unwrap();
+    assert_eq!(written, out_dir.join("mini_xception_paz.rs"));
+    let code = std::fs::read_to_string(&written).unwrap();
+    assert!(
+        code.contains("pub struct MiniXceptionPaz"),
+        "{}",
+        &code[..200.min(code.len())]
+    );
+
+    let broken = out_dir.join("broken.yaml");
+    std::fs::write(&broken, "name: Broken\ninput: [64, 64]\n").unwrap();
+    let error = crate::compile_file(&broken, &out_dir)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("broken.yaml:"), "{error}");
+    assert!(!out_dir.join("broken.rs").exists());
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
