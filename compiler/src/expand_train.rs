@@ -430,8 +430,17 @@ pub fn expand_training(network: &Network) -> TokenStream {
         widest_batch_norm: 0,
     };
     let mut input = quote!(inputs);
-    // A module uses its input gradient twice (both branches write to it).
-    let mut input_gradient = quote!(input_gradients.as_deref_mut());
+    // A module uses its input gradient twice (both branches write to it), a
+    // convolution once.
+    let first_is_module = matches!(network.blocks.first(), Some(Block::Module(_)));
+    let (input_gradients_binding, mut input_gradient) = if first_is_module {
+        (
+            quote!(mut input_gradients),
+            quote!(input_gradients.as_deref_mut()),
+        )
+    } else {
+        (quote!(input_gradients), quote!(input_gradients))
+    };
     for block in &network.blocks {
         match block {
             Block::Conv(conv) => parts.conv(conv, &input, &input_gradient),
@@ -560,7 +569,7 @@ pub fn expand_training(network: &Network) -> TokenStream {
                 scratch: &mut train::ReductionScratch,
                 logit_gradients: &[f32],
                 relu: train::ReluBackward,
-                mut input_gradients: Option<&mut [#input_name]>,
+                #input_gradients_binding: Option<&mut [#input_name]>,
                 g: &mut #parameters,
                 images: &mut [#parameters],
             ) {

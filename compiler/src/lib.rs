@@ -17,7 +17,7 @@
 //! - [`compile_text`], for tools (the `mini-xception compile` command, a
 //!   fuzzer): text in, code or every diagnostic out.
 //!
-//! ```no_run
+//! ```ignore
 //! // build.rs
 //! fn main() {
 //!     let out_dir = std::env::var("OUT_DIR").unwrap();
