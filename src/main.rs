@@ -349,6 +349,15 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Print the Rust code a model file compiles to, formatted, or every
+    /// mistake in it as file:line:col (exit code 1).
+    Compile {
+        /// The YAML model file.
+        model: PathBuf,
+        /// Write the code to FILE instead of printing it.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Print a model's layers, output shapes, parameters and MACs.
     Summary {
         #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
@@ -504,6 +513,7 @@ fn main() -> ExitCode {
             threads,
             quiet,
         }),
+        Command::Compile { model, out } => cli::compile::run(&model, out.as_deref()),
         Command::Summary { model } => {
             cli::summary(model);
             Ok(ExitCode::SUCCESS)

@@ -358,3 +358,45 @@ fn faces_lists_every_face_with_emotion_and_gender() {
         assert_eq!(face["gender"].as_object().unwrap().len(), 2);
     }
 }
+
+/// `compile` prints a model file's code, or writes it with `-o`; a file with
+/// mistakes prints each with its place and fails, writing nothing.
+#[test]
+fn compile_prints_the_code_or_every_mistake() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mini_xception_paz.yaml");
+    let output = run(&["compile", model], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let code = stdout(&output);
+    assert!(
+        code.contains("pub struct MiniXceptionPaz {"),
+        "{}",
+        &code[..300.min(code.len())]
+    );
+    let directory = tempfile::tempdir().unwrap();
+    let out = directory.path().join("paz.rs");
+    let output = run(&["compile", model, "-o", out.to_str().unwrap()], &[]);
+    assert!(output.status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), code);
+
+    let broken = directory.path().join("broken.yaml");
+    let text = std::fs::read_to_string(model)
+        .unwrap()
+        .replacen("channels: 1", "channels: 0", 1);
+    std::fs::write(&broken, text).unwrap();
+    let output = run(
+        &[
+            "compile",
+            broken.to_str().unwrap(),
+            "-o",
+            "/nonexistent/x.rs",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(errors.contains("broken.yaml:"), "{errors}");
+    assert!(
+        errors.lines().all(|l| l.contains("broken.yaml:")),
+        "{errors}"
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod classify;
+pub mod compile;
 pub mod detect;
 pub mod eval;
 pub mod explain;
