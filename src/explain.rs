@@ -86,9 +86,8 @@ pub struct Explainer<M: TrainableModel> {
 impl<M: TrainableModel> Explainer<M> {
     /// An explainer for the model with these (folded) weights.
     pub fn new(weights: &M::Weights) -> Result<Self, MissingTensor> {
-        let (parameters, statistics) = unfold::<M>(weights)?;
         Ok(Self {
-            saliency: Saliency::new(&*parameters, &*statistics, Isa::detect()),
+            saliency: Saliency::new(unfold::<M>(weights)?, Isa::detect()),
             input: bytemuck::zeroed_box(),
         })
     }

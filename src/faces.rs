@@ -15,6 +15,21 @@ pub const EMOTION_OFFSETS: (i64, i64) = (0, 0);
 /// See [`EMOTION_OFFSETS`].
 pub const GENDER_OFFSETS: (i64, i64) = (10, 10);
 
+/// The crop of `face_box` in `gray`, widened by `offsets` `(x, y)` on
+/// every side as the demo does ([`EMOTION_OFFSETS`], [`GENDER_OFFSETS`]);
+/// `None` when it would start outside the image.
+pub fn face_crop(gray: &GrayImage, face_box: &FaceBox, (ox, oy): (i64, i64)) -> Option<GrayImage> {
+    crop(
+        gray,
+        face_box.x.into(),
+        face_box.y.into(),
+        face_box.width.into(),
+        face_box.height.into(),
+        ox,
+        oy,
+    )
+}
+
 /// One face of a photo.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Face {
@@ -78,17 +93,7 @@ impl Pipeline {
         let boxes = self.cascade.detect(gray, &self.options)?;
         let mut faces = Vec::with_capacity(boxes.len());
         for face_box in boxes {
-            let region = |(ox, oy): (i64, i64)| {
-                crop(
-                    gray,
-                    face_box.x.into(),
-                    face_box.y.into(),
-                    face_box.width.into(),
-                    face_box.height.into(),
-                    ox,
-                    oy,
-                )
-            };
+            let region = |offsets| face_crop(gray, &face_box, offsets);
             // The emotion crop is the detected box, always inside the image.
             let Some(emotion_crop) = region(EMOTION_OFFSETS) else {
                 continue;

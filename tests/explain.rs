@@ -94,8 +94,8 @@ fn saliency_maps_match_tensorflow_within_1e_4_of_each_maps_largest_value() {
     let weights: MiniXceptionWeights =
         keras::load(shared(EMOTION_WEIGHTS), MiniXception::weights_from_source).unwrap();
     let mut explainer = Explainer::<MiniXception>::new(&weights).unwrap();
-    let (parameters, statistics) = unfold::<MiniXception>(&weights).unwrap();
-    let mut saliency = Saliency::<MiniXception>::new(&parameters, &statistics, Isa::detect());
+    let mut saliency =
+        Saliency::<MiniXception>::new(unfold::<MiniXception>(&weights).unwrap(), Isa::detect());
 
     assert_eq!(listed.len(), 4);
     // The last case explains a label other than the prediction.

@@ -53,7 +53,7 @@ use std::path::{Path, PathBuf};
 /// Compiles model file text: the generated code, or every mistake found,
 /// in file order. `file` names the file in the code's documentation.
 pub fn compile_text(text: &str, file: &str) -> Result<TokenStream, Vec<Diagnostic>> {
-    compile_spec(text, file, None)
+    compile_spec(text, file, None).map_err(|failure| failure.diagnostics)
 }
 
 /// [`compile_text`], formatted as a person would write it (prettyplease).
@@ -61,26 +61,35 @@ pub fn compile_to_string(text: &str, file: &str) -> Result<String, Vec<Diagnosti
     compile_text(text, file).map(|tokens| format_code(&tokens))
 }
 
+/// A model file that did not compile: its mistakes, in file order, and the
+/// model's name when the file parsed (for the macro's stand-in types).
+struct Failure {
+    diagnostics: Vec<Diagnostic>,
+    model_name: Option<String>,
+}
+
 /// The pipeline after reading: parse, validate, infer shapes, expand;
 /// `absolute` is the file for the generated code to watch, if any.
-fn compile_spec(
-    text: &str,
-    file: &str,
-    absolute: Option<&str>,
-) -> Result<TokenStream, Vec<Diagnostic>> {
-    let spec = spec::parse(text).map_err(|diagnostic| vec![diagnostic])?;
+fn compile_spec(text: &str, file: &str, absolute: Option<&str>) -> Result<TokenStream, Failure> {
+    let spec = spec::parse(text).map_err(|diagnostic| Failure {
+        diagnostics: vec![diagnostic],
+        model_name: None,
+    })?;
     let mut diagnostics = Diagnostics::default();
     let network = validate::validate(&spec, &mut diagnostics)
         .and_then(|model| shape::infer(&model, &mut diagnostics));
     match network {
         Some(network) if diagnostics.is_empty() => Ok(expand::expand(&network, file, absolute)),
-        _ => Err(diagnostics.into_sorted()),
+        _ => Err(Failure {
+            diagnostics: diagnostics.into_sorted(),
+            model_name: Some(spec.name.value.clone()),
+        }),
     }
 }
 
 /// Generated code as text: formatted when it parses as a Rust file (it
 /// always should), else as the tokens print.
-pub fn format_code(tokens: &TokenStream) -> String {
+fn format_code(tokens: &TokenStream) -> String {
     match syn::parse2::<syn::File>(tokens.clone()) {
         Ok(file) => prettyplease::unparse(&file),
         Err(_) => tokens.to_string(),
@@ -146,11 +155,10 @@ pub fn compile_file(model: &Path, out_dir: &Path) -> Result<PathBuf, CompileErro
         error,
     })?;
     let written = model.display().to_string();
-    let tokens =
-        compile_spec(&text, &written, None).map_err(|diagnostics| CompileError::Model {
-            file: model.to_path_buf(),
-            diagnostics,
-        })?;
+    let tokens = compile_text(&text, &written).map_err(|diagnostics| CompileError::Model {
+        file: model.to_path_buf(),
+        diagnostics,
+    })?;
     let stem = model
         .file_stem()
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
@@ -171,28 +179,16 @@ pub fn expand_model_file(written: &str, roots: &[PathBuf], error_span: Span) -> 
         Ok(model_file) => model_file,
         Err(message) => return expand::expand_errors(&[message], None, error_span),
     };
-    let spec = match spec::parse(&model_file.text) {
-        Ok(spec) => spec,
-        Err(diagnostic) => {
-            return expand::expand_errors(&[diagnostic.render(written)], None, error_span);
-        }
-    };
-    let mut diagnostics = Diagnostics::default();
-    let network = validate::validate(&spec, &mut diagnostics)
-        .and_then(|model| shape::infer(&model, &mut diagnostics));
-    match network {
-        Some(network) if diagnostics.is_empty() => expand::expand(
-            &network,
-            written,
-            Some(&model_file.absolute.to_string_lossy()),
-        ),
-        _ => {
-            let messages: Vec<String> = diagnostics
-                .into_sorted()
+    let absolute = model_file.absolute.to_string_lossy();
+    match compile_spec(&model_file.text, written, Some(&absolute)) {
+        Ok(code) => code,
+        Err(failure) => {
+            let messages: Vec<String> = failure
+                .diagnostics
                 .iter()
                 .map(|d| d.render(written))
                 .collect();
-            expand::expand_errors(&messages, Some(&spec.name.value), error_span)
+            expand::expand_errors(&messages, failure.model_name.as_deref(), error_span)
         }
     }
 }

@@ -5,9 +5,9 @@ use super::{CliError, WeightsChoice, weights_path};
 use crate::ModelChoice;
 use mini_xception::detect::{Cascade, DetectOptions};
 use mini_xception::explain::{Explainer, Method};
-use mini_xception::faces::EMOTION_OFFSETS;
+use mini_xception::faces::{EMOTION_OFFSETS, face_crop};
 use mini_xception::models::{emotion::MiniXception, gender::GenderMiniXception, load_weights};
-use mini_xception::preprocess::{crop, load_gray};
+use mini_xception::preprocess::load_gray;
 use mini_xception::runtime::train::TrainableModel;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -115,16 +115,7 @@ fn explain_image<M: TrainableModel>(
                 .iter()
                 .enumerate()
                 .filter_map(|(i, b)| {
-                    let (ox, oy) = EMOTION_OFFSETS;
-                    let face = crop(
-                        &gray,
-                        b.x.into(),
-                        b.y.into(),
-                        b.width.into(),
-                        b.height.into(),
-                        ox,
-                        oy,
-                    )?;
+                    let face = face_crop(&gray, b, EMOTION_OFFSETS)?;
                     Some((Some((i, *b)), face))
                 })
                 .collect()

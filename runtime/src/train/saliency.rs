@@ -9,7 +9,7 @@
 //! the gradients are those of the model a user runs.
 
 use super::batch::{ReductionScratch, zeroed_batch};
-use super::model::TrainableModel;
+use super::model::{TrainableModel, TrainingState};
 use super::normalize::{BatchNormSettings, Normalization};
 use super::pool::ReluBackward;
 use crate::isa::Isa;
@@ -48,15 +48,12 @@ pub struct Saliency<M: TrainableModel> {
 
 impl<M: TrainableModel> Saliency<M> {
     /// Saliency for the model with these parameters and moving statistics.
-    pub fn new(parameters: &M::Parameters, statistics: &M::Statistics, isa: Isa) -> Self {
-        let mut own_parameters: Box<M::Parameters> = zeroed_box();
-        *own_parameters = *parameters;
-        let mut own_statistics: Box<M::Statistics> = zeroed_box();
-        *own_statistics = *statistics;
+    pub fn new(state: TrainingState<M>, isa: Isa) -> Self {
+        let (parameters, statistics) = state;
         Self {
             isa,
-            parameters: own_parameters,
-            statistics: own_statistics,
+            parameters,
+            statistics,
             workspace: M::workspace(1),
             scratch: ReductionScratch::new(1, M::WIDEST_BATCH_NORM),
             gradients: zeroed_box(),
