@@ -29,7 +29,8 @@ impl SyntheticWeights {
 }
 
 impl ParameterSource for SyntheticWeights {
-    type Error = std::convert::Infallible;
+    /// Only the weights' own allocation can fail.
+    type Error = crate::runtime::AllocError;
 
     fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), Self::Error> {
         let scale = match spec.kind {

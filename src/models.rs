@@ -4,7 +4,9 @@
 use crate::keras::{self, WeightsError};
 use crate::native::{self, NativeError};
 use crate::preprocess::{ResizeError, normalize, resize_linear};
-use crate::runtime::{InferenceModel, Isa, bytemuck, flat_mut, softmax::softmax_slice};
+use crate::runtime::{
+    AllocError, InferenceModel, Isa, flat_mut, softmax::softmax_slice, try_zeroed_box,
+};
 use image::GrayImage;
 use std::path::Path;
 
@@ -30,13 +32,16 @@ pub enum LoadError {
     Keras(#[from] WeightsError),
     #[error(transparent)]
     Native(#[from] NativeError),
+    /// The memory ran out for the model's weights or scratch space.
+    #[error(transparent)]
+    OutOfMemory(#[from] AllocError),
 }
 
 /// Loads a model's weights: a `.safetensors` file in the native format,
 /// any other file as Keras HDF5.
 pub fn load_weights<M: InferenceModel>(path: &Path) -> Result<M::Weights, LoadError> {
     if path.extension().is_some_and(|e| e == "safetensors") {
-        let mut weights = M::zeroed_weights();
+        let mut weights = M::try_zeroed_weights()?;
         native::load(&mut weights, M::NAME, path)?;
         Ok(weights)
     } else {
@@ -111,17 +116,18 @@ impl<M: InferenceModel> Classifier<M> {
         Ok(Self::new(M::with_weights(
             load_weights::<M>(path)?,
             Isa::detect(),
-        )))
+        ))?)
     }
 
-    /// A classifier around a model.
-    pub fn new(model: M) -> Self {
-        Self {
+    /// A classifier around a model, with its scratch space; an error when
+    /// the memory runs out.
+    pub fn new(model: M) -> Result<Self, AllocError> {
+        Ok(Self {
             model,
-            scratch: M::new_scratch(),
-            input: bytemuck::zeroed_box(),
+            scratch: M::try_new_scratch()?,
+            input: try_zeroed_box()?,
             tta: Tta::None,
-        }
+        })
     }
 
     /// The same classifier, averaging over `tta`.

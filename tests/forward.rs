@@ -4,7 +4,7 @@
 
 mod support;
 
-use mini_xception::runtime::{ParameterKind, ParameterSource, ParameterSpec, Tensor};
+use mini_xception::runtime::{AllocError, ParameterKind, ParameterSource, ParameterSpec, Tensor};
 use support::{Architecture, RandomSource, assert_all_close, random_image, reference_forward};
 
 mini_xception::mini_xception!("models/mini_xception.yaml");
@@ -121,15 +121,24 @@ struct FailingSource {
     fail_on: &'static str,
 }
 
-impl ParameterSource for FailingSource {
-    type Error = String;
+/// What [`FailingSource`] reports.
+#[derive(Debug, PartialEq)]
+struct SourceFailure(String);
 
-    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), String> {
+impl From<AllocError> for SourceFailure {
+    fn from(error: AllocError) -> Self {
+        SourceFailure(error.to_string())
+    }
+}
+
+impl ParameterSource for FailingSource {
+    type Error = SourceFailure;
+
+    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), SourceFailure> {
         if spec.layer == self.fail_on {
-            return Err(format!("no {spec}"));
+            return Err(SourceFailure(format!("no {spec}")));
         }
-        let Ok(()) = self.inner.read(spec, values);
-        Ok(())
+        Ok(self.inner.read(spec, values)?)
     }
 }
 
@@ -140,7 +149,7 @@ fn a_source_error_is_returned_not_a_panic() {
         fail_on: "modules[2].residual",
     };
     let error = MiniXception::from_source(&mut source).err().unwrap();
-    assert_eq!(error, "no modules[2].residual kernel (1x1x32x64)");
+    assert_eq!(error.0, "no modules[2].residual kernel (1x1x32x64)");
 }
 
 #[test]

@@ -58,17 +58,32 @@ struct ReferenceSource<'r> {
     prefix: &'static str,
 }
 
-impl ParameterSource for ReferenceSource<'_> {
-    type Error = String;
+/// A tensor [`ReferenceSource`] lacks, or a failed allocation.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug when a test fails
+struct ReferenceMissing(String);
 
-    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), String> {
+impl From<mini_xception::runtime::AllocError> for ReferenceMissing {
+    fn from(error: mini_xception::runtime::AllocError) -> Self {
+        ReferenceMissing(error.to_string())
+    }
+}
+
+impl ParameterSource for ReferenceSource<'_> {
+    type Error = ReferenceMissing;
+
+    fn read(
+        &mut self,
+        spec: &ParameterSpec<'_>,
+        values: &mut [f32],
+    ) -> Result<(), ReferenceMissing> {
         let name = format!("{}{}.{}", self.prefix, spec.layer, spec.kind.keras_name());
         if self.reference.shape(&name) != spec.shape {
-            return Err(format!(
+            return Err(ReferenceMissing(format!(
                 "{name}: shape {:?}, expected {:?}",
                 self.reference.shape(&name),
                 spec.shape
-            ));
+            )));
         }
         values.copy_from_slice(&self.reference.f32s(&name));
         Ok(())

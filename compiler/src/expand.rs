@@ -132,8 +132,7 @@ impl Parts {
             #[doc = #doc]
             pub #field: Box<#ty>,
         });
-        self.scratch_inits
-            .push(quote!(#field: Tensor::zeroed_boxed(),));
+        self.scratch_inits.push(quote!(#field: try_zeroed_box()?,));
     }
 
     /// A weights field of type `kind<generics>` for the layer at `path`.
@@ -154,8 +153,7 @@ impl Parts {
         });
         self.weight_reads
             .push(quote!(#field: #kind::read(source, #path, #options)?,));
-        self.weight_zeroed
-            .push(quote!(#field: #kind::zeroed_boxed(),));
+        self.weight_zeroed.push(quote!(#field: try_zeroed_box()?,));
         self.weight_tensors
             .push(quote!(self.#field.tensors(&format!("{prefix}{}", #path)),));
         self.weight_tensors_mut
@@ -556,7 +554,7 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
             use #runtime::{
                 add_assign, conv, conv2d, global_average_pool, max_pool, pointwise, pointwise_conv2d, pool,
                 relu_in_place, render_summary, run_batch, separable, separable_conv2d, shape_eq, softmax, dispatch,
-                Arithmetic, Conv2dWeights, FoldedTensors, InferenceModel, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
+                try_zeroed_box, AllocError, Arithmetic, Conv2dWeights, FoldedTensors, InferenceModel, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
                 PointwiseWeights, Same, SeparableConv2dWeights, Stride, Tensor, Valid, Window, WithArithmetic,
             };
             use #runtime::folded::{TensorView, TensorViewMut};
@@ -693,10 +691,19 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
                 }
 
                 /// All-zero weights, to be filled from a saved file through [`FoldedTensors::tensors_mut`].
+                ///
+                /// # Panics
+                ///
+                /// When the memory runs out; [`Self::try_zeroed`] returns the error instead.
                 pub fn zeroed() -> Self {
-                    Self {
+                    Self::try_zeroed().unwrap_or_else(|error| panic!("{error}"))
+                }
+
+                /// All-zero weights, or the error when the memory runs out.
+                pub fn try_zeroed() -> Result<Self, AllocError> {
+                    Ok(Self {
                         #(#weight_zeroed)*
-                    }
+                    })
                 }
             }
 
@@ -723,8 +730,8 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
                     #weights_name::from_source(source)
                 }
 
-                fn zeroed_weights() -> #weights_name {
-                    #weights_name::zeroed()
+                fn try_zeroed_weights() -> Result<#weights_name, AllocError> {
+                    #weights_name::try_zeroed()
                 }
 
                 fn with_weights(weights: #weights_name, isa: Isa) -> Self {
@@ -735,8 +742,8 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
                     &self.weights
                 }
 
-                fn new_scratch() -> #scratch_name {
-                    #scratch_name::new()
+                fn try_new_scratch() -> Result<#scratch_name, AllocError> {
+                    #scratch_name::try_new()
                 }
 
                 fn logits_into(&self, input: &#input_type, scratch: &mut #scratch_name, logits: &mut [f32]) {
@@ -748,10 +755,19 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
 
             impl #scratch_name {
                 /// Zeroed tensors, each allocated directly on the heap.
+                ///
+                /// # Panics
+                ///
+                /// When the memory runs out; [`Self::try_new`] returns the error instead.
                 pub fn new() -> Self {
-                    Self {
+                    Self::try_new().unwrap_or_else(|error| panic!("{error}"))
+                }
+
+                /// Zeroed tensors, or the error when the memory runs out.
+                pub fn try_new() -> Result<Self, AllocError> {
+                    Ok(Self {
                         #(#scratch_inits)*
-                    }
+                    })
                 }
             }
 

@@ -7,6 +7,10 @@
 //! fills in defaults, `shape` infers every tensor's shape, and `expand` writes
 //! the code. Every stage reports mistakes as `file:line:col: layer: message`.
 //!
+//! A model file may not ask for more than the [`limits`] allow: an input
+//! or a layer too large for any real-time classifier is a compile error
+//! that names the limit, not a failure when the scratch space is allocated.
+//!
 //! Three routes lead here:
 //!
 //! - the `mini_xception!` proc-macro (crate `mini-xception-macro`), a thin
@@ -36,6 +40,7 @@ mod diagnostic;
 mod expand;
 mod expand_train;
 mod file;
+pub mod limits;
 mod shape;
 mod spec;
 mod validate;

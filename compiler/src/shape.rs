@@ -4,8 +4,10 @@
 //! fit together.
 
 use crate::diagnostic::Diagnostics;
+use crate::limits::Limit;
 use crate::spec::PaddingSpec;
 use crate::validate::{Conv, Model, Module};
+use serde_saphyr::Location;
 use std::fmt;
 
 /// A tensor shape, height x width x channels.
@@ -25,6 +27,11 @@ impl fmt::Display for Shape {
 impl Shape {
     pub fn with_channels(self, channels: usize) -> Shape {
         Shape { channels, ..self }
+    }
+
+    /// Values in a tensor of this shape.
+    pub fn values(self) -> usize {
+        self.height * self.width * self.channels
     }
 }
 
@@ -117,24 +124,62 @@ pub fn infer(model: &Model, diagnostics: &mut Diagnostics) -> Option<Network> {
         width: model.input[1],
         channels: model.input[2],
     };
+    let mut size = NetworkSize::default();
+    size.add(
+        input,
+        input.values(),
+        0,
+        model.input_at,
+        "input",
+        diagnostics,
+    )?;
     let mut blocks = Vec::new();
     let mut current = input;
     for conv in &model.base {
         let block = infer_conv(conv, current, input, diagnostics)?;
+        let parameters = cost::conv_parameters(&block).0;
+        size.add(
+            block.output,
+            block.output.values(),
+            parameters,
+            conv.at,
+            &conv.path,
+            diagnostics,
+        )?;
         current = block.output;
         blocks.push(Block::Conv(block));
     }
     for module in &model.modules {
         let block = infer_module(module, current, diagnostics)?;
+        let [first, second] = block.separable;
+        // Two separable outputs, the pooled output and the residual branch.
+        let values = first.values() + second.values() + 2 * block.output.values();
+        let parameters = cost::separable_parameters(block.kernel, block.input, first).0
+            + cost::separable_parameters(block.kernel, first, second).0
+            + cost::residual_parameters(&block).0;
+        size.add(
+            block.output,
+            values,
+            parameters,
+            module.at,
+            &module.path,
+            diagnostics,
+        )?;
         current = block.output;
         blocks.push(Block::Module(block));
     }
-    blocks.push(Block::Conv(infer_conv(
-        &model.head,
-        current,
-        input,
+    let head = infer_conv(&model.head, current, input, diagnostics)?;
+    let parameters = cost::conv_parameters(&head).0;
+    let at = model.head.at;
+    size.add(
+        head.output,
+        head.output.values(),
+        parameters,
+        at,
+        "head",
         diagnostics,
-    )?));
+    )?;
+    blocks.push(Block::Conv(head));
     Some(Network {
         name: model.name.clone(),
         input,
@@ -142,6 +187,56 @@ pub fn infer(model: &Model, diagnostics: &mut Diagnostics) -> Option<Network> {
         batch_norm_epsilon: model.batch_norm_epsilon,
         blocks,
     })
+}
+
+/// The values and parameters of the layers inferred so far, held to the
+/// compiler's limits.
+#[derive(Default)]
+struct NetworkSize {
+    values: usize,
+    parameters: usize,
+}
+
+impl NetworkSize {
+    /// Adds a layer's tensors and parameters; `None`, with the reason in
+    /// `diagnostics`, when the network grows past a limit there.
+    fn add(
+        &mut self,
+        output: Shape,
+        values: usize,
+        parameters: usize,
+        at: Location,
+        path: &str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<()> {
+        // Every term is bounded by the validated limits, so these sums
+        // cannot overflow; the limits are checked after each layer.
+        self.values += values;
+        self.parameters += parameters;
+        if let Err(message) = Limit::TENSOR_VALUES.check(self.values) {
+            diagnostics.error(
+                at,
+                path,
+                format!(
+                    "with this layer's {output} output, the forward pass's tensors hold {} values: {message}",
+                    self.values
+                ),
+            );
+            return None;
+        }
+        if let Err(message) = Limit::PARAMETERS.check(self.parameters) {
+            diagnostics.error(
+                at,
+                path,
+                format!(
+                    "with this layer, the network has {} parameters: {message}",
+                    self.parameters
+                ),
+            );
+            return None;
+        }
+        Some(())
+    }
 }
 
 fn infer_conv(

@@ -191,3 +191,71 @@ fn compile_file_writes_the_code_or_the_mistakes() {
     assert!(!out_dir.join("broken.rs").exists());
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// The rendered mistakes of a model file that must not compile.
+fn mistakes(text: &str) -> Vec<String> {
+    crate::compile_text(text, "t.yaml")
+        .expect_err("the file must not compile")
+        .iter()
+        .map(|d| d.render("t.yaml"))
+        .collect()
+}
+
+/// A network too large for any real-time classifier is a compile error that
+/// names the limit, not a panic when its scratch space is allocated.
+#[test]
+fn a_huge_input_or_layer_names_the_limit_it_passes() {
+    assert_eq!(
+        mistakes(
+            "name: T\ninput: {height: 100000, width: 100000, channels: 1}\nlabels: [a, b]\nbase:\n  - filters: 1000000\nmodules: []\n"
+        ),
+        [
+            "t.yaml:2:17: input.height: 100000 is past the compiler's limit of 4096 (mini_xception_compiler::limits::MAX_INPUT_SIDE)",
+            "t.yaml:2:32: input.width: 100000 is past the compiler's limit of 4096 (mini_xception_compiler::limits::MAX_INPUT_SIDE)",
+            "t.yaml:5:14: base[0].filters: 1000000 is past the compiler's limit of 4096 (mini_xception_compiler::limits::MAX_CHANNELS)",
+        ]
+    );
+    assert_eq!(
+        mistakes(
+            "name: T\ninput: {height: 8, width: 8, channels: 1}\nlabels: [a]\nbase:\n  - {filters: 4, kernel: 65, stride: 100}\nmodules: []\n"
+        ),
+        [
+            "t.yaml:5:26: base[0].kernel: 65 is past the compiler's limit of 64 (mini_xception_compiler::limits::MAX_WINDOW)",
+            "t.yaml:5:38: base[0].stride: 100 is past the compiler's limit of 64 (mini_xception_compiler::limits::MAX_WINDOW)",
+        ]
+    );
+}
+
+/// Each value may be within its limit while the tensors together are not:
+/// the first layer that passes the limit is named.
+#[test]
+fn a_network_whose_tensors_or_parameters_are_too_many_names_the_layer() {
+    // 4096 x 4096 x 1 input (16.8 million values), then 16 filters at full
+    // size: 268 million more.
+    assert_eq!(
+        mistakes(
+            "name: T\ninput: {height: 4096, width: 4096, channels: 1}\nlabels: [a]\nbase:\n  - {filters: 8, padding: same}\n  - {filters: 16, padding: same}\nmodules: []\n"
+        ),
+        [
+            "t.yaml:6:5: base[1]: with this layer's 4096x4096x16 output, the forward pass's tensors hold 419430400 values: 419430400 is past the compiler's limit of 268435456 (mini_xception_compiler::limits::MAX_TENSOR_VALUES)"
+        ]
+    );
+    // A 64x64 kernel from 4096 channels to 4096 filters: 68.7 billion weights.
+    assert_eq!(
+        mistakes(
+            "name: T\ninput: {height: 64, width: 64, channels: 4096}\nlabels: [a]\nbase:\n  - {filters: 4096, kernel: 64}\nmodules: []\n"
+        ),
+        [
+            "t.yaml:5:5: base[0]: with this layer, the network has 68719493120 parameters: 68719493120 is past the compiler's limit of 67108864 (mini_xception_compiler::limits::MAX_PARAMETERS)"
+        ]
+    );
+}
+
+/// A network at the limits compiles: the limits refuse only what passes them.
+/// Here the input, 8 + 6 filters and the one-filter head hold exactly
+/// 4096 x 4096 x 16 = 2^28 values.
+#[test]
+fn a_network_just_within_the_limits_compiles() {
+    let text = "name: T\ninput: {height: 4096, width: 4096, channels: 1}\nlabels: [a]\nbase:\n  - {filters: 8, padding: same}\n  - {filters: 6, padding: same}\nmodules: []\n";
+    assert!(crate::compile_text(text, "t.yaml").is_ok());
+}

@@ -2,6 +2,7 @@
 //! and gathers every mistake it finds.
 
 use crate::diagnostic::Diagnostics;
+use crate::limits::Limit;
 use crate::spec::{
     ActivationSpec, ConvSpec, HeadSpec, ModelSpec, ModuleSpec, PaddingSpec, PoolSetting,
 };
@@ -20,6 +21,7 @@ const PAPER_L2: f64 = 0.01;
 pub struct Model {
     pub name: String,
     pub input: [usize; 3],
+    pub input_at: Location,
     pub labels: Vec<String>,
     pub batch_norm_epsilon: f32,
     pub base: Vec<Conv>,
@@ -32,6 +34,8 @@ pub struct Model {
 pub struct Conv {
     /// `base[0]` or `head`.
     pub path: String,
+    /// Where the layer is written (for the head, where it would be).
+    pub at: Location,
     pub filters: usize,
     pub kernel: usize,
     pub kernel_at: Location,
@@ -49,6 +53,7 @@ pub struct Conv {
 pub struct Module {
     /// `modules[2]`.
     pub path: String,
+    pub at: Location,
     pub filters: usize,
     pub kernel: usize,
     pub residual_filters: usize,
@@ -84,9 +89,9 @@ pub fn validate(spec: &ModelSpec, diagnostics: &mut Diagnostics) -> Option<Model
 
     let input = &spec.input.value;
     let input_shape = [
-        checker.positive(&input.height, "input.height"),
-        checker.positive(&input.width, "input.width"),
-        checker.positive(&input.channels, "input.channels"),
+        checker.positive(&input.height, "input.height", Limit::INPUT_SIDE),
+        checker.positive(&input.width, "input.width", Limit::INPUT_SIDE),
+        checker.positive(&input.channels, "input.channels", Limit::CHANNELS),
     ];
 
     let labels: Vec<String> = spec.labels.value.iter().map(|l| l.value.clone()).collect();
@@ -95,6 +100,13 @@ pub fn validate(spec: &ModelSpec, diagnostics: &mut Diagnostics) -> Option<Model
             spec.labels.referenced,
             "labels",
             "a classifier needs at least one label",
+        );
+    }
+    if let Err(message) = Limit::CHANNELS.check(labels.len()) {
+        checker.error(
+            spec.labels.referenced,
+            "labels",
+            format!("{} labels: {message}", labels.len()),
         );
     }
     for (i, label) in spec.labels.value.iter().enumerate() {
@@ -127,6 +139,18 @@ pub fn validate(spec: &ModelSpec, diagnostics: &mut Diagnostics) -> Option<Model
         }
     } as f32;
 
+    let blocks = spec.base.value.len() + spec.modules.value.len();
+    if blocks > Limit::BLOCKS.value {
+        checker.error(
+            spec.modules.referenced,
+            "modules",
+            format!(
+                "{} base convolutions and modules: {}",
+                blocks,
+                Limit::BLOCKS.exceeded(&blocks.to_string())
+            ),
+        );
+    }
     let base = spec
         .base
         .value
@@ -154,6 +178,7 @@ pub fn validate(spec: &ModelSpec, diagnostics: &mut Diagnostics) -> Option<Model
     Some(Model {
         name,
         input: input_shape,
+        input_at: spec.input.referenced,
         labels,
         batch_norm_epsilon,
         base,
@@ -171,10 +196,12 @@ impl Checker<'_> {
         self.diagnostics.error(at, path, message);
     }
 
-    /// A whole number that must be at least 1.
-    fn positive(&mut self, value: &Spanned<usize>, path: &str) -> usize {
+    /// A whole number that must be at least 1 and at most `limit`.
+    fn positive(&mut self, value: &Spanned<usize>, path: &str, limit: Limit) -> usize {
         if value.value == 0 {
             self.error(value.referenced, path, "must be at least 1, found 0");
+        } else if let Err(message) = limit.check(value.value) {
+            self.error(value.referenced, path, message);
         }
         value.value
     }
@@ -183,10 +210,11 @@ impl Checker<'_> {
         &mut self,
         value: &Option<Spanned<usize>>,
         path: &str,
+        limit: Limit,
         default: usize,
     ) -> (usize, Option<Location>) {
         match value {
-            Some(value) => (self.positive(value, path), Some(value.referenced)),
+            Some(value) => (self.positive(value, path, limit), Some(value.referenced)),
             None => (default, None),
         }
     }
@@ -210,14 +238,16 @@ impl Checker<'_> {
 
     fn base_conv(&mut self, spanned: &Spanned<ConvSpec>, path: &str) -> Conv {
         let conv = &spanned.value;
-        let (kernel, kernel_at) = self.positive_or(&conv.kernel, &format!("{path}.kernel"), 3);
+        let (kernel, kernel_at) =
+            self.positive_or(&conv.kernel, &format!("{path}.kernel"), Limit::WINDOW, 3);
         Conv {
             path: path.to_string(),
-            filters: self.positive(&conv.filters, &format!("{path}.filters")),
+            at: spanned.referenced,
+            filters: self.positive(&conv.filters, &format!("{path}.filters"), Limit::CHANNELS),
             kernel,
             kernel_at: kernel_at.unwrap_or(spanned.referenced),
             stride: self
-                .positive_or(&conv.stride, &format!("{path}.stride"), 1)
+                .positive_or(&conv.stride, &format!("{path}.stride"), Limit::WINDOW, 1)
                 .0,
             padding: conv
                 .padding
@@ -235,9 +265,9 @@ impl Checker<'_> {
 
     fn module(&mut self, spanned: &Spanned<ModuleSpec>, path: &str) -> Module {
         let module = &spanned.value;
-        let filters = self.positive(&module.filters, &format!("{path}.filters"));
+        let filters = self.positive(&module.filters, &format!("{path}.filters"), Limit::CHANNELS);
         let kernel = self
-            .positive_or(&module.kernel, &format!("{path}.kernel"), 3)
+            .positive_or(&module.kernel, &format!("{path}.kernel"), Limit::WINDOW, 3)
             .0;
         let residual_path = format!("{path}.residual");
         let residual_l2 = match &module.residual {
@@ -249,12 +279,14 @@ impl Checker<'_> {
                 self.positive_or(
                     &residual.value.filters,
                     &format!("{residual_path}.filters"),
+                    Limit::CHANNELS,
                     filters,
                 )
                 .0,
                 self.positive_or(
                     &residual.value.stride,
                     &format!("{residual_path}.stride"),
+                    Limit::WINDOW,
                     2,
                 )
                 .0,
@@ -273,15 +305,21 @@ impl Checker<'_> {
                 ..
             }) => Some(Pool {
                 size: self
-                    .positive_or(&pool.size, &format!("{path}.pool.size"), 3)
+                    .positive_or(&pool.size, &format!("{path}.pool.size"), Limit::WINDOW, 3)
                     .0,
                 stride: self
-                    .positive_or(&pool.stride, &format!("{path}.pool.stride"), 2)
+                    .positive_or(
+                        &pool.stride,
+                        &format!("{path}.pool.stride"),
+                        Limit::WINDOW,
+                        2,
+                    )
                     .0,
             }),
         };
         Module {
             path: path.to_string(),
+            at: spanned.referenced,
             filters,
             kernel,
             residual_filters,
@@ -306,7 +344,7 @@ impl Checker<'_> {
         let spec = head.map(|h| &h.value);
         let filters = match spec.and_then(|h| h.filters.as_ref()) {
             Some(filters) => {
-                let value = self.positive(filters, "head.filters");
+                let value = self.positive(filters, "head.filters", Limit::CHANNELS);
                 if value != 0 && value != labels {
                     self.error(
                         filters.referenced,
@@ -322,11 +360,12 @@ impl Checker<'_> {
             None => labels,
         };
         let (kernel, kernel_at) = match spec {
-            Some(h) => self.positive_or(&h.kernel, "head.kernel", 3),
+            Some(h) => self.positive_or(&h.kernel, "head.kernel", Limit::WINDOW, 3),
             None => (3, None),
         };
         Conv {
             path: "head".to_string(),
+            at,
             filters,
             kernel,
             kernel_at: kernel_at.unwrap_or(at),

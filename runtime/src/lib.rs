@@ -71,7 +71,7 @@ pub use pool::{max_pool, max_pool_backward};
 pub use separable::{SeparableConv2dWeights, separable_conv2d};
 pub use softmax::{argmax, softmax};
 pub use summary::{LayerSummary, render_summary};
-pub use tensor::{ShapeMismatch, Tensor, flat, flat_mut};
+pub use tensor::{AllocError, ShapeMismatch, Tensor, flat, flat_mut, try_zeroed_box};
 
 /// Whether two shapes are equal, usable in constants.
 pub const fn shape_eq(a: [usize; 3], b: [usize; 3]) -> bool {

@@ -6,6 +6,7 @@
 use crate::folded::FoldedTensors;
 use crate::isa::Isa;
 use crate::parameters::ParameterSource;
+use crate::tensor::AllocError;
 use bytemuck::Pod;
 
 /// A model compiled from a model file, for inference.
@@ -28,8 +29,9 @@ pub trait InferenceModel: Sized + Send + Sync {
     /// and folds each batch norm into the layer before it.
     fn weights_from_source<S: ParameterSource>(source: &mut S) -> Result<Self::Weights, S::Error>;
 
-    /// All-zero weights, to be filled from a saved file.
-    fn zeroed_weights() -> Self::Weights;
+    /// All-zero weights, to be filled from a saved file, or the error when
+    /// the memory runs out.
+    fn try_zeroed_weights() -> Result<Self::Weights, AllocError>;
 
     /// A model with these weights, running `isa` (or the portable code where
     /// this CPU lacks it).
@@ -38,8 +40,9 @@ pub trait InferenceModel: Sized + Send + Sync {
     /// The model's weights.
     fn model_weights(&self) -> &Self::Weights;
 
-    /// A scratch space for [`InferenceModel::logits_into`].
-    fn new_scratch() -> Self::Scratch;
+    /// A scratch space for [`InferenceModel::logits_into`], or the error
+    /// when the memory runs out.
+    fn try_new_scratch() -> Result<Self::Scratch, AllocError>;
 
     /// The class scores before softmax, written to `logits` (one per class;
     /// extra room is left as it is). Allocates nothing.

@@ -92,8 +92,9 @@ impl std::fmt::Display for ParameterSpec<'_> {
 
 /// Anything that can fill a model's parameters.
 pub trait ParameterSource {
-    /// What goes wrong, e.g. a missing tensor or one of another shape.
-    type Error;
+    /// What goes wrong, e.g. a missing tensor or one of another shape, or
+    /// the memory running out for the weights being read.
+    type Error: From<crate::tensor::AllocError>;
 
     /// Fills `values` (exactly `spec.len()` of them) with the parameter `spec`
     /// in Keras layout.

@@ -8,7 +8,7 @@ use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource};
 use crate::pointwise::{PointwiseWeights, multiply_pixels};
-use crate::tensor::{Tensor, zeroed_box};
+use crate::tensor::{Tensor, try_zeroed_box, zeroed_box};
 use bytemuck::Zeroable;
 
 /// A `K x K` separable convolution from `CI` to `CO` channels.
@@ -43,7 +43,7 @@ impl<const K: usize, const CI: usize, const CO: usize> SeparableConv2dWeights<K,
         layer: &str,
         options: LayerOptions,
     ) -> Result<Box<Self>, S::Error> {
-        let mut weights = Self::zeroed_boxed();
+        let mut weights = try_zeroed_box::<Self>()?;
         weights.depthwise.read_into(source, layer)?;
         weights
             .pointwise

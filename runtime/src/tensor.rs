@@ -112,9 +112,43 @@ impl std::error::Error for ShapeMismatch {}
 ///
 /// `Box::new(T::zeroed())` would build the value on the stack first, which
 /// overflows the stack for the larger tensors in unoptimised builds.
+///
+/// # Panics
+///
+/// When the memory runs out; [`try_zeroed_box`] returns the error instead.
 pub fn zeroed_box<T: Zeroable>() -> Box<T> {
     bytemuck::zeroed_box()
 }
+
+/// [`zeroed_box`], or an error when the memory runs out. The scratch spaces
+/// and weights of a model are allocated this way, so that a model too large
+/// for the machine gives an error, not a panic.
+pub fn try_zeroed_box<T: Zeroable>() -> Result<Box<T>, AllocError> {
+    bytemuck::try_zeroed_box().map_err(|()| AllocError {
+        bytes: std::mem::size_of::<T>(),
+    })
+}
+
+/// The memory ran out: a tensor or a layer's weights of `bytes` bytes could
+/// not be allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocError {
+    /// The size of the allocation that failed.
+    pub bytes: usize,
+}
+
+impl std::fmt::Display for AllocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "out of memory: {} bytes ({:.1} MiB) could not be allocated",
+            self.bytes,
+            self.bytes as f64 / (1u64 << 20) as f64
+        )
+    }
+}
+
+impl std::error::Error for AllocError {}
 
 #[cfg(test)]
 mod tests {
@@ -142,6 +176,22 @@ mod tests {
         assert_eq!(flat(&*tensor)[23], 7.0);
         flat_mut(&mut *tensor)[0] = -1.0;
         assert_eq!(tensor.data[0][0][0], -1.0);
+    }
+
+    #[test]
+    fn an_allocation_the_memory_cannot_hold_is_an_error() {
+        // 2^46 values, 256 TiB: more than the 128 TiB of address space a
+        // process has on x86-64 and AArch64 Linux, so no overcommit setting
+        // lets it through.
+        let error = try_zeroed_box::<Tensor<1048576, 1048576, 64>>().unwrap_err();
+        assert_eq!(error.bytes, 1 << 48);
+        assert!(
+            error.to_string().contains("281474976710656 bytes"),
+            "{error}"
+        );
+        // A small one succeeds, zeroed.
+        let small = try_zeroed_box::<Tensor<2, 2, 2>>().unwrap();
+        assert!(small.as_slice().iter().all(|&v| v == 0.0));
     }
 
     #[test]

@@ -31,7 +31,7 @@ macro_rules! time_model {
     ($settings:expr, $isa:expr, $module:ident, $model:ident, $scratch:ident, $input:ident) => {{
         let settings: &Settings = $settings;
         let model = $module::$model::from_source(&mut SyntheticWeights::new(1))
-            .unwrap_or_else(|never| match never {})
+            .map_err(|error| error.to_string())?
             .with_isa($isa);
         let mut input = $module::$input::zeroed_boxed();
         for (i, value) in input.as_mut_slice().iter_mut().enumerate() {
@@ -40,9 +40,10 @@ macro_rules! time_model {
         let inputs: Vec<$module::$input> = vec![*input; settings.batch];
         let mut outputs = vec![[0.0f32; $module::$model::NUM_CLASSES]; settings.batch];
         let mut scratches: Vec<$module::$scratch> = (0..settings.threads)
-            .map(|_| $module::$scratch::new())
-            .collect();
-        let mut scratch = $module::$scratch::new();
+            .map(|_| $module::$scratch::try_new())
+            .collect::<Result<_, _>>()
+            .map_err(|error| error.to_string())?;
+        let mut scratch = $module::$scratch::try_new().map_err(|error| error.to_string())?;
         bench::run(
             $module::$model::NAME,
             model.isa(),

@@ -67,6 +67,9 @@ pub enum WeightsError {
         layer: String,
         weight: String,
     },
+    /// The memory ran out for the weights being read.
+    #[error(transparent)]
+    OutOfMemory(#[from] crate::runtime::AllocError),
     /// A weight of another shape: usually a file for another architecture.
     #[error(transparent)]
     Shape(Box<ShapeError>),

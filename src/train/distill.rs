@@ -14,7 +14,7 @@ use super::data::Faces;
 use crate::models::{LoadError, load_weights, mirror_input};
 use crate::pretrained::sha256_hex;
 use crate::runtime::softmax::softmax_slice;
-use crate::runtime::{InferenceModel, Isa, bytemuck, flat_mut};
+use crate::runtime::{AllocError, InferenceModel, Isa, flat_mut, try_zeroed_box};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -110,9 +110,9 @@ impl Teachers {
         probabilities
             .par_chunks_mut(faces_per_chunk * classes)
             .enumerate()
-            .for_each(|(chunk, out)| {
-                let mut scratch = M::new_scratch();
-                let mut input: Box<M::Input> = bytemuck::zeroed_box();
+            .try_for_each(|(chunk, out)| {
+                let mut scratch = M::try_new_scratch()?;
+                let mut input: Box<M::Input> = try_zeroed_box()?;
                 let mut logits = vec![0.0f32; classes];
                 for (i, face_out) in out.chunks_exact_mut(classes).enumerate() {
                     let face = faces.face(chunk * faces_per_chunk + i);
@@ -134,7 +134,9 @@ impl Teachers {
                     }
                     face_out.iter_mut().for_each(|p| *p /= views.max(1) as f32);
                 }
-            });
+                Ok::<(), AllocError>(())
+            })
+            .map_err(|error| TeacherError::Load(error.into()))?;
         Ok(probabilities)
     }
 }

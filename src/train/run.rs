@@ -17,8 +17,8 @@ use crate::runtime::train::{
     TrainError, TrainableModel, Trainer, TrainerOptions, fold, read_training_state,
 };
 use crate::runtime::{
-    Adam, Isa, argmax, bytemuck, flat, flat_mut, l2_penalty, loss::Distillation,
-    softmax_cross_entropy_into,
+    Adam, AllocError, Isa, argmax, flat, flat_mut, l2_penalty, loss::Distillation,
+    softmax_cross_entropy_into, try_zeroed_box,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -150,6 +150,9 @@ pub enum RunError {
     Plot(#[from] PlotError),
     #[error(transparent)]
     Teacher(#[from] TeacherError),
+    /// The memory ran out for a scratch space.
+    #[error(transparent)]
+    OutOfMemory(#[from] AllocError),
 }
 
 /// What a finished run gives.
@@ -597,8 +600,8 @@ pub fn evaluate<M: TrainableModel>(
             .collect::<Vec<_>>()
             .par_chunks(per_thread)
             .map(|indices| {
-                let mut scratch = M::new_scratch();
-                let mut input: Box<M::Input> = bytemuck::zeroed_box();
+                let mut scratch = M::try_new_scratch()?;
+                let mut input: Box<M::Input> = try_zeroed_box()?;
                 let mut logits = vec![0.0f32; classes];
                 let mut gradient = vec![0.0f32; classes];
                 let mut loss = 0.0;
@@ -611,10 +614,10 @@ pub fn evaluate<M: TrainableModel>(
                         .unwrap_or(0.0);
                     predictions.push(argmax(&logits));
                 }
-                (loss, predictions)
+                Ok::<_, AllocError>((loss, predictions))
             })
-            .collect()
-    });
+            .collect::<Result<_, _>>()
+    })?;
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut loss = 0.0;
     let mut predictions = parts.iter().flat_map(|(_, p)| p.iter());

@@ -39,7 +39,8 @@ impl RandomSource {
 }
 
 impl ParameterSource for RandomSource {
-    type Error = std::convert::Infallible;
+    /// Only the weights' own allocation can fail.
+    type Error = mini_xception::runtime::AllocError;
 
     fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), Self::Error> {
         assert_eq!(values.len(), spec.len(), "{spec}: buffer length");

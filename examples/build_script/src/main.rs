@@ -40,8 +40,8 @@ mod tests {
             *v = ((i * 31 % 255) as f32 / 255.0 - 0.5) * 2.0;
         }
         let (mut a, mut b) = (vec![0.0f32; 7], vec![0.0f32; 7]);
-        ours.logits_into(&input, &mut MiniXception::new_scratch(), &mut a);
-        theirs.logits_into(&input, &mut from_macro::MiniXception::new_scratch(), &mut b);
+        ours.logits_into(&input, &mut MiniXceptionScratch::new(), &mut a);
+        theirs.logits_into(&input, &mut from_macro::MiniXceptionScratch::new(), &mut b);
         assert_eq!(a, b);
         assert!(a.iter().any(|&v| v != 0.0));
     }

@@ -13,7 +13,7 @@ use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
-use crate::tensor::{Tensor, zeroed_box};
+use crate::tensor::{Tensor, try_zeroed_box, zeroed_box};
 use bytemuck::Zeroable;
 
 /// A `K x K` convolution from `CI` to `CO` channels, kernel in Keras' HWIO layout.
@@ -48,7 +48,7 @@ impl<const K: usize, const CI: usize, const CO: usize> Conv2dWeights<K, CI, CO> 
         layer: &str,
         options: LayerOptions,
     ) -> Result<Box<Self>, S::Error> {
-        let mut weights = Self::zeroed_boxed();
+        let mut weights = try_zeroed_box::<Self>()?;
         let kernel = ParameterSpec {
             layer,
             kind: ParameterKind::Kernel,

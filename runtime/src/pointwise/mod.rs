@@ -14,7 +14,7 @@ use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::Stride;
 use crate::isa::Arithmetic;
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
-use crate::tensor::{Tensor, zeroed_box};
+use crate::tensor::{Tensor, try_zeroed_box, zeroed_box};
 use bytemuck::Zeroable;
 
 /// A 1x1 convolution from `CI` to `CO` channels.
@@ -46,7 +46,7 @@ impl<const CI: usize, const CO: usize> PointwiseWeights<CI, CO> {
         layer: &str,
         options: LayerOptions,
     ) -> Result<Box<Self>, S::Error> {
-        let mut weights = Self::zeroed_boxed();
+        let mut weights = try_zeroed_box::<Self>()?;
         weights.read_into(source, layer, ParameterKind::Kernel, options)?;
         Ok(weights)
     }

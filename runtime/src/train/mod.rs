@@ -29,8 +29,8 @@ pub use convolution::{
 };
 pub use head::{distilled_loss_backward, logits_backward, logits_forward, loss_backward};
 pub use model::{
-    FeatureMap, MissingTensor, TrainableModel, TrainingState, TrainingStateSource, TrainingTensor,
-    fold, read_training_state, unfold,
+    FeatureMap, FoldError, MissingTensor, TrainableModel, TrainingState, TrainingStateSource,
+    TrainingTensor, fold, read_training_state, unfold,
 };
 pub use normalize::{
     BatchNormSettings, Normalization, batch_moments, batch_norm_backward, batch_norm_forward,

@@ -8,6 +8,7 @@ use super::pool::ReluBackward;
 use crate::isa::Isa;
 use crate::model::InferenceModel;
 use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
+use crate::tensor::AllocError;
 use bytemuck::Pod;
 
 /// One tensor of a model's training state: a trainable parameter (in the
@@ -215,10 +216,42 @@ impl std::fmt::Display for MissingTensor {
 
 impl std::error::Error for MissingTensor {}
 
-impl<M: TrainableModel> ParameterSource for TrainingStateSource<'_, M> {
-    type Error = MissingTensor;
+/// Why a training state could not be folded into an inference model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FoldError {
+    /// The state lacks a tensor the model asks for.
+    Missing(MissingTensor),
+    /// The memory ran out for the folded weights.
+    OutOfMemory(AllocError),
+}
 
-    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), MissingTensor> {
+impl std::fmt::Display for FoldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FoldError::Missing(missing) => missing.fmt(f),
+            FoldError::OutOfMemory(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for FoldError {}
+
+impl From<MissingTensor> for FoldError {
+    fn from(missing: MissingTensor) -> Self {
+        FoldError::Missing(missing)
+    }
+}
+
+impl From<AllocError> for FoldError {
+    fn from(error: AllocError) -> Self {
+        FoldError::OutOfMemory(error)
+    }
+}
+
+impl<M: TrainableModel> ParameterSource for TrainingStateSource<'_, M> {
+    type Error = FoldError;
+
+    fn read(&mut self, spec: &ParameterSpec<'_>, values: &mut [f32]) -> Result<(), FoldError> {
         let tensor = M::TENSORS
             .iter()
             .find(|t| t.layer == spec.layer && t.kind == spec.kind && t.len() == values.len())
@@ -242,7 +275,7 @@ pub fn fold<M: TrainableModel>(
     parameters: &M::Parameters,
     statistics: &M::Statistics,
     isa: Isa,
-) -> Result<M, MissingTensor> {
+) -> Result<M, FoldError> {
     let weights =
         M::weights_from_source(&mut TrainingStateSource::<M>::new(parameters, statistics))?;
     Ok(M::with_weights(weights, isa))
