@@ -5,7 +5,8 @@ use crate::keras::{self, WeightsError};
 use crate::native::{self, NativeError};
 use crate::preprocess::{ResizeError, normalize, resize_linear};
 use crate::runtime::{
-    AllocError, InferenceModel, Isa, flat_mut, softmax::softmax_slice, try_zeroed_box,
+    AllocError, FoldedTensors, InferenceModel, Isa, flat_mut, softmax::softmax_slice,
+    try_zeroed_box,
 };
 use image::GrayImage;
 use std::path::Path;
@@ -35,18 +36,87 @@ pub enum LoadError {
     /// The memory ran out for the model's weights or scratch space.
     #[error(transparent)]
     OutOfMemory(#[from] AllocError),
+    /// Every value in the file is a finite number, but folding the batch
+    /// norms overflows (a huge gamma over a tiny variance).
+    #[error(
+        "{file}: folding the batch norms gives `{tensor}` the value {value} at index {index}: the file's weights are out of range"
+    )]
+    NotFinite {
+        file: String,
+        tensor: String,
+        index: usize,
+        value: f32,
+    },
+}
+
+/// The two formats of weight files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsFormat {
+    /// Keras 2 HDF5, as the paper's files.
+    Keras,
+    /// This project's safetensors, batch norms folded (see [`crate::native`]).
+    Native,
+}
+
+impl WeightsFormat {
+    /// A `.safetensors` file is native, any other Keras.
+    pub fn of_path(path: &Path) -> Self {
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            WeightsFormat::Native
+        } else {
+            WeightsFormat::Keras
+        }
+    }
 }
 
 /// Loads a model's weights: a `.safetensors` file in the native format,
 /// any other file as Keras HDF5.
+///
+/// Every weight, as read and as folded, is a finite number.
 pub fn load_weights<M: InferenceModel>(path: &Path) -> Result<M::Weights, LoadError> {
-    if path.extension().is_some_and(|e| e == "safetensors") {
-        let mut weights = M::try_zeroed_weights()?;
-        native::load(&mut weights, M::NAME, path)?;
-        Ok(weights)
-    } else {
-        Ok(keras::load(path, M::weights_from_source)?)
+    let weights = match WeightsFormat::of_path(path) {
+        WeightsFormat::Native => {
+            let mut weights = M::try_zeroed_weights()?;
+            native::load(&mut weights, M::NAME, path)?;
+            weights
+        }
+        WeightsFormat::Keras => keras::load(path, M::weights_from_source)?,
+    };
+    check_finite(&weights, &path.display().to_string())?;
+    Ok(weights)
+}
+
+/// [`load_weights`] for a file already in memory; `file` names it in errors.
+pub fn weights_from_bytes<M: InferenceModel>(
+    file: &str,
+    bytes: Vec<u8>,
+    format: WeightsFormat,
+) -> Result<M::Weights, LoadError> {
+    let weights = match format {
+        WeightsFormat::Native => {
+            let mut weights = M::try_zeroed_weights()?;
+            native::from_bytes(&mut weights, M::NAME, file, &bytes)?;
+            weights
+        }
+        WeightsFormat::Keras => keras::load_bytes(file, bytes, M::weights_from_source)?,
+    };
+    check_finite(&weights, file)?;
+    Ok(weights)
+}
+
+/// The first folded value that is not a finite number, as an error.
+fn check_finite(weights: &impl FoldedTensors, file: &str) -> Result<(), LoadError> {
+    for (tensor, _, values) in weights.tensors("") {
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(LoadError::NotFinite {
+                file: file.to_string(),
+                tensor,
+                index,
+                value: values[index],
+            });
+        }
     }
+    Ok(())
 }
 
 /// Writes a grayscale face crop of any size into a model's input: resized

@@ -159,6 +159,12 @@ pub fn from_bytes(
         for (value, chunk) in values.iter_mut().zip(tensor.data().chunks_exact(4)) {
             *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
         }
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(tensor_error(format!(
+                "holds {} at index {index}, where a finite number belongs",
+                values[index]
+            )));
+        }
         unused.remove(&name);
     }
     if !unused.is_empty() {

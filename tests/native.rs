@@ -120,3 +120,25 @@ fn truncated_and_damaged_files_are_errors() {
         "{error}"
     );
 }
+
+/// A NaN or an infinity in a native file is refused, naming the tensor and
+/// the index.
+#[test]
+fn non_finite_weights_are_refused() {
+    for bad in [f32::NAN, f32::NEG_INFINITY] {
+        let mut weights = emotion_weights();
+        let (name, _, values) = weights.tensors_mut("").into_iter().nth(3).unwrap();
+        values[5] = bad;
+        let bytes = native::to_bytes(&weights, MiniXception::NAME).unwrap();
+        let mut loaded = MiniXceptionWeights::zeroed();
+        let error = native::from_bytes(&mut loaded, MiniXception::NAME, "bad.safetensors", &bytes)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "bad.safetensors: tensor `{name}`: holds {bad} at index 5, where a finite number belongs"
+            )
+        );
+    }
+}

@@ -11,6 +11,7 @@ use mini_xception::runtime::{Isa, flat};
 use mini_xception::train::checkpoint::{self, CheckpointError, CheckpointHeader, ScheduleState};
 use mini_xception::train::data::{Faces, load_split};
 use mini_xception::train::{RunOptions, Schedule, TrainSettings, keras_initial, train_faces};
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -85,8 +86,9 @@ fn history_without_times(path: &Path) -> Vec<String> {
 }
 
 #[test]
-fn the_same_seed_gives_the_same_bits_with_one_and_two_threads() {
-    let runs: Vec<PathBuf> = [1, 2]
+fn the_same_seed_gives_the_same_bits_with_one_two_and_five_threads() {
+    // Five: more threads than the cores of the machine the tests run on.
+    let runs: Vec<PathBuf> = [1, 2, 5]
         .into_iter()
         .map(|threads| {
             let out = tempfile::tempdir().unwrap().keep();
@@ -94,21 +96,23 @@ fn the_same_seed_gives_the_same_bits_with_one_and_two_threads() {
             out
         })
         .collect();
-    let [one, two] = [&runs[0], &runs[1]];
+    let one = &runs[0];
     let values = checkpoint_values(&one.join("last.checkpoint"));
     assert!(!values.is_empty());
-    assert!(
-        values == checkpoint_values(&two.join("last.checkpoint")),
-        "the checkpoints differ"
-    );
-    assert_eq!(
-        std::fs::read(one.join("best.safetensors")).unwrap(),
-        std::fs::read(two.join("best.safetensors")).unwrap()
-    );
-    assert_eq!(
-        history_without_times(&one.join("history.csv")),
-        history_without_times(&two.join("history.csv"))
-    );
+    for two in &runs[1..] {
+        assert!(
+            values == checkpoint_values(&two.join("last.checkpoint")),
+            "the checkpoints differ"
+        );
+        assert_eq!(
+            std::fs::read(one.join("best.safetensors")).unwrap(),
+            std::fs::read(two.join("best.safetensors")).unwrap()
+        );
+        assert_eq!(
+            history_without_times(&one.join("history.csv")),
+            history_without_times(&two.join("history.csv"))
+        );
+    }
     // A different seed gives different weights: the comparison can fail.
     let other = tempfile::tempdir().unwrap();
     let other_settings = TrainSettings {
@@ -241,6 +245,27 @@ fn damaged_checkpoints_are_refused_whole_and_leave_the_trainer_as_it_was() {
         let mut flipped = good.clone();
         flipped[position] ^= 0x40;
         cases.push((format!("byte {position} flipped"), flipped));
+    }
+    // NaN in the last parameter, or a negative second moment (Adam divides
+    // by its square root), under a checksum that matches: checked values,
+    // not only checked bytes.
+    let header_end = 16 + u64::from_le_bytes(good[8..16].try_into().unwrap()) as usize;
+    let parameters = std::mem::size_of::<TinyTrainParameters>();
+    let statistics = std::mem::size_of::<TinyTrainStatistics>();
+    for (what, at, value) in [
+        ("a NaN parameter", header_end + parameters - 4, f32::NAN),
+        (
+            "a negative second moment",
+            header_end + 2 * parameters + statistics,
+            -1.0,
+        ),
+    ] {
+        let mut bad = good.clone();
+        bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        let content = bad.len() - 32;
+        let digest = sha2::Sha256::digest(&bad[..content]);
+        bad[content..].copy_from_slice(&digest);
+        cases.push((what.into(), bad));
     }
     for (what, bytes) in cases {
         std::fs::write(&damaged, &bytes).unwrap();

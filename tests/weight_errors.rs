@@ -298,3 +298,78 @@ fn data_address_fields(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
         .map(|(i, _)| i + 10..i + 18)
         .collect()
 }
+
+/// A NaN or an infinity among the weights, or a negative variance, would
+/// make every output NaN without an error: each is refused, naming the
+/// weight and the index.
+#[test]
+fn non_finite_weights_and_negative_variances_are_refused() {
+    let original = emotion_bytes();
+    let recorded = load_recorded(original.clone()).unwrap();
+    for (kind, bad, expected) in [
+        ("kernel", f32::NAN, "a finite number"),
+        ("gamma", f32::INFINITY, "a finite number"),
+        ("moving_variance", -0.5, "a finite variance of at least 0"),
+    ] {
+        let (key, values) = recorded
+            .iter()
+            .find(|(key, values)| key.ends_with(kind) && values.len() >= 8)
+            .unwrap();
+        // The first eight values, as stored, occur once in the file.
+        let pattern: Vec<u8> = values[..8].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let places: Vec<usize> = original
+            .windows(pattern.len())
+            .enumerate()
+            .filter(|(_, w)| *w == pattern.as_slice())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(places.len(), 1, "{key}");
+        let mut bytes = original.clone();
+        // The third value.
+        bytes[places[0] + 8..places[0] + 12].copy_from_slice(&bad.to_le_bytes());
+        let error = load_recorded(bytes).unwrap_err();
+        assert!(
+            error.starts_with("mutated.hdf5: damaged: `model_weights/")
+                && error.contains(&format!("holds {bad} at index 2, where {expected} belongs")),
+            "{key}: {error}"
+        );
+    }
+}
+
+/// Finite weights whose folding overflows (a huge gamma over a zero
+/// variance) are refused by the loader, naming the folded tensor.
+#[test]
+fn weights_that_overflow_when_folded_are_refused() {
+    let original = emotion_bytes();
+    let recorded = load_recorded(original.clone()).unwrap();
+    // The first layer with a batch norm.
+    let gamma = recorded.keys().find(|key| key.ends_with(" gamma")).unwrap();
+    let layer = gamma.trim_end_matches(" gamma");
+    let mut bytes = original.clone();
+    for (kind, value) in [("gamma", f32::MAX), ("moving_variance", 0.0)] {
+        let values = &recorded[&format!("{layer} {kind}")];
+        let pattern: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let at = original
+            .windows(pattern.len())
+            .position(|w| w == pattern.as_slice())
+            .unwrap();
+        // Every channel, so that some kernel value surely overflows.
+        for channel in 0..values.len() {
+            bytes[at + 4 * channel..at + 4 * channel + 4].copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    let error = mini_xception::models::weights_from_bytes::<MiniXception>(
+        "huge.hdf5",
+        bytes,
+        mini_xception::models::WeightsFormat::Keras,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        error.starts_with(&format!(
+            "huge.hdf5: folding the batch norms gives `{layer}"
+        )) && error.ends_with("the file's weights are out of range"),
+        "{error}"
+    );
+}

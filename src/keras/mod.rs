@@ -17,7 +17,7 @@
 
 mod topology;
 
-use crate::runtime::{ParameterSource, ParameterSpec};
+use crate::runtime::{ParameterKind, ParameterSource, ParameterSpec};
 use hdf5_reader::Hdf5File;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -357,6 +357,29 @@ impl ParameterSource for KerasFile {
             });
         }
         dataset.read_into(values).map_err(|e| hdf5(&path, e))?;
+        // Folding divides by the square root of the variance plus epsilon:
+        // a NaN, an infinity or a negative variance would make every
+        // output NaN without an error.
+        let bad = match spec.kind {
+            ParameterKind::MovingVariance => {
+                values.iter().position(|v| !(v.is_finite() && *v >= 0.0))
+            }
+            _ => values.iter().position(|v| !v.is_finite()),
+        };
+        if let Some(index) = bad {
+            let expected = if spec.kind == ParameterKind::MovingVariance {
+                "a finite variance of at least 0"
+            } else {
+                "a finite number"
+            };
+            return Err(WeightsError::Damaged {
+                file: self.name.clone(),
+                reason: format!(
+                    "`{path}` holds {} at index {index}, where {expected} belongs",
+                    values[index]
+                ),
+            });
+        }
         self.unread.remove(&path);
         self.storage.push((offset, length, path));
         Ok(())
@@ -372,7 +395,15 @@ impl ParameterSource for KerasFile {
             .layer_config(&keras_layer)
             .and_then(|c| c.get("epsilon"))
             .and_then(|e| e.as_f64());
-        Ok(epsilon.map_or(model_epsilon, |e| e as f32))
+        match epsilon {
+            None => Ok(model_epsilon),
+            Some(e) if e.is_finite() && e > 0.0 && (e as f32) > 0.0 => Ok(e as f32),
+            Some(e) => Err(WeightsError::Structure {
+                file: self.name.clone(),
+                keras_layer,
+                reason: format!("the batch norm's epsilon is {e}; it must be a positive number"),
+            }),
+        }
     }
 }
 

@@ -99,6 +99,11 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, ImageError> {
         path: path.to_path_buf(),
         source,
     })?;
+    decode_image(bytes, path)
+}
+
+/// [`load_image`] for a file already in memory; `path` names it in errors.
+pub fn decode_image(bytes: Vec<u8>, path: &Path) -> Result<DynamicImage, ImageError> {
     if jpeg::is_jpeg(&bytes) {
         return jpeg::decode(&bytes).map_err(|failure| match failure {
             JpegFailure::Corrupt(message) => ImageError::CorruptJpeg {

@@ -22,7 +22,7 @@ mod resize;
 
 pub use crop::crop;
 pub use gray::{rgb_to_gray, to_gray};
-pub use load::{ImageError, load_gray, load_image};
+pub use load::{ImageError, decode_image, load_gray, load_image};
 pub use resize::{ResizeError, resize_linear};
 
 use image::GrayImage;

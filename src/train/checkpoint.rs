@@ -150,7 +150,16 @@ pub fn load<M: TrainableModel>(
         file: file.clone(),
         source,
     })?;
-    let (header, arrays) = parse::<M>(&file, &bytes)?;
+    load_bytes(&file, &bytes, trainer)
+}
+
+/// [`load`] from bytes in memory; `file` names them in errors.
+pub fn load_bytes<M: TrainableModel>(
+    file: &str,
+    bytes: &[u8],
+    trainer: &mut Trainer<M>,
+) -> Result<CheckpointHeader, CheckpointError> {
+    let (header, arrays) = parse::<M>(file, bytes)?;
     let mut first: Box<M::Parameters> = bytemuck::zeroed_box();
     let mut second: Box<M::Parameters> = bytemuck::zeroed_box();
     {
@@ -239,5 +248,22 @@ fn parse<'b, M: TrainableModel>(
     let (values, rest) = rest.split_at(parameters);
     let (moving, rest) = rest.split_at(statistics);
     let (first, second) = rest.split_at(parameters);
+    // A NaN or an infinity would poison every later step without an error,
+    // and Adam divides by the square root of the second moments.
+    for (what, array, at_least_zero) in [
+        ("parameters", values, false),
+        ("moving statistics", moving, false),
+        ("Adam's first moments", first, false),
+        ("Adam's second moments", second, true),
+    ] {
+        let bad = array
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .enumerate()
+            .find(|&(_, v)| !v.is_finite() || (at_least_zero && v < 0.0));
+        if let Some((index, value)) = bad {
+            return Err(damaged(format!("its {what} hold {value} at index {index}")));
+        }
+    }
     Ok((header, [values, moving, first, second]))
 }
