@@ -176,14 +176,21 @@ fn a_batch_gives_each_image_what_a_single_pass_gives() {
         .iter()
         .map(|input| model.forward(input, &mut scratch))
         .collect();
-    for threads in [1, 2, 3] {
+    // One scratch space per thread, in pools of up to more threads than
+    // this machine's cores, and fewer scratch spaces than threads.
+    for (threads, spaces) in [(1, 1), (2, 2), (3, 3), (8, 8), (8, 3)] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         let mut scratches: Vec<MiniXceptionScratch> =
-            (0..threads).map(|_| MiniXceptionScratch::new()).collect();
+            (0..spaces).map(|_| MiniXceptionScratch::new()).collect();
         let mut outputs = vec![[0.0; 7]; inputs.len()];
+        let ran = pool.install(|| model.forward_batch(&inputs, &mut outputs, &mut scratches));
+        assert_eq!(ran, inputs.len());
         assert_eq!(
-            model.forward_batch(&inputs, &mut outputs, &mut scratches),
-            inputs.len()
+            outputs, expected,
+            "{threads} threads, {spaces} scratch spaces"
         );
-        assert_eq!(outputs, expected, "{threads} scratch spaces");
     }
 }

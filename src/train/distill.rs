@@ -187,6 +187,27 @@ mod tests {
         assert_eq!(p[..7], p[7..]);
         assert!((p[..7].iter().sum::<f32>() - 1.0).abs() < 1e-6);
         // Hot enough, every class gets nearly a seventh.
+        // The same on any number of threads, more than the cores too: 600
+        // faces are three chunks of work.
+        let crowd = Faces {
+            pixels: (0..600 * 48 * 48)
+                .map(|i| ((i * 37 + i / 2304 * 11) % 256) as u8)
+                .collect(),
+            labels: vec![0; 600],
+            size: [48, 48],
+        };
+        let on_threads = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| sharp.probabilities::<MiniXceptionPaz>(&crowd, Isa::detect()))
+                .unwrap()
+        };
+        let alone = on_threads(1);
+        for threads in [2, 5] {
+            assert!(on_threads(threads) == alone, "{threads} threads");
+        }
         let hot = Teachers::from_files(vec![file], 0.5, 1e4).unwrap();
         let p = hot
             .probabilities::<MiniXceptionPaz>(&faces, Isa::detect())
