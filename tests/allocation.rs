@@ -8,7 +8,9 @@ use mini_xception::runtime::{AllocError, InferenceModel, Isa};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-mini_xception::mini_xception!("models/mini_xception.yaml");
+// The library's own compiled models (models/mini_xception.yaml):
+// compiling them again here would only cost build time.
+use mini_xception::models::emotion::*;
 
 mod support;
 

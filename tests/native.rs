@@ -7,8 +7,10 @@ use mini_xception::native::{self, NativeError};
 use mini_xception::runtime::FoldedTensors;
 use support::shared;
 
-mini_xception::mini_xception!("models/mini_xception.yaml");
-mini_xception::mini_xception!("models/gender_mini_xception.yaml");
+// The library's own compiled models (models/mini_xception.yaml, models/gender_mini_xception.yaml):
+// compiling them again here would only cost build time.
+use mini_xception::models::emotion::*;
+use mini_xception::models::gender::*;
 
 fn emotion_weights() -> MiniXceptionWeights {
     mini_xception::keras::load(

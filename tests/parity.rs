@@ -10,8 +10,10 @@ use mini_xception::runtime::Isa;
 use serde::Deserialize;
 use support::shared;
 
-mini_xception::mini_xception!("models/mini_xception.yaml");
-mini_xception::mini_xception!("models/gender_mini_xception.yaml");
+// The library's own compiled models (models/mini_xception.yaml, models/gender_mini_xception.yaml):
+// compiling them again here would only cost build time.
+use mini_xception::models::emotion::*;
+use mini_xception::models::gender::*;
 mini_xception::mini_xception!("tests/models/emotion_48.yaml");
 
 const EMOTION_WEIGHTS: &str = "models/fer2013_mini_XCEPTION.102-0.66.hdf5";

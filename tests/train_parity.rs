@@ -12,7 +12,9 @@ use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
 mini_xception::mini_xception!("tests/models/tiny_train.yaml");
-mini_xception::mini_xception!("models/mini_xception.yaml");
+// The library's own compiled models (models/mini_xception.yaml):
+// compiling them again here would only cost build time.
+use mini_xception::models::emotion::*;
 
 /// A Keras reference file.
 struct Reference {

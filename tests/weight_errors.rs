@@ -9,8 +9,10 @@ use mini_xception::runtime::{ParameterSource, ParameterSpec};
 use std::collections::BTreeMap;
 use support::shared;
 
-mini_xception::mini_xception!("models/mini_xception.yaml");
-mini_xception::mini_xception!("models/mini_xception_paz.yaml");
+// The library's own compiled models (models/mini_xception.yaml, models/mini_xception_paz.yaml):
+// compiling them again here would only cost build time.
+use mini_xception::models::emotion::*;
+use mini_xception::models::paz::*;
 mini_xception::mini_xception!("tests/models/five_modules.yaml");
 mini_xception::mini_xception!("tests/models/three_modules.yaml");
 
