@@ -32,6 +32,7 @@ pub mod evaluate;
 pub mod explain;
 pub mod faces;
 pub mod fer2013;
+pub mod files;
 pub mod keras;
 pub mod models;
 pub mod native;

@@ -101,10 +101,11 @@ pub fn load(
 ) -> Result<(), NativeError> {
     let path = path.as_ref();
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| NativeError::Io {
-        file: file.clone(),
-        source,
-    })?;
+    let bytes = crate::files::read_limited(path, crate::files::MAX_WEIGHTS_BYTES, "weights")
+        .map_err(|source| NativeError::Io {
+            file: file.clone(),
+            source,
+        })?;
     from_bytes(weights, model, &file, &bytes)
 }
 

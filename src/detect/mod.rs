@@ -184,9 +184,17 @@ impl Cascade {
     /// Loads a cascade from an OpenCV XML file such as
     /// `haarcascade_frontalface_default.xml`.
     pub fn from_xml_file(path: &Path) -> Result<Self, CascadeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CascadeError::Io {
+        let io = |source| CascadeError::Io {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = crate::files::read_limited(path, crate::files::MAX_CASCADE_BYTES, "a cascade")
+            .map_err(io)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.utf8_error(),
+            ))
         })?;
         Self::from_xml_str(&text, &path.display().to_string())
     }

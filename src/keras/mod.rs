@@ -114,10 +114,11 @@ impl KerasFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, WeightsError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
-            file: name.clone(),
-            source,
-        })?;
+        let bytes = crate::files::read_limited(path, crate::files::MAX_WEIGHTS_BYTES, "weights")
+            .map_err(|source| WeightsError::Io {
+                file: name.clone(),
+                source,
+            })?;
         Self::from_bytes(name, bytes)
     }
 

@@ -95,10 +95,11 @@ pub fn load_gray(path: &Path) -> Result<GrayImage, ImageError> {
 /// as [`ImageError::CorruptJpeg`]. That needs the default `panic = "unwind"`:
 /// in a program built with `panic = "abort"`, a broken JPEG aborts it.
 pub fn load_image(path: &Path) -> Result<DynamicImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crate::files::read_limited(path, crate::files::MAX_IMAGE_BYTES, "an image")
+        .map_err(|source| ImageError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
     decode_image(bytes, path)
 }
 

@@ -146,10 +146,12 @@ pub fn load<M: TrainableModel>(
     trainer: &mut Trainer<M>,
 ) -> Result<CheckpointHeader, CheckpointError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-        file: file.clone(),
-        source,
-    })?;
+    let bytes =
+        crate::files::read_limited(path, crate::files::MAX_CHECKPOINT_BYTES, "a checkpoint")
+            .map_err(|source| CheckpointError::Io {
+                file: file.clone(),
+                source,
+            })?;
     load_bytes(&file, &bytes, trainer)
 }
 
