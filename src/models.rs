@@ -74,16 +74,18 @@ impl WeightsFormat {
 ///
 /// Every weight, as read and as folded, is a finite number.
 pub fn load_weights<M: InferenceModel>(path: &Path) -> Result<M::Weights, LoadError> {
-    let weights = match WeightsFormat::of_path(path) {
+    match WeightsFormat::of_path(path) {
         WeightsFormat::Native => {
             let mut weights = M::try_zeroed_weights()?;
             native::load(&mut weights, M::NAME, path)?;
-            weights
+            Ok(weights)
         }
-        WeightsFormat::Keras => keras::load(path, M::weights_from_source)?,
-    };
-    check_finite(&weights, &path.display().to_string())?;
-    Ok(weights)
+        WeightsFormat::Keras => {
+            let weights = keras::load(path, M::weights_from_source)?;
+            check_folded(&weights, &path.display().to_string())?;
+            Ok(weights)
+        }
+    }
 }
 
 /// [`load_weights`] for a file already in memory; `file` names it in errors.
@@ -92,20 +94,24 @@ pub fn weights_from_bytes<M: InferenceModel>(
     bytes: Vec<u8>,
     format: WeightsFormat,
 ) -> Result<M::Weights, LoadError> {
-    let weights = match format {
+    match format {
         WeightsFormat::Native => {
             let mut weights = M::try_zeroed_weights()?;
             native::from_bytes(&mut weights, M::NAME, file, &bytes)?;
-            weights
+            Ok(weights)
         }
-        WeightsFormat::Keras => keras::load_bytes(file, bytes, M::weights_from_source)?,
-    };
-    check_finite(&weights, file)?;
-    Ok(weights)
+        WeightsFormat::Keras => {
+            let weights = keras::load_bytes(file, bytes, M::weights_from_source)?;
+            check_folded(&weights, file)?;
+            Ok(weights)
+        }
+    }
 }
 
-/// The first folded value that is not a finite number, as an error.
-fn check_finite(weights: &impl FoldedTensors, file: &str) -> Result<(), LoadError> {
+/// The first folded value that is not a finite number, as an error. Only
+/// Keras weights need it: native files hold folded weights, which their
+/// reader checks value by value.
+fn check_folded(weights: &impl FoldedTensors, file: &str) -> Result<(), LoadError> {
     for (tensor, _, values) in weights.tensors("") {
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
             return Err(LoadError::NotFinite {
