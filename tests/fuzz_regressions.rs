@@ -78,3 +78,16 @@ fn edits_apply_as_documented() {
         b"aBcd"
     );
 }
+
+/// The fuzz target's own cascade must load and pass windows on the
+/// target's image; otherwise its mutants would stop at the first check and
+/// the detector would go unfuzzed.
+#[test]
+fn the_fuzz_cascade_loads_and_finds_boxes() {
+    let cascade = mini_xception::detect::Cascade::from_xml_str(checks::SMALL_CASCADE, "small.xml")
+        .expect("it loads");
+    assert_eq!(cascade.window_size(), (20, 16));
+    let (image, options) = checks::detection_case();
+    let faces = cascade.detect(&image, &options).expect("detection runs");
+    assert!(!faces.is_empty());
+}
