@@ -352,15 +352,16 @@ pub fn detection_case() -> (GrayImage, DetectOptions) {
     (image, options)
 }
 
-/// OpenCV Haar cascade XML as edits of a valid cascade (an odd first byte:
-/// [`SMALL_CASCADE`]; an even one: OpenCV's frontal-face cascade, when it
-/// is beside the project), or whole files: no panic; a cascade that loads
-/// has a window within the limits and detects on a small image, every box
-/// inside the image.
+/// OpenCV Haar cascade XML as edits of a valid cascade (first byte 2:
+/// OpenCV's frontal-face cascade, when it is beside the project; any other:
+/// [`SMALL_CASCADE`]), or whole files: no panic; a cascade that loads has a
+/// window within the limits and detects on a small image, every box inside
+/// the image. OpenCV's file is kept to one first byte because it parses at
+/// about 10 inputs a second under the sanitizer.
 pub fn check_cascade_xml(data: &[u8]) {
     static OPENCV: OnceLock<Vec<u8>> = OnceLock::new();
     let valid = match data.first() {
-        Some(first) if first % 2 == 0 => {
+        Some(2) => {
             OPENCV.get_or_init(|| shared_file("models/haarcascade_frontalface_default.xml"))
         }
         _ => SMALL_CASCADE.as_bytes(),
