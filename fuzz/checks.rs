@@ -289,7 +289,8 @@ pub fn check_checkpoint(data: &[u8]) {
 
 /// A small Haar cascade written for the fuzz target (a 20x16 window, two
 /// stages, a stump, a two-node tree and three features), so that its
-/// mutants parse hundreds of times faster than OpenCV's 930 kB cascade.
+/// mutants parse far faster than OpenCV's 930 kB cascade (the 30-minute
+/// run made 66 inputs a second, against about 10 on OpenCV's file).
 /// Its stage thresholds are low enough that windows pass every stage, so
 /// the detector's grouping of boxes runs too.
 pub const SMALL_CASCADE: &str = r#"<?xml version="1.0"?>
@@ -361,9 +362,7 @@ pub fn detection_case() -> (GrayImage, DetectOptions) {
 pub fn check_cascade_xml(data: &[u8]) {
     static OPENCV: OnceLock<Vec<u8>> = OnceLock::new();
     let valid = match data.first() {
-        Some(2) => {
-            OPENCV.get_or_init(|| shared_file("models/haarcascade_frontalface_default.xml"))
-        }
+        Some(2) => OPENCV.get_or_init(|| shared_file("models/haarcascade_frontalface_default.xml")),
         _ => SMALL_CASCADE.as_bytes(),
     };
     let file = edited(valid, data);
