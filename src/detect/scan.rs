@@ -26,7 +26,7 @@ use super::cascade::Model;
 use super::group::{Rect, round_f32, round_f64};
 use super::integral::Integral;
 use super::resize::resize_linear_exact;
-use super::simd::{Avx2, LANES};
+use super::simd::{Avx2, LANES, Visit};
 use super::window::{Early, ScaledCascade, Verdict};
 use super::{DetectError, DetectOptions};
 
@@ -233,49 +233,68 @@ struct RowScan<'a> {
 }
 
 impl RowScan<'_> {
-    /// What the first stages say of the windows of the row starting at
-    /// integral entry `row_start`, eight at a time, when the CPU has AVX2 and
-    /// the cascade is made of stumps; empty otherwise. The few windows past
-    /// the last whole block are left to [`RowScan::row`].
+    /// The hit for the window at `(x, y)` of this scale.
+    fn hit(&self, x: usize, y: usize) -> Rect {
+        Rect {
+            x: round_f32(x as f32 * self.scale),
+            y: round_f32(y as f32 * self.scale),
+            width: self.window_width,
+            height: self.window_height,
+        }
+    }
+
+    /// Pushes the hits among the row's windows from the first, eight at a
+    /// time, when the CPU has AVX2 and the cascade is made of stumps, and
+    /// returns the first window the scan has still to look at (0 otherwise):
+    /// past the row, unless the integral tables end before a block's last
+    /// lane does (in the last rows).
     ///
-    /// Blocks also cover windows the scan then skips (every other one at step
-    /// 2, and those after a first-stage rejection); even so, 12_angry_men.jpg
-    /// at 1.3/5 went from 163 to 104 ms on one thread.
-    fn block_stages(&self, row_start: usize) -> Vec<Early> {
-        let mut early = Vec::new();
-        if let (Some(avx2), Some(stumps)) = (self.avx2, self.cascade.stumps()) {
-            early.reserve(self.working_width);
-            while early.len() + LANES <= self.working_width {
-                let base = row_start + early.len();
-                match avx2.first_stages(self.cascade, stumps, self.integral, base) {
-                    Some(block) => early.extend(block),
-                    None => break,
+    /// A block's lanes cover every window, but those the scan skips (every
+    /// other one at step 2, and the one after a first-stage rejection) leave
+    /// the block after its first stage, so they do not hold it in the later,
+    /// longer stages (`Visit`). Only a block's hits come back to the scan.
+    fn blocks(&self, row_start: usize, y: usize, hits: &mut Vec<Rect>) -> usize {
+        let (Some(avx2), Some(stumps)) = (self.avx2, self.cascade.stumps()) else {
+            return 0;
+        };
+        let mut block = 0;
+        let mut visit = Visit::Row {
+            step: self.step,
+            next: 0,
+        };
+        while block < self.working_width {
+            let base = row_start + block;
+            let windows = (self.working_width - block).min(LANES);
+            let Some((verdicts, next)) =
+                avx2.first_stages(self.cascade, stumps, self.integral, base, windows, visit)
+            else {
+                break;
+            };
+            for (lane, early) in verdicts.into_iter().enumerate() {
+                // Only windows the scan looks at pass; for those, `finish`
+                // has nothing left to run.
+                if matches!(early, Early::Passed { .. })
+                    && self.cascade.finish(self.integral, base + lane, early) == Verdict::Object
+                {
+                    hits.push(self.hit(block + lane, y));
                 }
             }
+            visit = next;
+            block += LANES;
         }
-        early
+        block + visit.next()
     }
 
     /// The hits of the row of windows whose top edge is `y`.
     fn row(&self, y: usize) -> Vec<Rect> {
         let mut hits = Vec::new();
         let row_start = y * self.integral.stride;
-        let blocks = self.block_stages(row_start);
-        let mut x = 0;
+        let mut x = self.blocks(row_start, y, &mut hits);
+        // The windows past the blocks, one at a time.
         while x < self.working_width {
-            // Windows outside the blocks start from the variance check alone,
-            // only when the scan reaches them.
-            let first = match blocks.get(x) {
-                Some(&early) => early,
-                None => self.cascade.early(self.integral, row_start + x),
-            };
-            match self.cascade.finish(self.integral, row_start + x, first) {
-                Verdict::Object => hits.push(Rect {
-                    x: round_f32(x as f32 * self.scale),
-                    y: round_f32(y as f32 * self.scale),
-                    width: self.window_width,
-                    height: self.window_height,
-                }),
+            let early = self.cascade.early(self.integral, row_start + x);
+            match self.cascade.finish(self.integral, row_start + x, early) {
+                Verdict::Object => hits.push(self.hit(x, y)),
                 // OpenCV's shortcut: a window that fails the first stage
                 // makes its right neighbour unlikely, so it is skipped.
                 Verdict::Rejected { stage: 0 } => x += self.step,

@@ -17,6 +17,72 @@ use super::window::{Early, ScaledCascade, Stump};
 /// Windows evaluated together.
 pub(crate) const LANES: usize = 8;
 
+/// Which windows of a block the scan will look at, so that the others can
+/// leave the lanes early: a lane that stays in the block only because a
+/// neighbour is undecided costs as much as one the scan needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Visit {
+    /// Every window of the block (what the tests compare one by one).
+    #[cfg_attr(not(test), allow(dead_code, reason = "the scan visits rows"))]
+    All,
+    /// The scan's windows along a row: `step` apart, with OpenCV's skip of
+    /// the window after a first-stage rejection. `next` is the offset from
+    /// the block's first window to the first one the scan looks at, which a
+    /// rejection or a step near the end of the previous block can push into
+    /// this one, or past it.
+    Row { step: usize, next: usize },
+}
+
+impl Visit {
+    /// The offset of the first window the scan looks at from the block's
+    /// first window (0 for [`Visit::All`]).
+    pub(crate) fn next(self) -> usize {
+        match self {
+            Visit::All => 0,
+            Visit::Row { next, .. } => next,
+        }
+    }
+
+    /// The lanes the scan may look at before the first stage is known.
+    fn candidates(self) -> u32 {
+        match self {
+            Visit::All => (1 << LANES) - 1,
+            Visit::Row { step, next } => (next..LANES)
+                .step_by(step.max(1))
+                .fold(0, |mask, lane| mask | (1 << lane)),
+        }
+    }
+
+    /// The lanes the scan looks at, given the lanes the first stage rejected,
+    /// and the visit of the next block.
+    fn after_first_stage(self, rejected: u32) -> (u32, Visit) {
+        match self {
+            Visit::All => ((1 << LANES) - 1, Visit::All),
+            Visit::Row { step, next } => {
+                let step = step.max(1);
+                let mut visited = 0;
+                let mut lane = next;
+                while lane < LANES {
+                    visited |= 1 << lane;
+                    // The scan's `x += step` after a first-stage rejection,
+                    // on top of the usual one.
+                    if rejected & (1 << lane) != 0 {
+                        lane += step;
+                    }
+                    lane += step;
+                }
+                (
+                    visited,
+                    Visit::Row {
+                        step,
+                        next: lane - LANES,
+                    },
+                )
+            }
+        }
+    }
+}
+
 /// Proof that this CPU has AVX2: only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2(());
@@ -32,15 +98,23 @@ impl Avx2 {
     }
 
     /// What the first stages say of the windows whose top-left integral
-    /// entries are `base .. base + LANES`; `None` if the tables end before
-    /// the last of them does (the caller then takes them one at a time).
+    /// entries are `base .. base + LANES`, and the visit of the next block;
+    /// `None` if the tables end before the last of them does (the caller
+    /// then takes them one at a time).
+    ///
+    /// Only the first `windows` lanes are windows of the row (the last block
+    /// of a row has fewer than eight), and only those that `visit` looks at
+    /// get their verdict; the others say [`Early::Flat`], which means nothing
+    /// for them.
     pub(crate) fn first_stages(
         self,
         cascade: &ScaledCascade,
         stumps: &[Stump],
         integral: &Integral,
         base: usize,
-    ) -> Option<[Early; LANES]> {
+        windows: usize,
+        visit: Visit,
+    ) -> Option<([Early; LANES], Visit)> {
         let covered = cascade.span() + LANES - 1;
         let end = base.checked_add(covered)?;
         let sums = integral.sum.get(base..end)?;
@@ -49,11 +123,12 @@ impl Avx2 {
         {
             // SAFETY: an `Avx2` exists only when the CPU has AVX2, and both
             // tables are `span + LANES - 1` entries long, as `lanes` needs.
-            Some(unsafe { x86::lanes(cascade, stumps, sums, squares) })
+            let in_row = (1_u32 << windows.min(LANES)) - 1;
+            Some(unsafe { x86::lanes(cascade, stumps, sums, squares, in_row, visit) })
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (stumps, sums, squares);
+            let _ = (stumps, sums, squares, windows, visit);
             None
         }
     }
@@ -61,7 +136,7 @@ impl Avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Early, LANES, ScaledCascade, Stump};
+    use super::{Early, LANES, ScaledCascade, Stump, Visit};
     use std::arch::x86_64::*;
 
     /// Eight windows' `u32` entries at `offset` from each one's top left.
@@ -127,7 +202,19 @@ mod x86 {
         (factor, _mm256_and_pd(positive, contrast))
     }
 
-    /// The eight windows' first stages.
+    /// Lanes `0..4` and `4..8` of a bit mask as two 4-lane `f64` masks.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn lane_masks(bits: u32) -> (__m256d, __m256d) {
+        let lane_bits = _mm256_set_epi64x(8, 4, 2, 1);
+        let mask = |bits: u32| {
+            let spread = _mm256_and_si256(_mm256_set1_epi64x(i64::from(bits)), lane_bits);
+            _mm256_castsi256_pd(_mm256_cmpeq_epi64(spread, lane_bits))
+        };
+        (mask(bits & 0xf), mask(bits >> 4))
+    }
+
+    /// The eight windows' first stages, and the visit of the next block.
     ///
     /// # Safety
     /// The CPU has AVX2, and `sums` and `squares` hold `span + LANES - 1`
@@ -138,7 +225,9 @@ mod x86 {
         stumps: &[Stump],
         sums: &[u32],
         squares: &[u32],
-    ) -> [Early; LANES] {
+        in_row: u32,
+        visit: Visit,
+    ) -> ([Early; LANES], Visit) {
         // Every corner offset is below `span` (`ScaledCascade::new` checks
         // it), so each 8-lane load below stays inside the tables.
         let (normalisation, area) = cascade.normalisation();
@@ -159,6 +248,9 @@ mod x86 {
             _mm256_extracti128_si256::<1>(window_square_sum),
             area,
         );
+        let (candidates_low, candidates_high) = lane_masks(visit.candidates() & in_row);
+        alive_low = _mm256_and_pd(alive_low, candidates_low);
+        alive_high = _mm256_and_pd(alive_high, candidates_high);
         let factor = _mm256_set_m128(factor_high, factor_low);
         let mut factors = [0.0_f32; LANES];
         // SAFETY: `factors` holds the eight `f32`s written; `storeu` has no
@@ -169,11 +261,13 @@ mod x86 {
         let alive_bits = |low: __m256d, high: __m256d| {
             (_mm256_movemask_pd(low) | (_mm256_movemask_pd(high) << 4)) as u32
         };
+        // Until the first stage has run, nothing is rejected.
+        let mut next_visit = None;
         let stages = cascade.stages();
         for (index, stage) in stages.iter().enumerate() {
             // Even one undecided window is no slower in a lane than alone.
             if alive_bits(alive_low, alive_high) == 0 {
-                return verdicts;
+                break;
             }
             let mut total_low = _mm256_setzero_pd();
             let mut total_high = _mm256_setzero_pd();
@@ -221,7 +315,16 @@ mod x86 {
             }
             alive_low = _mm256_andnot_pd(rejected_low, alive_low);
             alive_high = _mm256_andnot_pd(rejected_high, alive_high);
+            if index == 0 {
+                // The windows the scan will skip leave now.
+                let (visited, next) = visit.after_first_stage(rejected);
+                let (visited_low, visited_high) = lane_masks(visited & in_row);
+                alive_low = _mm256_and_pd(alive_low, visited_low);
+                alive_high = _mm256_and_pd(alive_high, visited_high);
+                next_visit = Some(next);
+            }
         }
+        let next_visit = next_visit.unwrap_or_else(|| visit.after_first_stage(0).1);
         let alive = alive_bits(alive_low, alive_high);
         for lane in (0..LANES).filter(|lane| alive & (1 << lane) != 0) {
             verdicts[lane] = Early::Passed {
@@ -229,7 +332,7 @@ mod x86 {
                 factor: factors[lane],
             };
         }
-        verdicts
+        (verdicts, next_visit)
     }
 }
 
@@ -269,7 +372,9 @@ mod tests {
         for y in 0..rows {
             for x in (0..columns.saturating_sub(LANES - 1)).step_by(3) {
                 let base = y * integral.stride + x;
-                let Some(block) = avx2.first_stages(&cascade, stumps, &integral, base) else {
+                let Some((block, _)) =
+                    avx2.first_stages(&cascade, stumps, &integral, base, LANES, Visit::All)
+                else {
                     panic!("({x}, {y}): the block fits the tables");
                 };
                 for (lane, early) in block.into_iter().enumerate() {
