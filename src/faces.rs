@@ -5,7 +5,7 @@
 use crate::detect::{Cascade, DetectError, DetectOptions, FaceBox};
 use crate::models::{EmotionClassifier, FaceClassifier, GenderClassifier};
 use crate::preprocess::{ResizeError, crop};
-use crate::runtime::argmax;
+use crate::runtime::{AllocError, argmax};
 use image::GrayImage;
 
 /// The crop offsets `(x, y)` of the original image demo
@@ -76,6 +76,18 @@ impl Pipeline {
             emotion,
             gender,
         }
+    }
+
+    /// Another pipeline with the same detector and the same classifiers'
+    /// weights, and scratch spaces of its own, for another thread; an error
+    /// when the memory runs out.
+    pub fn try_clone(&self) -> Result<Self, AllocError> {
+        Ok(Pipeline {
+            cascade: self.cascade.clone(),
+            options: self.options,
+            emotion: self.emotion.try_clone()?,
+            gender: self.gender.as_ref().map(|g| g.try_clone()).transpose()?,
+        })
     }
 
     /// The emotion labels, in probability order.

@@ -10,6 +10,7 @@ use crate::runtime::{
 };
 use image::GrayImage;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The paper's emotion model, `models/mini_xception.yaml`.
 pub mod emotion {
@@ -178,8 +179,11 @@ pub enum Tta {
 }
 
 /// A face classifier around any compiled model, with its own scratch space.
+///
+/// The model is shared: [`Classifier::try_clone`] gives another thread its
+/// own scratch space over the same weights.
 pub struct Classifier<M: InferenceModel> {
-    model: M,
+    model: Arc<M>,
     scratch: M::Scratch,
     input: Box<M::Input>,
     tta: Tta,
@@ -198,11 +202,16 @@ impl<M: InferenceModel> Classifier<M> {
     /// A classifier around a model, with its scratch space; an error when
     /// the memory runs out.
     pub fn new(model: M) -> Result<Self, AllocError> {
+        Self::sharing(Arc::new(model), Tta::None)
+    }
+
+    /// A classifier over a shared model, with a scratch space of its own.
+    fn sharing(model: Arc<M>, tta: Tta) -> Result<Self, AllocError> {
         Ok(Self {
             model,
             scratch: M::try_new_scratch()?,
             input: try_zeroed_box()?,
-            tta: Tta::None,
+            tta,
         })
     }
 
@@ -215,6 +224,13 @@ impl<M: InferenceModel> Classifier<M> {
     /// The model.
     pub fn model(&self) -> &M {
         &self.model
+    }
+
+    /// Another classifier over the same weights, with the same test-time
+    /// augmentation and a scratch space of its own (for another thread); an
+    /// error when the memory runs out.
+    pub fn try_clone(&self) -> Result<Self, AllocError> {
+        Self::sharing(Arc::clone(&self.model), self.tta)
     }
 }
 

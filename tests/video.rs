@@ -301,6 +301,34 @@ fn faces_in_a_panned_clip_keep_their_track_and_keras_label() {
     }
 }
 
+/// Frames analysed several at a time, by more workers than this machine has
+/// cores too, give the same lines in the same order as one at a time.
+#[test]
+fn the_output_does_not_depend_on_the_thread_count() {
+    const PAN: Pan = Pan {
+        frames: 24,
+        x_expression: "n*25",
+        y_expression: "120",
+        offset: |n| (n * 25, 120),
+    };
+    let folder = tempfile::tempdir().unwrap();
+    let clip = folder.path().join("angry_men_pan.mkv");
+    make_clip(&shared("reference/images/12_angry_men.jpg"), &PAN, &clip);
+    let one = run_video(&["--threads", "1"], &clip);
+    let frames = frame_lines(&one);
+    assert_eq!(frames.len(), PAN.frames as usize);
+    let faces: usize = frames.iter().map(|frame| frame.faces.len()).sum();
+    assert!(faces >= 2 * frames.len(), "only {faces} faces in the clip");
+    for threads in ["2", "5"] {
+        let several = run_video(&["--threads", threads], &clip);
+        assert!(several.status.success());
+        assert!(
+            several.stdout == one.stdout,
+            "--threads {threads} gives other lines than --threads 1"
+        );
+    }
+}
+
 /// `--out` writes a video of the same size and length, with the boxes drawn.
 #[test]
 fn out_writes_the_annotated_video() {

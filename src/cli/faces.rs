@@ -44,7 +44,7 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
         if settings.json {
             let faces: Vec<Value> = faces
                 .iter()
-                .map(|face| face_json(&pipeline, face))
+                .map(|face| face_json(pipeline.emotion_labels(), pipeline.gender_labels(), face))
                 .collect();
             println!(
                 "{}",
@@ -125,19 +125,22 @@ pub(super) fn probabilities(labels: &[&str], values: &[f32]) -> Value {
     Value::Object(map)
 }
 
-/// A face as JSON: `box`, `label`, `emotion` and, when known, `gender`.
-pub(super) fn face_json(pipeline: &Pipeline, face: &Face) -> Value {
+/// A face as JSON: `box`, `label`, `emotion` and, when known, `gender`,
+/// with the labels of a pipeline's classifiers.
+pub(super) fn face_json(
+    emotion_labels: &[&str],
+    gender_labels: Option<&[&'static str]>,
+    face: &Face,
+) -> Value {
     let b = face.face_box;
     let mut object = json!({
         "box": [b.x, b.y, b.width, b.height],
         "label": face.label,
-        "emotion": probabilities(pipeline.emotion_labels(), &face.emotion),
+        "emotion": probabilities(emotion_labels, &face.emotion),
     });
-    if let (Some(values), Some(labels), Some(map)) = (
-        &face.gender,
-        pipeline.gender_labels(),
-        object.as_object_mut(),
-    ) {
+    if let (Some(values), Some(labels), Some(map)) =
+        (&face.gender, gender_labels, object.as_object_mut())
+    {
         map.insert("gender".into(), probabilities(labels, values));
     }
     object

@@ -5,9 +5,10 @@ use super::CliError;
 use super::faces::face_json;
 use mini_xception::annotate::annotate;
 use mini_xception::faces::Pipeline;
-use mini_xception::preprocess::rgb_to_gray;
 use mini_xception::runtime::argmax;
-use mini_xception::video::{FrameReader, FrameWriter, LabelSmoother};
+use mini_xception::video::{
+    AnalyzedFrame, FrameReader, FrameWriter, LabelSmoother, analyze_frames,
+};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;
@@ -33,29 +34,34 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
     // Without an output video the frames' JSON lines are the result.
     let print_json = settings.json || writer.is_none();
     let mut smoother = LabelSmoother::new();
-    let mut frame = reader.frame_buffer();
     let mut stdout = std::io::stdout().lock();
     let started = Instant::now();
     let mut analysing = Duration::ZERO;
     let mut frames = 0u64;
     let mut faces_seen = 0usize;
-    while reader.read_into(&mut frame)? {
-        let analysis_start = Instant::now();
-        let gray = rgb_to_gray(&frame);
-        let mut faces = pipeline.analyze(&gray)?;
-        analysing += analysis_start.elapsed();
+    // `--threads N` sized rayon's pool: N frames are analysed at once.
+    let workers = rayon::current_num_threads();
+    let labels = pipeline.emotion_labels();
+    let gender_labels = pipeline.gender_labels();
+    analyze_frames(&mut reader, &mut pipeline, workers, |analysed| {
+        let AnalyzedFrame {
+            index,
+            frame,
+            mut faces,
+            analysis,
+        } = analysed;
+        analysing += analysis;
         let observations: Vec<_> = faces
             .iter()
             .map(|face| (face.face_box, argmax(&face.emotion)))
             .collect();
         let smoothed = smoother.update(&observations);
-        let labels = pipeline.emotion_labels();
         if print_json {
             let faces: Vec<Value> = faces
                 .iter()
                 .zip(&smoothed)
                 .map(|(face, smoothed)| {
-                    let mut object = face_json(&pipeline, face);
+                    let mut object = face_json(labels, gender_labels, face);
                     if let Some(map) = object.as_object_mut() {
                         map.insert("frame_label".into(), json!(face.label));
                         map.insert("label".into(), json!(labels[smoothed.label]));
@@ -65,8 +71,8 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
                 })
                 .collect();
             let line = json!({
-                "frame": frames,
-                "time": frames as f64 / info.fps,
+                "frame": index,
+                "time": index as f64 / info.fps,
                 "faces": faces,
             });
             writeln!(stdout, "{line}")?;
@@ -75,12 +81,13 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
             for (face, smoothed) in faces.iter_mut().zip(&smoothed) {
                 face.label = labels[smoothed.label];
             }
-            annotate(&mut frame, &faces, labels, pipeline.gender_labels());
-            writer.write(&frame)?;
+            annotate(frame, &faces, labels, gender_labels);
+            writer.write(frame)?;
         }
         frames += 1;
         faces_seen += faces.len();
-    }
+        Ok::<(), CliError>(())
+    })?;
     if let Some(writer) = writer {
         writer.finish()?;
     }
@@ -90,13 +97,21 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
         eprintln!("mini-xception: {}: no frames", settings.input.display());
     } else {
         let per_frame_ms = 1e3 * analysing.as_secs_f64() / frames as f64;
+        // With several workers a frame's time is its latency, not the rate.
+        let analysis = if workers == 1 {
+            format!(
+                "{per_frame_ms:.2} ms per frame ({:.1} frames/s)",
+                1e3 / per_frame_ms.max(1e-9)
+            )
+        } else {
+            format!("{per_frame_ms:.2} ms per frame on each of {workers} workers")
+        };
         eprintln!(
             "mini-xception: {frames} frames ({}x{}, {faces_seen} faces) in {elapsed:.2} s: {:.1} frames/s; \
-             detection and classification {per_frame_ms:.2} ms per frame ({:.1} frames/s)",
+             detection and classification {analysis}",
             info.width,
             info.height,
             frames as f64 / elapsed,
-            1e3 / per_frame_ms.max(1e-9),
         );
     }
     if let Some(out) = settings.out {

@@ -8,8 +8,10 @@
 //! frame size and rate first. On Debian and Ubuntu both come with
 //! `apt-get install ffmpeg`.
 
+mod frames;
 mod smooth;
 
+pub use frames::{AnalyzeError, AnalyzedFrame, analyze_frames};
 pub use smooth::{LabelSmoother, SMOOTHING_WINDOW, Smoothed, TRACK_MIN_IOU};
 
 use image::RgbImage;
