@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use super::cascade::Model;
 use super::group::{Rect, round_f32, round_f64};
-use super::integral::Integral;
+use super::integral::{Columns, Integral};
 use super::resize::resize_linear_exact;
 use super::simd::{Avx2, LANES, Visit};
 use super::window::{Early, ScaledCascade, Verdict};
@@ -191,24 +191,34 @@ fn scan_scale(
     } else {
         Cow::Owned(resize_linear_exact(image, resized_width, resized_height))
     };
-    let integral = Integral::new(&resized);
+    // At step 2 the blocks take the windows at even `x` only, which the
+    // even-columns-first order makes neighbours (see `Columns::EvenOdd`).
+    let blocks = avx2.is_some() && model.all_stumps();
+    let (integral, positions, position_step) = if step == 2 && blocks {
+        let integral = Integral::even_columns_first(&resized);
+        (integral, working_width.div_ceil(2), 1)
+    } else {
+        (Integral::new(&resized), working_width, step)
+    };
     drop(resized);
-    let cascade = ScaledCascade::new(model, integral.stride).ok_or(DetectError::ImageTooLarge {
-        width: image.width(),
-        height: image.height(),
-    })?;
+    let cascade = ScaledCascade::new(model, integral.stride, integral.columns).ok_or(
+        DetectError::ImageTooLarge {
+            width: image.width(),
+            height: image.height(),
+        },
+    )?;
     let scan = RowScan {
         avx2,
         cascade: &cascade,
         integral: &integral,
-        step,
-        working_width,
+        positions,
+        position_step,
         scale,
         window_width: round_f32(model.window_width as f32 * scale),
         window_height: round_f32(model.window_height as f32 * scale),
     };
     let rows: Vec<usize> = (0..scanned_height).step_by(step).collect();
-    let windows = rows.len() * working_width.div_ceil(scan.step);
+    let windows = rows.len() * working_width.div_ceil(step);
     let hits = if windows >= PARALLEL_WINDOWS {
         rows.par_chunks(ROWS_PER_TASK)
             .flat_map_iter(|chunk| chunk.iter().flat_map(|&y| scan.row(y)))
@@ -220,21 +230,33 @@ fn scan_scale(
 }
 
 /// What every row of one scale shares.
+///
+/// A row is walked by position: with the columns in natural order, position
+/// `p` is the window at `x = p`, `position_step` is the scan's step, and a
+/// position's integral entry is `row_start + p`; with the even columns first
+/// (step 2), position `p` is the window at `x = 2p`, its entry is again
+/// `row_start + p`, and the scan moves one position at a time.
 struct RowScan<'a> {
     /// Evaluate windows eight at a time when the CPU can.
     avx2: Option<Avx2>,
     cascade: &'a ScaledCascade,
     integral: &'a Integral,
-    step: usize,
-    working_width: usize,
+    /// Window positions along a row.
+    positions: usize,
+    /// Positions from one window the scan looks at to the next.
+    position_step: usize,
     scale: f32,
     window_width: i32,
     window_height: i32,
 }
 
 impl RowScan<'_> {
-    /// The hit for the window at `(x, y)` of this scale.
-    fn hit(&self, x: usize, y: usize) -> Rect {
+    /// The hit for the window at position `position` of the row at `y`.
+    fn hit(&self, position: usize, y: usize) -> Rect {
+        let x = match self.integral.columns {
+            Columns::Natural => position,
+            Columns::EvenOdd { .. } => 2 * position,
+        };
         Rect {
             x: round_f32(x as f32 * self.scale),
             y: round_f32(y as f32 * self.scale),
@@ -245,26 +267,27 @@ impl RowScan<'_> {
 
     /// Pushes the hits among the row's windows from the first, eight at a
     /// time, when the CPU has AVX2 and the cascade is made of stumps, and
-    /// returns the first window the scan has still to look at (0 otherwise):
-    /// past the row, unless the integral tables end before a block's last
-    /// lane does (in the last rows).
+    /// returns the first position the scan has still to look at (0
+    /// otherwise): past the row, unless the integral tables end before a
+    /// block's last lane does (in the last rows).
     ///
-    /// A block's lanes cover every window, but those the scan skips (every
-    /// other one at step 2, and the one after a first-stage rejection) leave
-    /// the block after its first stage, so they do not hold it in the later,
-    /// longer stages (`Visit`). Only a block's hits come back to the scan.
+    /// A block's lanes cover eight positions, but those the scan skips (the
+    /// one after a first-stage rejection, and at step 2 in natural order
+    /// every other one) leave the block after its first stage, so they do
+    /// not hold it in the later, longer stages (`Visit`). Only a block's hits
+    /// come back to the scan.
     fn blocks(&self, row_start: usize, y: usize, hits: &mut Vec<Rect>) -> usize {
         let (Some(avx2), Some(stumps)) = (self.avx2, self.cascade.stumps()) else {
             return 0;
         };
         let mut block = 0;
         let mut visit = Visit::Row {
-            step: self.step,
+            step: self.position_step,
             next: 0,
         };
-        while block < self.working_width {
+        while block < self.positions {
             let base = row_start + block;
-            let windows = (self.working_width - block).min(LANES);
+            let windows = (self.positions - block).min(LANES);
             let Some((verdicts, next)) =
                 avx2.first_stages(self.cascade, stumps, self.integral, base, windows, visit)
             else {
@@ -288,19 +311,20 @@ impl RowScan<'_> {
     /// The hits of the row of windows whose top edge is `y`.
     fn row(&self, y: usize) -> Vec<Rect> {
         let mut hits = Vec::new();
-        let row_start = y * self.integral.stride;
-        let mut x = self.blocks(row_start, y, &mut hits);
+        let row_start = self.integral.entry(0, y);
+        let mut position = self.blocks(row_start, y, &mut hits);
         // The windows past the blocks, one at a time.
-        while x < self.working_width {
-            let early = self.cascade.early(self.integral, row_start + x);
-            match self.cascade.finish(self.integral, row_start + x, early) {
-                Verdict::Object => hits.push(self.hit(x, y)),
+        while position < self.positions {
+            let base = row_start + position;
+            let early = self.cascade.early(self.integral, base);
+            match self.cascade.finish(self.integral, base, early) {
+                Verdict::Object => hits.push(self.hit(position, y)),
                 // OpenCV's shortcut: a window that fails the first stage
                 // makes its right neighbour unlikely, so it is skipped.
-                Verdict::Rejected { stage: 0 } => x += self.step,
+                Verdict::Rejected { stage: 0 } => position += self.position_step,
                 Verdict::Rejected { .. } | Verdict::Flat => {}
             }
-            x += self.step;
+            position += self.position_step;
         }
         hits
     }

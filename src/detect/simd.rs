@@ -351,16 +351,27 @@ mod tests {
             .join(path)
     }
 
-    /// Every window of `image`, evaluated eight at a time and finished one by
-    /// one, gets the verdict of the one-window evaluation: same stage of
-    /// rejection, same hits. Returns how many windows passed the first stage.
+    /// Every window of `image` (with `even_columns_first`, every window at
+    /// even `x`), evaluated eight at a time and finished one by one, gets the
+    /// verdict of the one-window evaluation in the natural column order: same
+    /// stage of rejection, same hits. Returns how many windows passed the
+    /// first stage.
     fn blocks_match_single_windows(
         avx2: Avx2,
         model: &crate::detect::cascade::Model,
         image: &GrayImage,
+        even_columns_first: bool,
     ) -> usize {
-        let integral = Integral::new(image);
-        let Some(cascade) = ScaledCascade::new(model, integral.stride) else {
+        let natural = Integral::new(image);
+        let Some(reference) = ScaledCascade::new(model, natural.stride, natural.columns) else {
+            panic!("cascade offsets overflow");
+        };
+        let integral = if even_columns_first {
+            Integral::even_columns_first(image)
+        } else {
+            Integral::new(image)
+        };
+        let Some(cascade) = ScaledCascade::new(model, integral.stride, integral.columns) else {
             panic!("cascade offsets overflow");
         };
         let Some(stumps) = cascade.stumps() else {
@@ -368,19 +379,25 @@ mod tests {
         };
         let columns = (image.width() + 1).saturating_sub(model.window_width) as usize;
         let rows = (image.height() + 1).saturating_sub(model.window_height) as usize;
+        let (positions, x_of) = if even_columns_first {
+            (columns.div_ceil(2), 2)
+        } else {
+            (columns, 1)
+        };
         let mut past_first_stage = 0;
         for y in 0..rows {
-            for x in (0..columns.saturating_sub(LANES - 1)).step_by(3) {
-                let base = y * integral.stride + x;
+            for position in (0..positions.saturating_sub(LANES - 1)).step_by(3) {
+                let base = integral.entry(0, y) + position;
                 let Some((block, _)) =
                     avx2.first_stages(&cascade, stumps, &integral, base, LANES, Visit::All)
                 else {
-                    panic!("({x}, {y}): the block fits the tables");
+                    panic!("({position}, {y}): the block fits the tables");
                 };
                 for (lane, early) in block.into_iter().enumerate() {
-                    let expected = cascade.evaluate(&integral, base + lane);
+                    let x = x_of * (position + lane);
+                    let expected = reference.evaluate(&natural, natural.entry(x, y));
                     let got = cascade.finish(&integral, base + lane, early);
-                    assert_eq!(got, expected, "window ({}, {y})", x + lane);
+                    assert_eq!(got, expected, "window ({x}, {y})");
                     if !matches!(expected, Verdict::Flat | Verdict::Rejected { stage: 0 }) {
                         past_first_stage += 1;
                     }
@@ -406,8 +423,10 @@ mod tests {
             let width = (photo.width() as f32 / scale).round() as u32;
             let height = (photo.height() as f32 / scale).round() as u32;
             let resized = resize_linear_exact(&photo, width, height);
-            passed += blocks_match_single_windows(avx2, &cascade.model, &resized);
+            passed += blocks_match_single_windows(avx2, &cascade.model, &resized, false);
         }
+        // The step-2 order, at the first scale, where it is used.
+        passed += blocks_match_single_windows(avx2, &cascade.model, &photo, true);
         assert!(
             passed > 1000,
             "only {passed} windows got past the first stage"
@@ -419,6 +438,7 @@ mod tests {
                 flat.put_pixel(x, y, image::Luma([((x * 37 + y * 91) % 256) as u8]));
             }
         }
-        blocks_match_single_windows(avx2, &cascade.model, &flat);
+        blocks_match_single_windows(avx2, &cascade.model, &flat, false);
+        blocks_match_single_windows(avx2, &cascade.model, &flat, true);
     }
 }

@@ -19,7 +19,7 @@
 //!   threshold.
 
 use super::cascade::{Feature, MAX_RECTS, Model};
-use super::integral::{Integral, rect_sum};
+use super::integral::{Columns, Integral, rect_sum};
 
 /// What the cascade says about one window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,14 +56,17 @@ pub(super) struct HaarAt {
 }
 
 impl HaarAt {
-    fn new(feature: &Feature, stride: usize) -> Option<Self> {
+    fn new(feature: &Feature, stride: usize, columns: Columns) -> Option<Self> {
         let mut corners = [[0_u32; 4]; MAX_RECTS];
         let mut weights = [0_f32; MAX_RECTS];
         for ((corner, weight), rect) in corners.iter_mut().zip(&mut weights).zip(&feature.rects) {
             let (x, y) = (rect.x as usize, rect.y as usize);
             let (right, bottom) = (x + rect.width as usize, y + rect.height as usize);
             let offset = |column: usize, row: usize| {
-                u32::try_from(row.checked_mul(stride)?.checked_add(column)?).ok()
+                let entry = row
+                    .checked_mul(stride)?
+                    .checked_add(columns.entry(column))?;
+                u32::try_from(entry).ok()
             };
             *corner = [
                 offset(x, y)?,
@@ -166,11 +169,14 @@ enum Weak {
     },
 }
 
-/// One more than the offset of a window's bottom-right integral entry.
-fn window_span(stride: usize, height: usize, width: usize) -> Option<usize> {
+/// One more than the largest offset of a window's integral entries: those of
+/// its last row, where the largest is the bottom-right one, or with
+/// [`Columns::EvenOdd`] that of the last odd column.
+fn window_span(stride: usize, columns: Columns, height: usize, width: usize) -> Option<usize> {
+    let last = (0..=width).map(|x| columns.entry(x)).max()?;
     height
         .checked_mul(stride)?
-        .checked_add(width)?
+        .checked_add(last)?
         .checked_add(1)
 }
 
@@ -186,14 +192,17 @@ pub(crate) struct ScaledCascade {
 }
 
 impl ScaledCascade {
-    /// Prepares `model` for integral images with `stride` entries per row;
-    /// `None` if a window's offsets do not fit in `u32` (an image hundreds
-    /// of millions of pixels wide).
-    pub(crate) fn new(model: &Model, stride: usize) -> Option<Self> {
+    /// Prepares `model` for integral images with `stride` entries per row
+    /// in the order `columns`; `None` if a window's offsets do not fit in
+    /// `u32` (an image hundreds of millions of pixels wide).
+    ///
+    /// With [`Columns::EvenOdd`] the offsets hold for windows at even `x`
+    /// only: column `2k + d` sits `entry(d)` after column `2k`.
+    pub(crate) fn new(model: &Model, stride: usize, columns: Columns) -> Option<Self> {
         let features = model
             .features
             .iter()
-            .map(|feature| HaarAt::new(feature, stride))
+            .map(|feature| HaarAt::new(feature, stride, columns))
             .collect::<Option<Vec<_>>>()?;
         // OpenCV's `normrect`: the window less a 1-pixel border.
         let (width, height) = (model.window_width as usize, model.window_height as usize);
@@ -210,11 +219,11 @@ impl ScaledCascade {
                 Default::default(),
             ],
         };
-        let normalisation_feature = HaarAt::new(&norm, stride)?;
+        let normalisation_feature = HaarAt::new(&norm, stride, columns)?;
         let normalisation = normalisation_feature.corners[0];
         // The bottom-right corner of the window is the largest offset any
         // rectangle inside it can have; the window must not reach beyond it.
-        let span = window_span(stride, height, width)?;
+        let span = window_span(stride, columns, height, width)?;
         if features
             .iter()
             .chain([&normalisation_feature])
