@@ -178,6 +178,8 @@ pub struct FaceBox {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cascade {
     model: cascade::Model,
+    /// The model prepared per scale, kept for the next image of the size.
+    prepared: window::Prepared,
 }
 
 impl Cascade {
@@ -201,7 +203,10 @@ impl Cascade {
 
     /// Loads a cascade from XML text; `source_name` names it in errors.
     pub fn from_xml_str(text: &str, source_name: &str) -> Result<Self, CascadeError> {
-        cascade::parse(text, source_name).map(|model| Self { model })
+        cascade::parse(text, source_name).map(|model| Self {
+            model,
+            prepared: window::Prepared::default(),
+        })
     }
 
     /// The detection window the cascade was trained at, `(width, height)`.
@@ -225,7 +230,7 @@ impl Cascade {
         image: &GrayImage,
         options: &DetectOptions,
     ) -> Result<Vec<FaceBox>, DetectError> {
-        let hits = scan::candidates(&self.model, image, options)?;
+        let hits = scan::candidates(&self.model, &self.prepared, image, options)?;
         let grouped = group::group_rectangles(&hits, options.min_neighbors);
         let mut boxes: Vec<FaceBox> = group::clip(&grouped, image.width(), image.height())
             .into_iter()

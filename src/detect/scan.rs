@@ -27,7 +27,7 @@ use super::group::{Rect, round_f32, round_f64};
 use super::integral::{Columns, Integral};
 use super::resize::resize_linear_exact;
 use super::simd::{Avx2, LANES, Visit};
-use super::window::{Early, ScaledCascade, Verdict};
+use super::window::{Early, Prepared, ScaledCascade, Verdict};
 use super::{DetectError, DetectOptions};
 
 /// Scales with at least this many windows scan their rows in parallel;
@@ -122,15 +122,17 @@ pub(crate) fn scales(
 /// Every raw hit over all scales, before grouping.
 pub(crate) fn candidates(
     model: &Model,
+    prepared: &Prepared,
     image: &GrayImage,
     options: &DetectOptions,
 ) -> Result<Vec<Rect>, DetectError> {
-    candidates_with(model, image, options, Avx2::detect())
+    candidates_with(model, prepared, image, options, Avx2::detect())
 }
 
 /// [`candidates`], evaluating windows eight at a time only with `avx2`.
 fn candidates_with(
     model: &Model,
+    prepared: &Prepared,
     image: &GrayImage,
     options: &DetectOptions,
     avx2: Option<Avx2>,
@@ -144,7 +146,7 @@ fn candidates_with(
     let stripes = working_size(model, image, first).0.div_ceil(32);
     let mut hits = Vec::new();
     for scale in scales {
-        hits.extend(scan_scale(model, image, scale, stripes, avx2)?);
+        hits.extend(scan_scale(model, prepared, image, scale, stripes, avx2)?);
     }
     Ok(hits)
 }
@@ -169,6 +171,7 @@ fn working_size(model: &Model, image: &GrayImage, scale: f32) -> (usize, usize) 
 /// One scale's hits, in row order.
 fn scan_scale(
     model: &Model,
+    prepared: &Prepared,
     image: &GrayImage,
     scale: f32,
     stripes: usize,
@@ -201,12 +204,12 @@ fn scan_scale(
         (Integral::new(&resized), working_width, step)
     };
     drop(resized);
-    let cascade = ScaledCascade::new(model, integral.stride, integral.columns).ok_or(
-        DetectError::ImageTooLarge {
+    let cascade = prepared
+        .get(model, integral.stride, integral.columns)
+        .ok_or(DetectError::ImageTooLarge {
             width: image.width(),
             height: image.height(),
-        },
-    )?;
+        })?;
     let scan = RowScan {
         avx2,
         cascade: &cascade,
@@ -372,11 +375,18 @@ mod tests {
             crate::preprocess::load_gray(&shared.join("reference/images/solvay_conference.jpg"))
                 .unwrap();
         let options = options(1.2, (0, 0), None);
-        let portable = candidates_with(&cascade.model, &photo, &options, None).unwrap();
+        let portable =
+            candidates_with(&cascade.model, &Prepared::default(), &photo, &options, None).unwrap();
         assert!(portable.len() > 20, "{} raw hits", portable.len());
         match Avx2::detect() {
             Some(avx2) => {
-                let blocks = candidates_with(&cascade.model, &photo, &options, Some(avx2));
+                let blocks = candidates_with(
+                    &cascade.model,
+                    &cascade.prepared,
+                    &photo,
+                    &options,
+                    Some(avx2),
+                );
                 assert_eq!(blocks.unwrap(), portable);
             }
             None => eprintln!("no AVX2 on this CPU: only the portable scan ran"),

@@ -20,6 +20,7 @@
 
 use super::cascade::{Feature, MAX_RECTS, Model};
 use super::integral::{Columns, Integral, rect_sum};
+use std::sync::{Arc, Mutex};
 
 /// What the cascade says about one window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +179,66 @@ fn window_span(stride: usize, columns: Columns, height: usize, width: usize) -> 
         .checked_mul(stride)?
         .checked_add(last)?
         .checked_add(1)
+}
+
+/// Cascades prepared for integral-image layouts, kept across detections:
+/// a video's frames are scanned at the same scales every time, and preparing
+/// the cascade for one (thousands of features' offsets) costs about as much
+/// as scanning one of its small scales.
+///
+/// A cache, not part of what a cascade is: clones start empty, and it plays
+/// no part in equality.
+#[derive(Default)]
+pub(crate) struct Prepared(Mutex<Vec<(usize, Columns, Arc<ScaledCascade>)>>);
+
+impl Prepared {
+    /// Layouts kept; past this the cache starts again (a stream of images of
+    /// ever new sizes).
+    const CAPACITY: usize = 64;
+
+    /// `model` prepared for integral images with `stride` entries per row in
+    /// the order `columns` (see [`ScaledCascade::new`]).
+    pub(crate) fn get(
+        &self,
+        model: &Model,
+        stride: usize,
+        columns: Columns,
+    ) -> Option<Arc<ScaledCascade>> {
+        // A poisoned lock only means no caching.
+        if let Ok(kept) = self.0.lock() {
+            let found = kept.iter().find(|(s, c, _)| (*s, *c) == (stride, columns));
+            if let Some((_, _, cascade)) = found {
+                return Some(Arc::clone(cascade));
+            }
+        }
+        let cascade = Arc::new(ScaledCascade::new(model, stride, columns)?);
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() == Self::CAPACITY {
+                kept.clear();
+            }
+            kept.push((stride, columns, Arc::clone(&cascade)));
+        }
+        Some(cascade)
+    }
+}
+
+impl Clone for Prepared {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Prepared {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.0.lock().map_or(0, |kept| kept.len());
+        write!(f, "Prepared({kept} layouts)")
+    }
 }
 
 /// The cascade with its offsets computed for integral images of one stride.
