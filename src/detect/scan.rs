@@ -393,6 +393,31 @@ mod tests {
         }
     }
 
+    /// Cascades prepared for one image's scales, kept in the cache, serve
+    /// an image of another size as a fresh preparation does.
+    #[test]
+    fn a_warm_cache_finds_what_a_cold_one_finds() {
+        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+        let cascade = crate::detect::Cascade::from_xml_file(
+            &shared.join("models/haarcascade_frontalface_default.xml"),
+        )
+        .unwrap();
+        let photo = crate::preprocess::load_gray(&shared.join("reference/images/12_angry_men.jpg"))
+            .unwrap();
+        let piece = image::imageops::crop_imm(&photo, 300, 90, 641, 479).to_image();
+        let options = options(1.3, (0, 0), None);
+        let model = &cascade.model;
+        let warm = Prepared::default();
+        for image in [&photo, &piece, &photo, &piece] {
+            let cold =
+                candidates_with(model, &Prepared::default(), image, &options, Avx2::detect());
+            let cached = candidates_with(model, &warm, image, &options, Avx2::detect());
+            assert_eq!(cached, cold);
+            assert!(cold.is_ok_and(|hits| hits.len() > 5));
+        }
+        assert!(format!("{warm:?}").contains(" layouts"));
+    }
+
     #[test]
     fn scales_run_until_the_window_outgrows_the_image() {
         let scales = scales(&model(), 1280, 720, &options(1.3, (0, 0), None));
