@@ -408,6 +408,37 @@ mod tests {
     }
 
     #[test]
+    fn a_row_visit_follows_the_scan_across_blocks() {
+        let lanes = |mask: u32| {
+            (0..LANES)
+                .filter(|lane| mask & (1 << lane) != 0)
+                .collect::<Vec<_>>()
+        };
+        // Step 1: a first-stage rejection skips the next window.
+        let visit = Visit::Row { step: 1, next: 0 };
+        assert_eq!(lanes(visit.candidates()), (0..LANES).collect::<Vec<_>>());
+        let (visited, next) = visit.after_first_stage(0b0010_0010);
+        assert_eq!(lanes(visited), [0, 1, 3, 4, 5, 7]);
+        assert_eq!(next, Visit::Row { step: 1, next: 0 });
+        // A rejection in the last lane skips the next block's first window.
+        let (_, next) = visit.after_first_stage(0b1000_0000);
+        assert_eq!(next, Visit::Row { step: 1, next: 1 });
+        // Step 2 from lane 1: lanes 1, 3, 5, 7, and a rejection at 3 skips 5.
+        let visit = Visit::Row { step: 2, next: 1 };
+        assert_eq!(lanes(visit.candidates()), [1, 3, 5, 7]);
+        let (visited, next) = visit.after_first_stage(0b0000_1000);
+        assert_eq!(lanes(visited), [1, 3, 7]);
+        assert_eq!(next, Visit::Row { step: 2, next: 1 });
+        // A block the scan jumps over entirely.
+        let visit = Visit::Row { step: 2, next: 9 };
+        assert_eq!(visit.candidates(), 0);
+        assert_eq!(
+            visit.after_first_stage(0),
+            (0, Visit::Row { step: 2, next: 1 })
+        );
+    }
+
+    #[test]
     fn eight_windows_at_once_decide_as_one_at_a_time() {
         let Some(avx2) = Avx2::detect() else {
             eprintln!("no AVX2 on this CPU: the block path cannot run here");
