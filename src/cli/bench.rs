@@ -100,9 +100,9 @@ pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
         ),
     };
     if settings.json {
-        println!("{}", serde_json::to_string(&report)?);
+        sayln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
+        sayln!(
             "{} ({}): {:.3} ms per image (median, 1 thread); {:.0} images/s ({} threads, batches of {})",
             report.model,
             report.isa,

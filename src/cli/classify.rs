@@ -42,7 +42,7 @@ pub fn run(
                 .zip(&probabilities)
                 .map(|(l, &p)| (l.to_string(), shortest(p)))
                 .collect();
-            println!(
+            sayln!(
                 "{}",
                 json!({ "path": path.display().to_string(), "label": labels[top], "probs": probs })
             );
@@ -52,7 +52,7 @@ pub fn run(
                 .zip(&probabilities)
                 .map(|(l, p)| format!("{l} {p:.3}"))
                 .collect();
-            println!(
+            sayln!(
                 "{}: {} ({:.1}%)  [{}]",
                 path.display(),
                 labels[top],

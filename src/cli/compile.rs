@@ -15,7 +15,7 @@ pub fn run(model: &Path, out: Option<&Path>) -> Result<ExitCode, CliError> {
                 Some(out) => {
                     std::fs::write(out, code).map_err(|e| format!("{}: {e}", out.display()))?
                 }
-                None => print!("{code}"),
+                None => say!("{code}"),
             }
             Ok(ExitCode::SUCCESS)
         }

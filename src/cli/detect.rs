@@ -43,18 +43,18 @@ pub fn run(
                 .iter()
                 .map(|b| [b.x, b.y, b.width, b.height])
                 .collect();
-            println!(
+            sayln!(
                 "{}",
                 json!({ "path": path.display().to_string(), "boxes": boxes, "ms_median": median })
             );
         } else {
-            println!(
+            sayln!(
                 "{}: {} faces in {median:.1} ms (median of {repeat})",
                 path.display(),
                 boxes.len()
             );
             for b in &boxes {
-                println!("  [{} {} {} {}]", b.x, b.y, b.width, b.height);
+                sayln!("  [{} {} {} {}]", b.x, b.y, b.width, b.height);
             }
         }
     }

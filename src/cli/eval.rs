@@ -31,9 +31,9 @@ pub fn run(
     let evaluation = evaluate(classifier.as_mut(), &rows, || progress.inc(1))?;
     progress.finish_and_clear();
     if json {
-        println!("{}", report_json(split, &evaluation));
+        sayln!("{}", report_json(split, &evaluation));
     } else {
-        print!("{}", report_text(split, &evaluation));
+        say!("{}", report_text(split, &evaluation));
     }
     Ok(ExitCode::SUCCESS)
 }

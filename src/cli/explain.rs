@@ -109,7 +109,7 @@ fn explain_image<M: TrainableModel>(
         Some((cascade, options)) => {
             let boxes = cascade.detect(&gray, options)?;
             if boxes.is_empty() {
-                println!("{}: no faces", image.display());
+                sayln!("{}: no faces", image.display());
             }
             boxes
                 .iter()
@@ -148,7 +148,7 @@ fn explain_image<M: TrainableModel>(
             Some((_, b)) => format!(" [{} {} {} {}]", b.x, b.y, b.width, b.height),
             None => String::new(),
         };
-        println!(
+        sayln!(
             "{}{place}: {} ({:.1}%) -> {}",
             image.display(),
             explanation.label,

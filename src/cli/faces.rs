@@ -46,12 +46,12 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
                 .iter()
                 .map(|face| face_json(pipeline.emotion_labels(), pipeline.gender_labels(), face))
                 .collect();
-            println!(
+            sayln!(
                 "{}",
                 json!({ "path": path.display().to_string(), "faces": faces })
             );
         } else {
-            println!("{}: {} faces", path.display(), faces.len());
+            sayln!("{}: {} faces", path.display(), faces.len());
             for face in &faces {
                 let b = face.face_box;
                 let gender = match (&face.gender, pipeline.gender_labels()) {
@@ -62,7 +62,7 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
                     _ => String::new(),
                 };
                 let top = face.emotion.iter().copied().fold(0.0f32, f32::max);
-                println!(
+                sayln!(
                     "  [{} {} {} {}] {} ({:.0}%){gender}",
                     b.x,
                     b.y,

@@ -1,5 +1,23 @@
 //! The subcommands of `mini-xception`.
 
+/// `print!` for a command's output: a closed standard output (the reader,
+/// such as `head`, has had enough) is an error the command returns, which
+/// `main` ends quietly, where `print!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
+/// `println!` for a command's output; see [`say!`].
+macro_rules! sayln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 pub mod bench;
 pub mod classify;
 pub mod compile;
@@ -95,10 +113,11 @@ pub fn classifier(
 }
 
 /// Prints the model's summary table.
-pub fn summary(model: ModelChoice) {
+pub fn summary(model: ModelChoice) -> Result<std::process::ExitCode, CliError> {
     let table = match model {
         ModelChoice::Emotion => emotion::MiniXception::summary(),
         ModelChoice::Gender => gender::GenderMiniXception::summary(),
     };
-    print!("{table}");
+    say!("{table}");
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -131,14 +131,14 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
     )?;
     let out = Path::new(&settings.out);
     match summary.best_epoch.and_then(|e| summary.history.get(e - 1)) {
-        Some(best) => println!(
+        Some(best) => sayln!(
             "best: epoch {}, PublicTest loss {:.4}, accuracy {:.2}%; weights in {}",
             best.epoch,
             best.validation_loss,
             100.0 * best.validation_accuracy,
             out.join("best.safetensors").display()
         ),
-        None => println!(
+        None => sayln!(
             "no epoch ran (the checkpoint in {} has them all)",
             out.display()
         ),
@@ -147,7 +147,11 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
 }
 
 fn print_epoch(record: &EpochRecord) {
-    println!(
+    use std::io::Write as _;
+    // Progress only: the run's results go to its files, so a closed output
+    // does not stop the training.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "epoch {:>3}: lr {:.1e}  train loss {:.4} acc {:.2}%  PublicTest loss {:.4} acc {:.2}%  {:.1} s",
         record.epoch,
         record.learning_rate,
