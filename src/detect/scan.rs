@@ -415,7 +415,15 @@ mod tests {
             assert_eq!(cached, cold);
             assert!(cold.is_ok_and(|hits| hits.len() > 5));
         }
-        assert!(format!("{warm:?}").contains(" layouts"));
+        // One preparation per layout: the same one comes back, another
+        // layout gets its own.
+        let natural = warm.get(model, 700, Columns::Natural).unwrap();
+        let again = warm.get(model, 700, Columns::Natural).unwrap();
+        let even_odd = warm
+            .get(model, 700, Columns::EvenOdd { even: 350 })
+            .unwrap();
+        assert!(std::sync::Arc::ptr_eq(&natural, &again));
+        assert!(!std::sync::Arc::ptr_eq(&natural, &even_odd));
     }
 
     #[test]
