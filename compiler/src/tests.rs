@@ -83,8 +83,9 @@ fn a_file_under_trybuild_resolves_from_the_crate_of_the_calling_file() {
         Some(PathBuf::from("/nonexistent/target/tests/trybuild/x")),
         Some(root.join("tests/ui/fail/x.rs")),
     );
-    assert_eq!(roots.last(), Some(&root));
-    assert!(crate::file::read("models/mini_xception.yaml", &roots).is_ok());
+    assert_eq!(roots.last(), Some(&root.join("tests/ui")));
+    assert!(crate::file::read("models/spatial_mismatch.yaml", &roots).is_ok());
+    assert!(crate::file::read("models/mini_xception.yaml", &roots).is_err());
 }
 
 #[test]

@@ -1,3 +1,3 @@
-mini_xception::mini_xception!("tests/ui/models/channel_mismatch.yaml");
+mini_xception::mini_xception!("models/channel_mismatch.yaml");
 
 fn main() {}

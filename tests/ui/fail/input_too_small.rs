@@ -1,3 +1,3 @@
-mini_xception::mini_xception!("tests/ui/models/input_too_small.yaml");
+mini_xception::mini_xception!("models/input_too_small.yaml");
 
 fn main() {}

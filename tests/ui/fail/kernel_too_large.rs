@@ -1,3 +1,3 @@
-mini_xception::mini_xception!("tests/ui/models/kernel_too_large.yaml");
+mini_xception::mini_xception!("models/kernel_too_large.yaml");
 
 fn main() {}

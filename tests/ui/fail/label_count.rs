@@ -1,3 +1,3 @@
-mini_xception::mini_xception!("tests/ui/models/label_count.yaml");
+mini_xception::mini_xception!("models/label_count.yaml");
 
 fn main() {}

@@ -1,3 +1,3 @@
-mini_xception::mini_xception!("tests/ui/models/many_mistakes.yaml");
+mini_xception::mini_xception!("models/many_mistakes.yaml");
 
 fn main() {}

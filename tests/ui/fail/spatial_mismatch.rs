@@ -1,3 +1,3 @@
-mini_xception::mini_xception!("tests/ui/models/spatial_mismatch.yaml");
+mini_xception::mini_xception!("models/spatial_mismatch.yaml");
 
 fn main() {}

@@ -1,3 +1,3 @@
-mini_xception::mini_xception!("tests/ui/models/unknown_key.yaml");
+mini_xception::mini_xception!("models/unknown_key.yaml");
 
 fn main() {}

@@ -1,3 +1,3 @@
-mini_xception::mini_xception!("tests/ui/models/wrong_type.yaml");
+mini_xception::mini_xception!("models/wrong_type.yaml");
 
 fn main() {}
