@@ -11,7 +11,8 @@ use mini_xception::runtime::{
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
-mini_xception::mini_xception!("tests/models/tiny_train.yaml");
+// The small model, compiled once for the whole binary in `main.rs`.
+use super::{TinyTrain, TinyTrainInput};
 // The library's own compiled models (models/mini_xception.yaml):
 // compiling them again here would only cost build time.
 use mini_xception::models::emotion::*;

@@ -1,8 +1,14 @@
 //! Training runs on FER2013: the same seed gives the same bits with any
 //! number of threads, a run killed mid-epoch and resumed ends where an
 //! uninterrupted run ends, damaged checkpoints are refused whole, and a short
-//! run learns.
+//! run learns. `parity.rs`: the trainer against Keras.
+//!
+//! One test binary for both: each would otherwise compile the trainer for the
+//! small model of `tests/models/tiny_train.yaml` on its own, minutes of every
+//! clean build.
 
+mod parity;
+#[path = "../support/mod.rs"]
 mod support;
 
 use mini_xception::models::paz::MiniXceptionPaz;
