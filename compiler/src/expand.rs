@@ -210,11 +210,14 @@ impl Parts {
         self.scratch(&field, conv.output, format!("`{path}` output."));
 
         let (padding, stride) = (padding_value(conv.padding), number(conv.stride));
-        self.forward
-            .push(quote!(conv2d(#input, &w.#field, #padding, Stride::<#stride>, arithmetic, &mut s.#field);));
-        if conv.relu {
-            self.forward.push(quote!(relu_in_place(&mut s.#field);));
-        }
+        let epilogue = if conv.relu {
+            quote!(Relu)
+        } else {
+            quote!(Identity)
+        };
+        self.forward.push(
+            quote!(conv2d(#input, &w.#field, #padding, Stride::<#stride>, arithmetic, #epilogue, &mut s.#field);),
+        );
         let (input_shape, rule) = (shape_array(conv.input), padding_rule(conv.padding));
         self.contract(
             quote!(conv::output_shape(#input_shape, #k, #co, #rule, #stride)),
@@ -260,12 +263,15 @@ impl Parts {
                 ),
                 &options,
             );
-            self.scratch(&field, output, format!("`{layer}` output."));
-            self.forward.push(quote! {
-                separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, arithmetic, &mut s.#field);
-            });
-            if relu {
-                self.forward.push(quote!(relu_in_place(&mut s.#field);));
+            // The last convolution of a module with a pool is fused with the
+            // pool (below): its output is never stored whole.
+            let pooled = i + 1 == module.separable.len() && module.pool.is_some();
+            if !pooled {
+                self.scratch(&field, output, format!("`{layer}` output."));
+                let epilogue = if relu { quote!(Relu) } else { quote!(Identity) };
+                self.forward.push(quote! {
+                    separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, arithmetic, #epilogue, &mut s.#field);
+                });
             }
             let input_shape = shape_array(step_input);
             self.contract(
@@ -295,7 +301,10 @@ impl Parts {
                     module.output,
                     format!("`{path}` output: the pooled main branch plus the residual branch."),
                 );
-                self.forward.push(quote!(max_pool(&s.#last, Window::<#size>, Stride::<#stride>, Same, &mut s.#field);));
+                let previous = format_ident!("{}_separable_0", module.field);
+                self.forward.push(quote! {
+                    separable_conv2d_max_pool(&s.#previous, &w.#last, arithmetic, Window::<#size>, Stride::<#stride>, Same, &mut s.#field);
+                });
                 let input_shape = shape_array(step_input);
                 self.contract(
                     quote!(pool::output_shape(#input_shape, #size, Padding::Same, #stride)),
@@ -341,10 +350,9 @@ impl Parts {
             ),
             &options,
         );
-        self.scratch(&residual, module.output, format!("`{layer}` output."));
+        // The residual branch is added onto the main branch as it is stored.
         self.forward.push(quote! {
-            pointwise_conv2d(#input, &w.#residual, Stride::<#stride>, arithmetic, &mut s.#residual);
-            add_assign(&mut s.#output_field, &s.#residual);
+            pointwise_conv2d(#input, &w.#residual, Stride::<#stride>, arithmetic, Accumulate, &mut s.#output_field);
         });
         let input_shape = shape_array(module.input);
         self.contract(
@@ -552,10 +560,10 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
         #[doc = #model_doc]
         mod #module_name {
             use #runtime::{
-                add_assign, conv, conv2d, global_average_pool, max_pool, pointwise, pointwise_conv2d, pool,
-                relu_in_place, render_summary, run_batch, separable, separable_conv2d, shape_eq, softmax, dispatch,
-                try_zeroed_box, AllocError, Arithmetic, Conv2dWeights, FoldedTensors, InferenceModel, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
-                PointwiseWeights, Same, SeparableConv2dWeights, Stride, Tensor, Valid, Window, WithArithmetic,
+                conv, conv2d, global_average_pool, pointwise, pointwise_conv2d, pool,
+                render_summary, run_batch, separable, separable_conv2d, separable_conv2d_max_pool, shape_eq, softmax, dispatch,
+                try_zeroed_box, Accumulate, AllocError, Arithmetic, Conv2dWeights, FoldedTensors, InferenceModel, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
+                Identity, PointwiseWeights, Relu, Same, SeparableConv2dWeights, Stride, Tensor, Valid, Window, WithArithmetic,
             };
             use #runtime::folded::{TensorView, TensorViewMut};
             use #runtime::train::{self, TrainableModel, TrainingTensor};

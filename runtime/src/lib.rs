@@ -17,6 +17,7 @@ pub mod conv;
 pub mod denormals;
 pub mod depthwise;
 pub mod elementwise;
+pub mod epilogue;
 pub mod folded;
 pub mod geometry;
 pub mod global_pool;
@@ -54,6 +55,7 @@ pub use depthwise::{
 pub use elementwise::{
     add_assign, guided_relu_backward_in_place, relu_backward_in_place, relu_in_place,
 };
+pub use epilogue::{Accumulate, Epilogue, Identity, Relu};
 pub use folded::FoldedTensors;
 pub use geometry::{Padding, PaddingMode, Same, Stride, Valid, Window};
 pub use global_pool::{global_average_pool, global_average_pool_backward};
@@ -68,7 +70,7 @@ pub use pointwise::{
     pointwise_conv2d_backward_input_add_transposed, pointwise_conv2d_backward_kernel,
 };
 pub use pool::{max_pool, max_pool_backward};
-pub use separable::{SeparableConv2dWeights, separable_conv2d};
+pub use separable::{SeparableConv2dWeights, separable_conv2d, separable_conv2d_max_pool};
 pub use softmax::{argmax, softmax};
 pub use summary::{LayerSummary, render_summary};
 pub use tensor::{AllocError, ShapeMismatch, Tensor, flat, flat_mut, try_zeroed_box};

@@ -124,14 +124,23 @@ pub(crate) fn depthwise_row<
     } else {
         0
     };
-    let blocked = C.is_multiple_of(CHANNEL_BLOCK);
     let (ky_start, ky_end) = window(oy * S, pad_top, K, H);
     let rows = &input.data[oy * S + ky_start - pad_top..oy * S + ky_end - pad_top];
     let kernel_rows = &weights.kernel[ky_start..ky_end];
     let mut ox = 0;
     while ox < OW {
-        if blocked && ox >= first_inside && ox + PIXEL_BLOCK <= end_inside {
-            interior_block::<A, S, K, W, C>(
+        let inside = ox >= first_inside;
+        if C.is_multiple_of(CHANNEL_BLOCK) && inside && ox + PIXEL_BLOCK <= end_inside {
+            interior_block::<A, S, K, W, C, CHANNEL_BLOCK, PIXEL_BLOCK>(
+                rows,
+                kernel_rows,
+                ox * S - pad_left,
+                &mut out_row[ox..ox + PIXEL_BLOCK],
+            );
+            ox += PIXEL_BLOCK;
+        } else if C.is_multiple_of(8) && inside && ox + PIXEL_BLOCK <= end_inside {
+            // Eight channels (the first module's input): one AVX2 register.
+            interior_block::<A, S, K, W, C, 8, PIXEL_BLOCK>(
                 rows,
                 kernel_rows,
                 ox * S - pad_left,
@@ -165,23 +174,31 @@ const PIXEL_BLOCK: usize = 4;
 /// Channels computed together, so a block's accumulators stay in registers.
 const CHANNEL_BLOCK: usize = 16;
 
-/// `PIXEL_BLOCK` output pixels whose windows lie inside the input; the first
-/// window starts at column `left`.
+/// `B` output pixels whose windows lie inside the input, `CB` channels at a
+/// time; the first window starts at column `left`.
 #[inline(always)]
-fn interior_block<A: Arithmetic, const S: usize, const K: usize, const W: usize, const C: usize>(
+fn interior_block<
+    A: Arithmetic,
+    const S: usize,
+    const K: usize,
+    const W: usize,
+    const C: usize,
+    const CB: usize,
+    const B: usize,
+>(
     rows: &[[[f32; C]; W]],
     kernel_rows: &[[[f32; C]; K]],
     left: usize,
     out: &mut [[f32; C]],
 ) {
-    for channel in (0..C).step_by(CHANNEL_BLOCK) {
-        let mut acc = [[0.0f32; CHANNEL_BLOCK]; PIXEL_BLOCK];
+    for channel in (0..C).step_by(CB) {
+        let mut acc = [[0.0f32; CB]; B];
         for (row, kernel_row) in rows.iter().zip(kernel_rows) {
-            let span = &row[left..left + (PIXEL_BLOCK - 1) * S + K];
+            let span = &row[left..left + (B - 1) * S + K];
             for (kx, taps) in kernel_row.iter().enumerate() {
-                let taps = &taps[channel..channel + CHANNEL_BLOCK];
+                let taps = &taps[channel..channel + CB];
                 for (b, acc) in acc.iter_mut().enumerate() {
-                    let pixel = &span[b * S + kx][channel..channel + CHANNEL_BLOCK];
+                    let pixel = &span[b * S + kx][channel..channel + CB];
                     for ((a, &x), &w) in acc.iter_mut().zip(pixel).zip(taps) {
                         *a = A::mul_add(x, w, *a);
                     }
@@ -189,7 +206,7 @@ fn interior_block<A: Arithmetic, const S: usize, const K: usize, const W: usize,
             }
         }
         for (out, acc) in out.iter_mut().zip(&acc) {
-            out[channel..channel + CHANNEL_BLOCK].copy_from_slice(acc);
+            out[channel..channel + CB].copy_from_slice(acc);
         }
     }
 }
@@ -249,6 +266,9 @@ mod tests {
         check::<Same, 1, 9, 13, 3, 32, 9, 13>(Same);
         check::<Same, 2, 9, 13, 3, 16, 5, 7>(Same);
         check::<Valid, 1, 6, 11, 3, 16, 4, 9>(Valid);
+        // Eight channels: blocks of 8 pixels, then the pixels left over.
+        check::<Same, 1, 5, 13, 3, 8, 5, 13>(Same);
+        check::<Same, 2, 9, 21, 3, 24, 5, 11>(Same);
     }
 
     #[test]

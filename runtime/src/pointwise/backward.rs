@@ -3,6 +3,7 @@
 //! [`bias_backward`](crate::conv::bias_backward), as for any convolution.)
 
 use super::{PointwiseWeights, multiply_pixels};
+use crate::epilogue::Identity;
 use crate::geometry::Stride;
 use crate::isa::Arithmetic;
 use crate::outer::accumulate_outer_products;
@@ -119,7 +120,7 @@ pub fn pointwise_conv2d_backward_input_transposed<
     input_gradient: &mut Tensor<H, W, CI>,
 ) {
     let gradients = output_gradient.data.as_flattened();
-    multiply_pixels::<A, CO, CI>(
+    multiply_pixels::<A, Identity, CO, CI>(
         |p| &gradients[p],
         transposed,
         input_gradient.data.as_flattened_mut(),
@@ -159,7 +160,7 @@ pub fn pointwise_conv2d_backward_input_add_transposed<
     };
     let mut row_gradient = [[0.0f32; CI]; OW];
     for (oy, gradient_row) in output_gradient.data.iter().enumerate() {
-        multiply_pixels::<A, CO, CI>(|p| &gradient_row[p], transposed, &mut row_gradient);
+        multiply_pixels::<A, Identity, CO, CI>(|p| &gradient_row[p], transposed, &mut row_gradient);
         let input_row = &mut input_gradient.data[oy * S];
         for (ox, sums) in row_gradient.iter().enumerate() {
             add_lanes(&mut input_row[ox * S], sums);

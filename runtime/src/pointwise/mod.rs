@@ -10,6 +10,7 @@ pub use backward::{
 };
 
 use crate::batch_norm::{BatchNorm, FoldBatchNorm, fold_into};
+use crate::epilogue::{Epilogue, store};
 use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::Stride;
 use crate::isa::Arithmetic;
@@ -130,10 +131,15 @@ const PIXEL_BLOCK: usize = 4;
 /// Output channels computed together: two AVX2 registers, one AVX-512 register.
 const CHANNEL_BLOCK: usize = 16;
 
-/// `output[y][x] = input[y * S][x * S] . kernel + bias`.
+/// `output[y][x] = E(input[y * S][x * S] . kernel + bias)`, with the
+/// [`Epilogue`] `E` applied as each value is stored ([`Accumulate`] for a
+/// residual branch added onto the output).
+///
+/// [`Accumulate`]: crate::epilogue::Accumulate
 #[inline(always)]
 pub fn pointwise_conv2d<
     A: Arithmetic,
+    E: Epilogue,
     const S: usize,
     const H: usize,
     const W: usize,
@@ -146,6 +152,7 @@ pub fn pointwise_conv2d<
     weights: &PointwiseWeights<CI, CO>,
     _stride: Stride<S>,
     _arithmetic: A,
+    _epilogue: E,
     output: &mut Tensor<OH, OW, CO>,
 ) {
     const {
@@ -157,62 +164,86 @@ pub fn pointwise_conv2d<
     if S == 1 {
         // Without a stride the pixels are one contiguous run.
         let pixels = input.data.as_flattened();
-        multiply_pixels::<A, CI, CO>(|p| &pixels[p], weights, output.data.as_flattened_mut());
+        multiply_pixels::<A, E, CI, CO>(|p| &pixels[p], weights, output.data.as_flattened_mut());
     } else {
         for (oy, out_row) in output.data.iter_mut().enumerate() {
             let in_row = &input.data[oy * S];
-            multiply_pixels::<A, CI, CO>(|p| &in_row[p * S], weights, out_row);
+            multiply_pixels::<A, E, CI, CO>(|p| &in_row[p * S], weights, out_row);
         }
     }
 }
 
-/// `out[p] = pixel(p) . kernel + bias` for every `p` of `out`.
+/// `out[p] = E(pixel(p) . kernel + bias)` for every `p` of `out`.
 #[inline(always)]
-pub(crate) fn multiply_pixels<'a, A: Arithmetic, const CI: usize, const CO: usize>(
+pub(crate) fn multiply_pixels<'a, A: Arithmetic, E: Epilogue, const CI: usize, const CO: usize>(
     pixel: impl Fn(usize) -> &'a [f32; CI],
     weights: &PointwiseWeights<CI, CO>,
     out: &mut [[f32; CO]],
 ) {
-    let blocked = if CO.is_multiple_of(CHANNEL_BLOCK) {
-        out.len() / PIXEL_BLOCK * PIXEL_BLOCK
-    } else {
-        0
-    };
-    for first in (0..blocked).step_by(PIXEL_BLOCK) {
-        let inputs: [&[f32; CI]; PIXEL_BLOCK] = std::array::from_fn(|b| pixel(first + b));
-        for channel in (0..CO).step_by(CHANNEL_BLOCK) {
-            let mut acc = [[0.0f32; CHANNEL_BLOCK]; PIXEL_BLOCK];
-            for row in acc.iter_mut() {
-                row.copy_from_slice(&weights.bias[channel..channel + CHANNEL_BLOCK]);
-            }
-            for (ci, kernel_row) in weights.kernel.iter().enumerate() {
-                let w = &kernel_row[channel..channel + CHANNEL_BLOCK];
-                for (row, input) in acc.iter_mut().zip(&inputs) {
-                    let x = input[ci];
-                    for (a, &w) in row.iter_mut().zip(w) {
-                        *a = A::mul_add(x, w, *a);
-                    }
+    if !CO.is_multiple_of(CHANNEL_BLOCK) {
+        for (p, out_pixel) in out.iter_mut().enumerate() {
+            let mut acc = weights.bias;
+            for (&x, kernel_row) in pixel(p).iter().zip(&weights.kernel) {
+                for (a, &w) in acc.iter_mut().zip(kernel_row) {
+                    *a = A::mul_add(x, w, *a);
                 }
             }
-            for (b, row) in acc.iter().enumerate() {
-                out[first + b][channel..channel + CHANNEL_BLOCK].copy_from_slice(row);
-            }
+            store::<E, CO>(out_pixel, &acc);
         }
+        return;
     }
-    for (p, out_pixel) in out.iter_mut().enumerate().skip(blocked) {
-        let mut acc = weights.bias;
-        for (&x, kernel_row) in pixel(p).iter().zip(&weights.kernel) {
-            for (a, &w) in acc.iter_mut().zip(kernel_row) {
-                *a = A::mul_add(x, w, *a);
+    // Whole blocks, then the pixels left over in smaller ones: rows of 8 or
+    // 15 pixels are common, and one pixel at a time would leave most of the
+    // FMA latency uncovered.
+    let mut first = 0;
+    while first + PIXEL_BLOCK <= out.len() {
+        pixel_block::<A, E, PIXEL_BLOCK, CI, CO>(&pixel, weights, first, out);
+        first += PIXEL_BLOCK;
+    }
+    while first + 2 <= out.len() {
+        pixel_block::<A, E, 2, CI, CO>(&pixel, weights, first, out);
+        first += 2;
+    }
+    if first < out.len() {
+        pixel_block::<A, E, 1, CI, CO>(&pixel, weights, first, out);
+    }
+}
+
+/// `out[first..first + P]`, `CHANNEL_BLOCK` output channels at a time: each
+/// input value broadcast serves `CHANNEL_BLOCK` channels and each weight
+/// vector loaded serves `P` pixels, with `P` accumulator rows in registers.
+#[inline(always)]
+fn pixel_block<'a, A: Arithmetic, E: Epilogue, const P: usize, const CI: usize, const CO: usize>(
+    pixel: &impl Fn(usize) -> &'a [f32; CI],
+    weights: &PointwiseWeights<CI, CO>,
+    first: usize,
+    out: &mut [[f32; CO]],
+) {
+    let inputs: [&[f32; CI]; P] = std::array::from_fn(|b| pixel(first + b));
+    let (bias_blocks, _) = weights.bias.as_chunks::<CHANNEL_BLOCK>();
+    for (block, bias) in bias_blocks.iter().enumerate() {
+        let mut acc = [*bias; P];
+        for (ci, kernel_row) in weights.kernel.iter().enumerate() {
+            let (kernel_blocks, _) = kernel_row.as_chunks::<CHANNEL_BLOCK>();
+            let w = &kernel_blocks[block];
+            for (row, input) in acc.iter_mut().zip(&inputs) {
+                let x = input[ci];
+                for (a, &w) in row.iter_mut().zip(w) {
+                    *a = A::mul_add(x, w, *a);
+                }
             }
         }
-        *out_pixel = acc;
+        for (out, row) in out[first..first + P].iter_mut().zip(&acc) {
+            let (out_blocks, _) = out.as_chunks_mut::<CHANNEL_BLOCK>();
+            store::<E, CHANNEL_BLOCK>(&mut out_blocks[block], row);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::epilogue::{Accumulate, Identity, Relu};
     use crate::geometry::Padding;
     use crate::isa::{Fused, Unfused};
     use crate::reference;
@@ -233,18 +264,33 @@ mod tests {
         random_values(22, weights.kernel.as_flattened_mut());
         random_values(23, &mut weights.bias);
         let mut output = Tensor::<OH, OW, CO>::zeroed_boxed();
-        pointwise_conv2d(&input, &weights, Stride::<S>, Unfused, &mut output);
+        pointwise_conv2d(
+            &input,
+            &weights,
+            Stride::<S>,
+            Unfused,
+            Identity,
+            &mut output,
+        );
         let kernel = ArrayView4::from_shape((1, 1, CI, CO), weights.kernel.as_flattened()).unwrap();
         let bias = ArrayView1::from(&weights.bias);
         let expected = reference::conv2d(input.view(), kernel, Some(bias), S, Padding::Same);
         assert_close(output.view(), expected.view(), 1e-5);
         output.as_mut_slice().fill(f32::NAN);
-        pointwise_conv2d(&input, &weights, Stride::<S>, Fused, &mut output);
+        pointwise_conv2d(&input, &weights, Stride::<S>, Fused, Identity, &mut output);
         let kernel = ArrayView4::from_shape((1, 1, CI, CO), weights.kernel.as_flattened()).unwrap();
         let bias = ArrayView1::from(&weights.bias);
         // Keras' residual branch is a 1x1 conv with `same` padding.
         let expected = reference::conv2d(input.view(), kernel, Some(bias), S, Padding::Same);
         assert_close(output.view(), expected.view(), 1e-5);
+        // As the residual branch, added onto what the output holds.
+        let main_branch = random_tensor::<OH, OW, CO>(24);
+        let mut sum = main_branch.clone();
+        pointwise_conv2d(&input, &weights, Stride::<S>, Fused, Accumulate, &mut sum);
+        assert_close(sum.view(), (&expected + &main_branch.view()).view(), 1e-5);
+        output.as_mut_slice().fill(f32::NAN);
+        pointwise_conv2d(&input, &weights, Stride::<S>, Fused, Relu, &mut output);
+        assert_close(output.view(), expected.mapv(|v| v.max(0.0)).view(), 1e-5);
     }
 
     #[test]
@@ -252,6 +298,9 @@ mod tests {
         check::<1, 5, 4, 3, 6, 5, 4>();
         // Blocks of 4 pixels and 16 channels, and the pixels left over.
         check::<1, 5, 3, 8, 32, 5, 3>();
+        // Rows of 8 and 15 pixels: a whole block, then blocks of 2 and 1.
+        check::<1, 2, 8, 16, 32, 2, 8>();
+        check::<1, 3, 15, 8, 16, 3, 15>();
         check::<2, 30, 30, 16, 32, 15, 15>();
         check::<2, 60, 60, 8, 16, 30, 30>();
         check::<2, 15, 15, 32, 64, 8, 8>();

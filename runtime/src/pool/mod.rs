@@ -82,6 +82,58 @@ pub fn max_pool<
     }
 }
 
+/// Pools row `iy` of a max pool's input into every output row whose windows
+/// cover it, for a caller that makes the input one row at a time and never
+/// stores it whole (a separable convolution followed by its pool): rows must
+/// come in order, from the first. An output row's first covering row is
+/// stored, the others are maxed in, so the output needs no initialisation.
+#[inline(always)]
+pub(crate) fn max_pool_row<
+    P: PaddingMode,
+    const K: usize,
+    const S: usize,
+    const H: usize,
+    const W: usize,
+    const C: usize,
+    const OH: usize,
+    const OW: usize,
+>(
+    row: &[[f32; C]; W],
+    iy: usize,
+    output: &mut Tensor<OH, OW, C>,
+) {
+    let pad_top = P::PADDING.padding_before(H, K, S);
+    let pad_left = P::PADDING.padding_before(W, K, S);
+    // The row pooled along its width first: each output pixel's window
+    // within this row.
+    let mut pooled = [[f32::NEG_INFINITY; C]; OW];
+    for dx in 0..K {
+        for (ox, best) in pooled.iter_mut().enumerate() {
+            let cell = (ox * S + dx)
+                .checked_sub(pad_left)
+                .and_then(|ix| row.get(ix));
+            if let Some(pixel) = cell {
+                max_into(best, pixel);
+            }
+        }
+    }
+    // Output rows `oy` with `oy * S <= iy + pad_top < oy * S + K`.
+    let first = (iy + pad_top + 1).saturating_sub(K).div_ceil(S);
+    let last = ((iy + pad_top) / S).min(OH.saturating_sub(1));
+    for oy in first..=last {
+        let Some(out_row) = output.data.get_mut(oy) else {
+            continue;
+        };
+        if (oy * S).saturating_sub(pad_top) == iy {
+            *out_row = pooled;
+        } else {
+            for (best, values) in out_row.iter_mut().zip(&pooled) {
+                max_into(best, values);
+            }
+        }
+    }
+}
+
 /// `best = max(best, values)` per channel, eight channels at a time.
 ///
 /// Written so that LLVM vectorises it inside the generated forward pass,

@@ -16,6 +16,7 @@ use crate::conv::{
 use crate::depthwise::{
     depthwise_conv2d, depthwise_conv2d_backward_input_same, depthwise_conv2d_backward_kernel,
 };
+use crate::epilogue::Identity;
 use crate::geometry::{PaddingMode, Same, Stride};
 use crate::isa::{Arithmetic, Isa, WithArithmetic, dispatch};
 use crate::pointwise::{
@@ -67,6 +68,7 @@ impl<
             self.padding,
             Stride::<S>,
             arithmetic,
+            Identity,
             self.output,
         );
     }
@@ -297,6 +299,7 @@ impl<const H: usize, const W: usize, const K: usize, const CI: usize, const CO: 
             &self.weights.pointwise,
             Stride::<1>,
             arithmetic,
+            Identity,
             self.output,
         );
     }
@@ -511,6 +514,7 @@ impl<
             self.weights,
             Stride::<S>,
             arithmetic,
+            Identity,
             self.output,
         );
     }
