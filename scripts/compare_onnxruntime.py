@@ -10,6 +10,8 @@ Needs `pip install onnxruntime numpy` and a release build
 (`cargo build --release`). ONNX Runtime runs with all graph optimizations,
 one image per call for latency, and batches of 64 for throughput, with 1 and
 2 intra-op threads, as `mini-xception bench` does with 1 and 2 threads.
+Each rate is also given as a fraction of the machine's FMA peak, which
+`mini-xception bench` measures (one thread's, times the threads).
 """
 import argparse
 import json
@@ -80,30 +82,39 @@ def main():
     args = parser.parse_args()
     if not BINARY.exists():
         sys.exit(f"{BINARY} is missing: run `cargo build --release` first")
-    rows = {k: [] for k in ["ort_lat", "our_lat", "ort_1t", "our_1t", "ort_2t", "our_2t"]}
-    isa = None
+    rows = {k: [] for k in ["ort_lat", "our_lat", "ort_1t", "our_1t", "ort_2t", "our_2t", "peak"]}
+    isa, macs = None, None
     for _ in range(args.rounds):
         # Alternate the engines so that both see the same machine load.
         rows["ort_lat"].append(ort_latency_ms(args.seconds / 2))
         one = ours(1, args.batch, args.seconds)
-        isa = one["isa"]
+        isa, macs = one["isa"], one["macs_per_image"]
+        rows["peak"].append(one["peak_macs_per_s"])
         rows["our_lat"].append(one["latency_ms_median"])
         rows["our_1t"].append(one["images_per_s"])
         rows["ort_1t"].append(ort_images_per_s(1, args.batch, args.seconds / 2))
         rows["our_2t"].append(ours(2, args.batch, args.seconds)["images_per_s"])
         rows["ort_2t"].append(ort_images_per_s(2, args.batch, args.seconds / 2))
     med = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"emotion model 64x64x1, float32, ONNX Runtime {ort.__version__}, mini-xception isa={isa}, "
-          f"{args.rounds} alternating rounds, medians")
-    print(f"| measure | ONNX Runtime | mini-xception | ratio |")
-    print(f"|---|---:|---:|---:|")
-    print(f"| 1 image, 1 thread (ms, median) | {med['ort_lat']:.3f} | {med['our_lat']:.3f} | "
-          f"{med['our_lat'] / med['ort_lat']:.2f}x the time |")
-    print(f"| images/s, 1 thread, batch {args.batch} | {med['ort_1t']:.0f} | {med['our_1t']:.0f} | "
-          f"{med['our_1t'] / med['ort_1t']:.2f}x |")
-    print(f"| images/s, 2 threads, batch {args.batch} | {med['ort_2t']:.0f} | {med['our_2t']:.0f} | "
-          f"{med['our_2t'] / med['ort_2t']:.2f}x |")
+    peak = med["peak"]
 
+    # Both engines run the same model, so one count of multiply-adds serves
+    # both; the peak is one thread's, measured by `mini-xception bench`.
+    def of_peak(images_per_s, threads):
+        return f"{100 * images_per_s * macs / (peak * threads):.0f}%"
+
+    print(f"emotion model 64x64x1 ({macs:,} multiply-adds), float32, ONNX Runtime {ort.__version__}, "
+          f"mini-xception isa={isa}, {args.rounds} alternating rounds, medians; "
+          f"measured FMA peak {peak / 1e9:.1f} GMAC/s per thread")
+    print("| measure | ONNX Runtime | mini-xception | ratio | ONNX Runtime, of peak | mini-xception, of peak |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| 1 image, 1 thread (ms, median) | {med['ort_lat']:.3f} | {med['our_lat']:.3f} | "
+          f"{med['our_lat'] / med['ort_lat']:.2f}x the time | "
+          f"{of_peak(1e3 / med['ort_lat'], 1)} | {of_peak(1e3 / med['our_lat'], 1)} |")
+    print(f"| images/s, 1 thread, batch {args.batch} | {med['ort_1t']:.0f} | {med['our_1t']:.0f} | "
+          f"{med['our_1t'] / med['ort_1t']:.2f}x | {of_peak(med['ort_1t'], 1)} | {of_peak(med['our_1t'], 1)} |")
+    print(f"| images/s, 2 threads, batch {args.batch} | {med['ort_2t']:.0f} | {med['our_2t']:.0f} | "
+          f"{med['our_2t'] / med['ort_2t']:.2f}x | {of_peak(med['ort_2t'], 2)} | {of_peak(med['our_2t'], 2)} |")
 
 if __name__ == "__main__":
     main()

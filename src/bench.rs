@@ -1,6 +1,7 @@
 //! Timing of the compiled-in models: median one-image latency on one thread,
 //! and batch throughput on a given number of threads.
 
+use crate::runtime::peak::multiply_adds_per_second;
 use crate::runtime::{Isa, ParameterKind, ParameterSource, ParameterSpec};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,17 @@ pub struct BenchReport {
     pub latency_ms_median: f64,
     /// Images per second over whole batches on `threads` threads.
     pub images_per_s: f64,
+    /// Multiply-adds of one image's forward pass.
+    pub macs_per_image: usize,
+    /// Multiply-adds per second one thread of this machine reaches at best
+    /// with the same instruction set, measured just before
+    /// ([`mini_xception_runtime::peak`]).
+    pub peak_macs_per_s: f64,
+    /// The one-image latency's multiply-add rate as a fraction of that peak.
+    pub latency_peak_fraction: f64,
+    /// The batch throughput's multiply-add rate as a fraction of `threads`
+    /// times the one-thread peak.
+    pub throughput_peak_fraction: f64,
 }
 
 /// The median duration of `run` over repeated calls for about `budget`,
@@ -96,9 +108,12 @@ pub fn throughput(budget: Duration, batch: usize, mut run_batch: impl FnMut()) -
 }
 
 /// Benchmarks a model given as closures over its own types. `forward` runs one
-/// image; `forward_batch` runs `batch` images on the current rayon pool.
+/// image of `macs_per_image` multiply-adds; `forward_batch` runs `batch`
+/// images on the current rayon pool.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     model: &str,
+    macs_per_image: usize,
     isa: Isa,
     threads: usize,
     batch: usize,
@@ -107,6 +122,7 @@ pub fn run(
     forward_batch: impl FnMut() + Send,
 ) -> Result<BenchReport, rayon::ThreadPoolBuildError> {
     let budget = Duration::from_secs_f64(seconds.max(0.02) / 2.0);
+    let peak_macs_per_s = multiply_adds_per_second(isa, budget / 4);
     let latency = median_latency(budget, forward);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -119,5 +135,12 @@ pub fn run(
         batch,
         latency_ms_median: latency.as_secs_f64() * 1e3,
         images_per_s,
+        macs_per_image,
+        peak_macs_per_s,
+        latency_peak_fraction: macs_per_image as f64
+            / latency.as_secs_f64().max(1e-12)
+            / peak_macs_per_s,
+        throughput_peak_fraction: images_per_s * macs_per_image as f64
+            / (peak_macs_per_s * threads as f64),
     })
 }

