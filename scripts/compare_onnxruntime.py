@@ -116,5 +116,6 @@ def main():
     print(f"| images/s, 2 threads, batch {args.batch} | {med['ort_2t']:.0f} | {med['our_2t']:.0f} | "
           f"{med['our_2t'] / med['ort_2t']:.2f}x | {of_peak(med['ort_2t'], 2)} | {of_peak(med['our_2t'], 2)} |")
 
+
 if __name__ == "__main__":
     main()

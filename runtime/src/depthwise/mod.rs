@@ -266,7 +266,8 @@ mod tests {
         check::<Same, 1, 9, 13, 3, 32, 9, 13>(Same);
         check::<Same, 2, 9, 13, 3, 16, 5, 7>(Same);
         check::<Valid, 1, 6, 11, 3, 16, 4, 9>(Valid);
-        // Eight channels: blocks of 8 pixels, then the pixels left over.
+        // Eight and 24 channels: blocks of 8 channels and 4 pixels, then the
+        // pixels left over.
         check::<Same, 1, 5, 13, 3, 8, 5, 13>(Same);
         check::<Same, 2, 9, 21, 3, 24, 5, 11>(Same);
     }

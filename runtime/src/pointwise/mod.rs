@@ -298,9 +298,9 @@ mod tests {
         check::<1, 5, 4, 3, 6, 5, 4>();
         // Blocks of 4 pixels and 16 channels, and the pixels left over.
         check::<1, 5, 3, 8, 32, 5, 3>();
-        // Rows of 8 and 15 pixels: a whole block, then blocks of 2 and 1.
-        check::<1, 2, 8, 16, 32, 2, 8>();
-        check::<1, 3, 15, 8, 16, 3, 15>();
+        // 14 and 15 pixels in one run: blocks of 4, then of 2 (and 1).
+        check::<1, 2, 7, 16, 32, 2, 7>();
+        check::<1, 3, 5, 8, 16, 3, 5>();
         check::<2, 30, 30, 16, 32, 15, 15>();
         check::<2, 60, 60, 8, 16, 30, 30>();
         check::<2, 15, 15, 32, 64, 8, 8>();
