@@ -45,9 +45,10 @@ struct DetectArgs {
 struct PipelineArgs {
     #[command(flatten)]
     detect: DetectArgs,
-    /// Emotion weights: `paper` (the paper's, fetched once with pip) or a
-    /// Keras HDF5 or native .safetensors file (default: the paper's).
-    #[arg(long, value_name = "paper|FILE")]
+    /// Emotion weights: `builtin` (this project's, inside the binary; the
+    /// default), `paper` (the paper's, fetched once with pip) or a Keras HDF5
+    /// or native .safetensors file.
+    #[arg(long, value_name = "builtin|paper|FILE")]
     weights: Option<cli::WeightsChoice>,
     /// Gender weights; without them no gender is given.
     #[arg(long)]
@@ -138,10 +139,11 @@ enum Command {
         /// The model to run.
         #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
         model: ModelChoice,
-        /// `paper` (the paper's emotion weights, fetched once with pip and
-        /// cached) or a Keras HDF5 or native .safetensors file (default: the
-        /// paper's, for the emotion model).
-        #[arg(long, value_name = "paper|FILE")]
+        /// `builtin` (this project's emotion weights, inside the binary; the
+        /// emotion model's default), `paper` (the paper's emotion weights,
+        /// fetched once with pip and cached) or a Keras HDF5 or native
+        /// .safetensors file.
+        #[arg(long, value_name = "builtin|paper|FILE")]
         weights: Option<cli::WeightsChoice>,
         /// One JSON object per image and line: path, label, probs.
         #[arg(long)]
@@ -162,8 +164,9 @@ enum Command {
         /// The `Usage` value of the rows to evaluate.
         #[arg(long, default_value = "PublicTest")]
         split: String,
-        /// `paper` or a Keras HDF5 or native .safetensors file (default: the paper's).
-        #[arg(long, value_name = "paper|FILE")]
+        /// `builtin` (the default: this project's weights, inside the binary),
+        /// `paper` or a Keras HDF5 or native .safetensors file.
+        #[arg(long, value_name = "builtin|paper|FILE")]
         weights: Option<cli::WeightsChoice>,
         /// One JSON object: split, total, correct, accuracy, per_class, confusion.
         #[arg(long)]
@@ -326,9 +329,9 @@ enum Command {
         /// The model to explain.
         #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
         model: ModelChoice,
-        /// `paper` or a Keras HDF5 or native .safetensors file (default: the
-        /// paper's, for the emotion model).
-        #[arg(long, value_name = "paper|FILE")]
+        /// `builtin` (the emotion model's default), `paper` or a Keras HDF5 or
+        /// native .safetensors file.
+        #[arg(long, value_name = "builtin|paper|FILE")]
         weights: Option<cli::WeightsChoice>,
         /// Guided back-propagation (the paper's) or Grad-CAM.
         #[arg(long, value_enum, default_value_t = cli::explain::MethodChoice::GuidedBackprop)]

@@ -27,6 +27,32 @@ pub mod paz {
     crate::mini_xception!("models/mini_xception_paz.yaml");
 }
 
+/// The emotion weights this project trained on FER2013 `Training`, built
+/// into the binary: `models/mini_xception_fer2013.safetensors`, described by
+/// `models/cards/mini_xception_fer2013.md`.
+pub mod builtin {
+    use super::emotion::{MiniXception, MiniXceptionWeights};
+    use super::{LoadError, WeightsFormat, weights_from_bytes};
+    use crate::runtime::InferenceModel;
+
+    /// The file's path in the repository, which names the weights in errors.
+    pub const EMOTION_FILE: &str = "models/mini_xception_fer2013.safetensors";
+
+    /// The file's bytes (native safetensors, batch norms folded).
+    pub const EMOTION_BYTES: &[u8] = include_bytes!("../models/mini_xception_fer2013.safetensors");
+
+    /// The built-in emotion weights, read from the binary.
+    pub fn emotion_weights() -> Result<MiniXceptionWeights, LoadError> {
+        weights::<MiniXception>()
+    }
+
+    /// The built-in weights read as model `M`'s. They are the emotion
+    /// model's: for any other model this is an error naming both models.
+    pub fn weights<M: InferenceModel>() -> Result<M::Weights, LoadError> {
+        weights_from_bytes::<M>(EMOTION_FILE, EMOTION_BYTES.to_vec(), WeightsFormat::Native)
+    }
+}
+
 /// Weights that could not be loaded, from either format.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -193,10 +219,13 @@ impl<M: InferenceModel> Classifier<M> {
     /// Loads weights: a `.safetensors` file in the native format, any other
     /// file as Keras HDF5.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        Ok(Self::new(M::with_weights(
-            load_weights::<M>(path)?,
-            Isa::detect(),
-        ))?)
+        Ok(Self::with_weights(load_weights::<M>(path)?)?)
+    }
+
+    /// A classifier over weights already loaded, with the kernels of this
+    /// machine's instruction set.
+    pub fn with_weights(weights: M::Weights) -> Result<Self, AllocError> {
+        Self::new(M::with_weights(weights, Isa::detect()))
     }
 
     /// A classifier around a model, with its scratch space; an error when
@@ -279,5 +308,41 @@ pub(crate) fn mirror_input<M: InferenceModel>(input: &mut M::Input) {
 /// Facial emotion: angry, disgust, fear, happy, sad, surprise, neutral.
 pub type EmotionClassifier = Classifier<emotion::MiniXception>;
 
+impl Classifier<emotion::MiniXception> {
+    /// The emotion classifier with the built-in weights ([`builtin`]): no
+    /// file, no network.
+    pub fn builtin() -> Result<Self, LoadError> {
+        Ok(Self::with_weights(builtin::emotion_weights()?)?)
+    }
+}
+
 /// Gender: woman, man.
 pub type GenderClassifier = Classifier<gender::GenderMiniXception>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The built-in weights load as the emotion model's and classify a
+    /// face; read as another model's they are an error naming the built-in
+    /// file and both models.
+    #[test]
+    fn builtin_weights_are_the_emotion_models_only() {
+        let mut classifier = EmotionClassifier::builtin().unwrap();
+        let face = GrayImage::from_fn(48, 48, |x, y| image::Luma([(x * 3 + y * 2) as u8]));
+        let probabilities = classifier.classify(&face).unwrap();
+        assert_eq!(probabilities.len(), 7);
+        assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+
+        let error = builtin::weights::<gender::GenderMiniXception>()
+            .err()
+            .expect("the gender model cannot take the emotion weights")
+            .to_string();
+        assert!(error.starts_with(builtin::EMOTION_FILE), "{error}");
+        assert!(
+            error.contains(emotion::MiniXception::NAME)
+                && error.contains(gender::GenderMiniXception::NAME),
+            "{error}"
+        );
+    }
+}

@@ -1,12 +1,12 @@
 //! `mini-xception explain`: the saliency of each face's predicted (or
 //! given) label, drawn as a PNG beside the input.
 
-use super::{CliError, WeightsChoice, weights_path};
+use super::{CliError, WeightsChoice, load_source, weights_source};
 use crate::ModelChoice;
 use mini_xception::detect::{Cascade, DetectOptions};
 use mini_xception::explain::{Explainer, Method};
 use mini_xception::faces::{EMOTION_OFFSETS, face_crop};
-use mini_xception::models::{emotion::MiniXception, gender::GenderMiniXception, load_weights};
+use mini_xception::models::{emotion::MiniXception, gender::GenderMiniXception};
 use mini_xception::preprocess::load_gray;
 use mini_xception::runtime::train::TrainableModel;
 use std::path::{Path, PathBuf};
@@ -73,10 +73,9 @@ fn run_model<M: TrainableModel>(settings: Settings<'_>) -> Result<ExitCode, CliE
         .label
         .map(|text| parse_label(text, M::CLASS_LABELS))
         .transpose()?;
-    let path = weights_path(settings.model, settings.weights)?;
-    let weights = load_weights::<M>(&path)?;
-    let mut explainer =
-        Explainer::<M>::new(&weights).map_err(|e| format!("{}: {e}", path.display()))?;
+    let source = weights_source(settings.model, settings.weights)?;
+    let weights = load_source::<M>(&source)?;
+    let mut explainer = Explainer::<M>::new(&weights).map_err(|e| format!("{source}: {e}"))?;
     if let Some(out) = settings.out {
         std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     }

@@ -30,16 +30,21 @@ pub mod video;
 
 use crate::ModelChoice;
 use mini_xception::models::{
-    EmotionClassifier, FaceClassifier, GenderClassifier, Tta, emotion, gender,
+    EmotionClassifier, FaceClassifier, GenderClassifier, LoadError, Tta, builtin, emotion, gender,
+    load_weights,
 };
+use mini_xception::runtime::InferenceModel;
 use std::path::{Path, PathBuf};
 
 /// An error for the user: printed after `mini-xception: `.
 pub type CliError = Box<dyn std::error::Error>;
 
-/// Which weights a command runs: `--weights paper` or `--weights FILE`.
+/// Which weights a command runs: `--weights builtin` (the default of the
+/// emotion model), `--weights paper` or `--weights FILE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WeightsChoice {
+    /// This project's emotion weights, inside the binary.
+    Builtin,
     /// The paper's emotion weights, fetched once with pip and verified.
     Paper,
     /// A Keras HDF5 or native `.safetensors` file.
@@ -49,28 +54,50 @@ pub enum WeightsChoice {
 impl std::str::FromStr for WeightsChoice {
     type Err = std::convert::Infallible;
 
-    /// `paper` names the paper's weights; anything else is a file (a file
-    /// named `paper` is `./paper`).
+    /// `builtin` and `paper` name those weights; anything else is a file (a
+    /// file named `paper` is `./paper`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Ok(match text {
+            "builtin" => WeightsChoice::Builtin,
             "paper" => WeightsChoice::Paper,
             path => WeightsChoice::File(PathBuf::from(path)),
         })
     }
 }
 
-/// The weights file to use: the given one, else the paper's emotion weights.
-pub fn weights_path(
+/// Where a command's weights are read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WeightsSource {
+    /// The binary itself ([`mini_xception::models::builtin`]).
+    Builtin,
+    /// A file (the paper's, once fetched, is one too).
+    File(PathBuf),
+}
+
+impl std::fmt::Display for WeightsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeightsSource::Builtin => write!(f, "built-in {}", builtin::EMOTION_FILE),
+            WeightsSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The weights `model` runs with: the given ones, else the built-in
+/// emotion weights. Fetches the paper's file first if it is asked for and
+/// not cached.
+pub fn weights_source(
     model: ModelChoice,
     given: Option<&WeightsChoice>,
-) -> Result<PathBuf, CliError> {
+) -> Result<WeightsSource, CliError> {
     match (given, model) {
-        (Some(WeightsChoice::File(path)), _) => Ok(path.clone()),
-        (Some(WeightsChoice::Paper) | None, ModelChoice::Emotion) => {
-            Ok(mini_xception::pretrained::emotion_weights()?)
-        }
-        (Some(WeightsChoice::Paper), ModelChoice::Gender) => {
-            Err("--weights paper: the paper's weights are for the emotion model; give the gender model --weights FILE".into())
+        (Some(WeightsChoice::File(path)), _) => Ok(WeightsSource::File(path.clone())),
+        (Some(WeightsChoice::Builtin) | None, ModelChoice::Emotion) => Ok(WeightsSource::Builtin),
+        (Some(WeightsChoice::Paper), ModelChoice::Emotion) => Ok(WeightsSource::File(
+            mini_xception::pretrained::emotion_weights()?,
+        )),
+        (Some(WeightsChoice::Builtin | WeightsChoice::Paper), ModelChoice::Gender) => {
+            Err("--weights builtin and --weights paper are emotion weights; give the gender model --weights FILE".into())
         }
         (None, ModelChoice::Gender) => Err("the gender model needs --weights FILE: no package ships its weights \
              (gender_mini_XCEPTION.21-0.95.hdf5 is in oarriaga/face_classification, trained_models/gender_models)"
@@ -78,7 +105,16 @@ pub fn weights_path(
     }
 }
 
-/// The faces pipeline: the cascade, the emotion model (the paper's weights
+/// Reads model `M`'s weights from `source`. The built-in weights are the
+/// emotion model's: for another model they are an error naming both.
+pub fn load_source<M: InferenceModel>(source: &WeightsSource) -> Result<M::Weights, LoadError> {
+    match source {
+        WeightsSource::Builtin => builtin::weights::<M>(),
+        WeightsSource::File(path) => load_weights::<M>(path),
+    }
+}
+
+/// The faces pipeline: the cascade, the emotion model (the built-in weights
 /// unless given) and, when weights are given, the gender model, both
 /// averaging over `tta`.
 pub fn pipeline(
@@ -89,8 +125,9 @@ pub fn pipeline(
     tta: Tta,
 ) -> Result<mini_xception::faces::Pipeline, CliError> {
     let cascade = mini_xception::detect::Cascade::from_xml_file(cascade)?;
-    let emotion =
-        EmotionClassifier::load(&weights_path(ModelChoice::Emotion, weights)?)?.with_tta(tta);
+    let source = weights_source(ModelChoice::Emotion, weights)?;
+    let emotion = EmotionClassifier::with_weights(load_source::<emotion::MiniXception>(&source)?)?
+        .with_tta(tta);
     let gender = gender_weights
         .map(|path| GenderClassifier::load(path).map(|g| g.with_tta(tta)))
         .transpose()?;
@@ -105,10 +142,16 @@ pub fn classifier(
     weights: Option<&WeightsChoice>,
     tta: Tta,
 ) -> Result<Box<dyn FaceClassifier>, CliError> {
-    let path = weights_path(model, weights)?;
+    let source = weights_source(model, weights)?;
     Ok(match model {
-        ModelChoice::Emotion => Box::new(EmotionClassifier::load(&path)?.with_tta(tta)),
-        ModelChoice::Gender => Box::new(GenderClassifier::load(&path)?.with_tta(tta)),
+        ModelChoice::Emotion => Box::new(
+            EmotionClassifier::with_weights(load_source::<emotion::MiniXception>(&source)?)?
+                .with_tta(tta),
+        ),
+        ModelChoice::Gender => Box::new(
+            GenderClassifier::with_weights(load_source::<gender::GenderMiniXception>(&source)?)?
+                .with_tta(tta),
+        ),
     })
 }
 
