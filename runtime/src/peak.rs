@@ -30,11 +30,14 @@ impl<const LANES: usize> WithArithmetic for Chains<LANES> {
         // x -> x * a + b converges to b / (1 - a), so the values stay finite
         // and normal however long it runs.
         let (a, b) = (0.999f32, self.seed);
+        // One flat run of `CHAINS` vectors: LLVM keeps it in `CHAINS`
+        // registers. As an array of `CHAINS` arrays of 16 lanes it vectorised
+        // the loop over the chains instead, with gathers and scatters, and
+        // measured AVX-512 at 1 GMAC/s against AVX2's 59 on a Zen 4 core.
         let mut acc = [[0.5f32; LANES]; CHAINS];
         for _ in 0..self.rounds {
-            for chain in acc.iter_mut() {
-                let old = *chain;
-                *chain = std::array::from_fn(|lane| A::mul_add(old[lane], a, b));
+            for value in acc.as_flattened_mut() {
+                *value = A::mul_add(*value, a, b);
             }
         }
         acc.as_flattened().iter().sum()
@@ -95,6 +98,21 @@ mod tests {
             assert!(
                 (sum as f64 - expected).abs() < 1e-3 * expected,
                 "{isa:?}: {sum} vs {expected}"
+            );
+        }
+        // The three widths agree on the sum and, where the CPU has the
+        // instruction set, reach the same order of throughput: a vector unit
+        // is never 8 times slower than scalar code (the AVX-512 chains once
+        // ran as gathers and scatters at a sixtieth of AVX2's rate).
+        let portable = multiply_adds_per_second(Isa::Portable, Duration::from_millis(20));
+        for isa in [Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.is_available())
+        {
+            let rate = multiply_adds_per_second(isa, Duration::from_millis(20));
+            assert!(
+                rate > portable / 8.0,
+                "{isa:?}: {rate} against portable {portable}"
             );
         }
         let rate = multiply_adds_per_second(Isa::detect(), Duration::from_millis(20));
