@@ -309,8 +309,8 @@ pub(crate) fn mirror_input<M: InferenceModel>(input: &mut M::Input) {
 pub type EmotionClassifier = Classifier<emotion::MiniXception>;
 
 impl Classifier<emotion::MiniXception> {
-    /// The emotion classifier with the built-in weights ([`builtin`]): no
-    /// file, no network.
+    /// The emotion classifier with the built-in weights (the
+    /// [`builtin`](mod@builtin) module): no file, no network.
     pub fn builtin() -> Result<Self, LoadError> {
         Ok(Self::with_weights(builtin::emotion_weights()?)?)
     }
