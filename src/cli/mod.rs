@@ -125,9 +125,7 @@ pub fn pipeline(
     tta: Tta,
 ) -> Result<mini_xception::faces::Pipeline, CliError> {
     let cascade = mini_xception::detect::Cascade::from_xml_file(cascade)?;
-    let source = weights_source(ModelChoice::Emotion, weights)?;
-    let emotion = EmotionClassifier::with_weights(load_source::<emotion::MiniXception>(&source)?)?
-        .with_tta(tta);
+    let emotion = emotion_classifier(weights, tta)?;
     let gender = gender_weights
         .map(|path| GenderClassifier::load(path).map(|g| g.with_tta(tta)))
         .transpose()?;
@@ -142,17 +140,31 @@ pub fn classifier(
     weights: Option<&WeightsChoice>,
     tta: Tta,
 ) -> Result<Box<dyn FaceClassifier>, CliError> {
-    let source = weights_source(model, weights)?;
     Ok(match model {
-        ModelChoice::Emotion => Box::new(
-            EmotionClassifier::with_weights(load_source::<emotion::MiniXception>(&source)?)?
+        ModelChoice::Emotion => Box::new(emotion_classifier(weights, tta)?),
+        ModelChoice::Gender => {
+            let source = weights_source(model, weights)?;
+            Box::new(
+                GenderClassifier::with_weights(load_source::<gender::GenderMiniXception>(
+                    &source,
+                )?)?
                 .with_tta(tta),
-        ),
-        ModelChoice::Gender => Box::new(
-            GenderClassifier::with_weights(load_source::<gender::GenderMiniXception>(&source)?)?
-                .with_tta(tta),
-        ),
+            )
+        }
     })
+}
+
+/// The emotion classifier with the given weights (the built-in ones unless
+/// given), averaging over `tta`.
+fn emotion_classifier(
+    weights: Option<&WeightsChoice>,
+    tta: Tta,
+) -> Result<EmotionClassifier, CliError> {
+    let source = weights_source(ModelChoice::Emotion, weights)?;
+    Ok(
+        EmotionClassifier::with_weights(load_source::<emotion::MiniXception>(&source)?)?
+            .with_tta(tta),
+    )
 }
 
 /// Prints the model's summary table.
