@@ -8,10 +8,25 @@
 
 /// The operation fused into a kernel's stores.
 pub trait Epilogue: Copy {
+    /// Which operation this is, for kernels that apply it to a whole vector
+    /// register at once (`wide.rs`).
+    const KIND: EpilogueKind;
+
     /// The value to store, given the `value` computed and the value `stored`
     /// at that place before the kernel ran. Epilogues that ignore `stored`
     /// cost no load: the call is inlined and the read optimised away.
     fn apply(value: f32, stored: f32) -> f32;
+}
+
+/// The operations an [`Epilogue`] can be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpilogueKind {
+    /// [`Identity`].
+    Identity,
+    /// [`Relu`].
+    Relu,
+    /// [`Accumulate`].
+    Accumulate,
 }
 
 /// Stores the value as it is computed.
@@ -28,6 +43,8 @@ pub struct Relu;
 pub struct Accumulate;
 
 impl Epilogue for Identity {
+    const KIND: EpilogueKind = EpilogueKind::Identity;
+
     #[inline(always)]
     fn apply(value: f32, _stored: f32) -> f32 {
         value
@@ -35,6 +52,8 @@ impl Epilogue for Identity {
 }
 
 impl Epilogue for Relu {
+    const KIND: EpilogueKind = EpilogueKind::Relu;
+
     #[inline(always)]
     fn apply(value: f32, _stored: f32) -> f32 {
         // A compare and select, one `vmaxps` on x86 (NaN gives 0, as with
@@ -45,6 +64,8 @@ impl Epilogue for Relu {
 }
 
 impl Epilogue for Accumulate {
+    const KIND: EpilogueKind = EpilogueKind::Accumulate;
+
     #[inline(always)]
     fn apply(value: f32, stored: f32) -> f32 {
         stored + value
@@ -56,7 +77,8 @@ impl Epilogue for Accumulate {
 /// Eight lanes at a time, each group read whole and written whole, as
 /// `pool::max_into` does: written as a loop over single lanes, LLVM kept the
 /// loop, so the accumulators it stores could not stay in vector registers
-/// and the whole kernel around it went scalar (five times slower).
+/// and the whole kernel around it went scalar (five times slower). (The
+/// AVX-512 code stores its own way, `wide.rs`.)
 #[inline(always)]
 pub(crate) fn store<E: Epilogue, const N: usize>(out: &mut [f32; N], values: &[f32; N]) {
     let (out_lanes, out_rest) = out.as_chunks_mut::<8>();

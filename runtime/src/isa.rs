@@ -1,10 +1,12 @@
-//! Instruction sets, chosen at run time: a default build runs AVX2 code where
-//! the CPU has it (AVX-512 on request) and stays correct where it does not.
+//! Instruction sets, chosen at run time: a default build runs AVX-512 code
+//! on AMD CPUs that have it, AVX2 code on other CPUs that have that
+//! (AVX-512 on request), and stays correct where neither is there.
 //!
 //! The kernels are written once, generic over [`Arithmetic`] and always
 //! inlined; [`dispatch`] calls a whole forward pass inside a function compiled
 //! for the chosen instruction set, so the compiler vectorises every kernel
-//! for it.
+//! for it. The AVX-512 build has kernels of its own where LLVM's did badly
+//! (`wide.rs`).
 
 /// An instruction set the forward pass can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,25 +23,42 @@ impl Isa {
     /// Every instruction set, widest first.
     pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
 
-    /// The instruction sets in the order the default prefers them.
+    /// The instruction sets in the order the default prefers them on CPUs
+    /// where AVX-512 has not been measured faster than AVX2.
     ///
-    /// AVX2 comes before AVX-512: the AVX-512 code measured slower than the
-    /// AVX2 code on an Intel Xeon (0.445 against 0.323 ms per image, one
-    /// thread) and on an AMD EPYC Zen 4 (0.35 to 0.46 against 0.23 to 0.27
-    /// ms), so AVX-512 runs only when asked for, through `--isa avx512` or
-    /// `with_isa`, until it is shown faster.
+    /// On an Intel Xeon (2-vCPU, AVX-512 F, VL, BW, DQ, VNNI) the AVX-512
+    /// code measured slower than the AVX2 code (0.445 against 0.323 ms per
+    /// image, one thread), before its kernels were reworked (`wide.rs`), and
+    /// the reworked code has not been measured on one.
     pub const PREFERENCE: [Isa; 3] = [Isa::Avx2, Isa::Avx512, Isa::Portable];
 
+    /// The order on AMD CPUs: the reworked AVX-512 code measured faster than
+    /// the AVX2 code on an AMD EPYC (Zen 4; 0.263 to 0.274 against 0.319
+    /// to 0.338 ms per image, one thread, alternating, 3 December 2026).
+    pub const PREFERENCE_AMD: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
     /// The instruction set the forward pass uses by default on this CPU: the
-    /// first of [`Isa::PREFERENCE`] that it has.
+    /// first of [`Isa::PREFERENCE_AMD`] (on AMD CPUs) or
+    /// [`Isa::PREFERENCE`] (elsewhere) that it has.
     pub fn detect() -> Isa {
-        Isa::preferred(Isa::is_available)
+        let order = if cpu_is_amd() {
+            Isa::PREFERENCE_AMD
+        } else {
+            Isa::PREFERENCE
+        };
+        Isa::first_available(order, Isa::is_available)
     }
 
     /// The first of [`Isa::PREFERENCE`] for which `available` holds, or
     /// [`Isa::Portable`].
     pub fn preferred(available: impl Fn(Isa) -> bool) -> Isa {
-        Isa::PREFERENCE
+        Isa::first_available(Isa::PREFERENCE, available)
+    }
+
+    /// The first of `order` for which `available` holds, or
+    /// [`Isa::Portable`].
+    pub fn first_available(order: [Isa; 3], available: impl Fn(Isa) -> bool) -> Isa {
+        order
             .into_iter()
             .find(|&isa| available(isa))
             .unwrap_or(Isa::Portable)
@@ -82,23 +101,75 @@ impl Isa {
     }
 }
 
+/// Whether the CPU's vendor string (CPUID leaf 0) is AMD's.
+fn cpu_is_amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: every x86-64 CPU has CPUID and its leaf 0. (`__cpuid` is a
+        // safe function in newer Rust; the block keeps older ones building.)
+        #[allow(unused_unsafe)]
+        let leaf = unsafe { std::arch::x86_64::__cpuid(0) };
+        let mut vendor = [0u8; 12];
+        vendor[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+        vendor[4..8].copy_from_slice(&leaf.edx.to_le_bytes());
+        vendor[8..].copy_from_slice(&leaf.ecx.to_le_bytes());
+        &vendor == b"AuthenticAMD"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// How a kernel multiplies and adds: fused (one rounding, where the CPU has
 /// FMA) or as a multiply then an add (everywhere else, where a fused
 /// multiply-add would be a slow library call).
-pub trait Arithmetic: Copy {
+///
+/// Sealed: [`FusedWide`] stands for a CPU checked to have AVX-512, and the
+/// kernels rely on it (they use AVX-512 instructions directly when
+/// `LANES` is 16), so no type outside this module may claim 16 lanes.
+pub trait Arithmetic: Copy + sealed::Sealed {
+    /// The `f32` lanes of the vector registers the code is compiled for,
+    /// so that a kernel can shape its register blocks for them.
+    const LANES: usize;
+
     /// `a * b + c`.
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
 }
 
-/// Fused multiply-add, for code compiled with FMA.
+/// Fused multiply-add, for code compiled with FMA and 256-bit vectors (AVX2).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fused;
+
+/// Fused multiply-add, for code compiled with 512-bit vectors (AVX-512).
+///
+/// Only [`dispatch`] makes one, inside its function compiled for AVX-512
+/// and after checking that the CPU has it: its kernels use AVX-512
+/// instructions directly.
+#[derive(Clone, Copy, Debug)]
+pub struct FusedWide(());
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Fused {}
+    impl Sealed for super::FusedWide {}
+    impl Sealed for super::Unfused {}
+}
 
 /// Separate multiply and add.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Unfused;
 
 impl Arithmetic for Fused {
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl Arithmetic for FusedWide {
+    const LANES: usize = 16;
+
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
@@ -106,6 +177,10 @@ impl Arithmetic for Fused {
 }
 
 impl Arithmetic for Unfused {
+    // SSE2, the x86-64 baseline; other targets' portable code is shaped
+    // the same.
+    const LANES: usize = 4;
+
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
         a * b + c
@@ -165,13 +240,46 @@ pub fn dispatch<W: WithArithmetic>(isa: Isa, work: W) -> W::Output {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
 unsafe fn run_avx512<W: WithArithmetic>(work: W) -> W::Output {
-    work.run(Fused)
+    work.run(FusedWide(()))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<W: WithArithmetic>(work: W) -> W::Output {
     work.run(Fused)
+}
+
+/// Runs `work` compiled for AVX2 and FMA only, from inside the AVX-512
+/// build: for kernels whose AVX-512 build LLVM vectorises worse than their
+/// AVX2 one (`wide.rs` says why). Mark the closure `#[inline(always)]` and
+/// give its kernels [`Fused`]: its body is then compiled into
+/// [`run_narrow`], for AVX2.
+///
+/// # Safety
+///
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn narrow<R, F: FnMut() -> R>(work: F) -> R {
+    // Called directly, `run_narrow` was inlined into its AVX-512 caller,
+    // `#[inline(never)]` notwithstanding, and vectorised for AVX-512 there
+    // after all (seen with Rust 1.95); through a pointer the optimiser
+    // cannot see through, it keeps its own body.
+    let run: unsafe fn(F) -> R = run_narrow::<R, F>;
+    // SAFETY: the caller guarantees AVX2 and FMA.
+    unsafe { std::hint::black_box(run)(work) }
+}
+
+/// The body of [`narrow`].
+///
+/// # Safety
+///
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn run_narrow<R, F: FnMut() -> R>(mut work: F) -> R {
+    work()
 }
 
 #[cfg(test)]
@@ -218,9 +326,36 @@ mod tests {
         assert_eq!(Isa::preferred(|isa| isa != Isa::Avx2), Isa::Avx512);
         assert_eq!(Isa::preferred(|isa| isa == Isa::Portable), Isa::Portable);
         assert_eq!(Isa::preferred(|_| false), Isa::Portable);
-        // Every instruction set is in the order exactly once.
+        // On AMD CPUs AVX-512 comes first, where there is one.
+        let amd = |available: fn(Isa) -> bool| Isa::first_available(Isa::PREFERENCE_AMD, available);
+        assert_eq!(amd(|_| true), Isa::Avx512);
+        assert_eq!(amd(|isa| isa != Isa::Avx512), Isa::Avx2);
+        assert_eq!(amd(|isa| isa == Isa::Portable), Isa::Portable);
+        // Every instruction set is in each order exactly once.
         for isa in Isa::ALL {
             assert_eq!(Isa::PREFERENCE.iter().filter(|&&p| p == isa).count(), 1);
+            assert_eq!(Isa::PREFERENCE_AMD.iter().filter(|&&p| p == isa).count(), 1);
+        }
+    }
+
+    #[test]
+    fn the_default_follows_the_vendor_and_what_the_cpu_has() {
+        let order = if cpu_is_amd() {
+            Isa::PREFERENCE_AMD
+        } else {
+            Isa::PREFERENCE
+        };
+        assert_eq!(
+            Isa::detect(),
+            Isa::first_available(order, Isa::is_available)
+        );
+        // The vendor read from CPUID is the one the kernel reports.
+        if let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") {
+            let amd = info
+                .lines()
+                .find(|line| line.starts_with("vendor_id"))
+                .is_some_and(|line| line.contains("AuthenticAMD"));
+            assert_eq!(cpu_is_amd(), amd);
         }
     }
 

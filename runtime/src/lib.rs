@@ -38,6 +38,7 @@ pub mod tensor;
 #[cfg(test)]
 mod test_support;
 pub mod train;
+mod wide;
 
 pub use adam::Adam;
 pub use batch::run_batch;
@@ -56,11 +57,11 @@ pub use depthwise::{
 pub use elementwise::{
     add_assign, guided_relu_backward_in_place, relu_backward_in_place, relu_in_place,
 };
-pub use epilogue::{Accumulate, Epilogue, Identity, Relu};
+pub use epilogue::{Accumulate, Epilogue, EpilogueKind, Identity, Relu};
 pub use folded::FoldedTensors;
 pub use geometry::{Padding, PaddingMode, Same, Stride, Valid, Window};
 pub use global_pool::{global_average_pool, global_average_pool_backward};
-pub use isa::{Arithmetic, Compiled, Fused, Isa, Unfused, WithArithmetic, dispatch};
+pub use isa::{Arithmetic, Compiled, Fused, FusedWide, Isa, Unfused, WithArithmetic, dispatch};
 pub use loss::{
     LabelOutOfRange, l2_backward, l2_penalty, softmax_cross_entropy, softmax_cross_entropy_into,
 };

@@ -183,7 +183,7 @@ pub fn separable_conv2d_max_pool<
     for iy in 0..H {
         depthwise_row::<Same, A, 1, H, W, K, CI, W>(input, &weights.depthwise, iy, &mut depthwise);
         multiply_pixels::<A, Identity, CI, CO>(|p| &depthwise[p], &weights.pointwise, &mut row);
-        max_pool_row::<P, PK, PS, H, W, CO, OH, OW>(&row, iy, output);
+        max_pool_row::<A, P, PK, PS, H, W, CO, OH, OW>(&row, iy, output);
     }
 }
 

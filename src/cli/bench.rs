@@ -62,15 +62,22 @@ macro_rules! time_model {
     }};
 }
 
-pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
-    let isa = match &settings.isa {
-        None => Isa::detect(),
+/// The instruction set named by `--isa`, or `default`; an error when the
+/// name is unknown or the CPU cannot run it.
+pub fn isa_named(name: Option<&str>, default: Isa) -> Result<Isa, CliError> {
+    let isa = match name {
+        None => default,
         Some(name) => Isa::from_name(name)
             .ok_or_else(|| format!("unknown instruction set `{name}` (avx512, avx2, portable)"))?,
     };
     if !isa.is_available() {
         return Err(format!("this CPU cannot run {}", isa.name()).into());
     }
+    Ok(isa)
+}
+
+pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
+    let isa = isa_named(settings.isa.as_deref(), Isa::detect())?;
     if settings.threads == 0 || settings.batch == 0 {
         return Err("--threads and --batch must be at least 1".into());
     }

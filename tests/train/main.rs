@@ -91,6 +91,35 @@ fn history_without_times(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `train --isa` says the weights do not depend on the instruction set:
+/// the kernels of every build make the same fused multiply-adds in the same
+/// order (the AVX-512 build's own kernels included, `runtime/src/wide.rs`).
+#[test]
+fn the_same_seed_gives_the_same_bits_with_every_instruction_set_that_fuses() {
+    let fused = [Isa::Avx512, Isa::Avx2];
+    let runs: Vec<PathBuf> = fused
+        .into_iter()
+        .filter(|isa| isa.is_available())
+        .map(|isa| {
+            let out = tempfile::tempdir().unwrap().keep();
+            let options = RunOptions { isa, ..options(2) };
+            train_paz(&out, &settings(160, 1), &options);
+            out
+        })
+        .collect();
+    for other in runs.iter().skip(1) {
+        assert!(
+            checkpoint_values(&runs[0].join("last.checkpoint"))
+                == checkpoint_values(&other.join("last.checkpoint")),
+            "the checkpoints of AVX-512 and AVX2 differ"
+        );
+        assert_eq!(
+            history_without_times(&runs[0].join("history.csv")),
+            history_without_times(&other.join("history.csv"))
+        );
+    }
+}
+
 #[test]
 fn the_same_seed_gives_the_same_bits_with_one_two_and_five_threads() {
     // Five: more threads than the cores of the machine the tests run on.

@@ -10,6 +10,8 @@ pub use backward::{
 
 use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
+#[cfg(target_arch = "x86_64")]
+use crate::isa::{Fused, narrow};
 use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, zeroed_box};
 use bytemuck::Zeroable;
@@ -115,6 +117,19 @@ pub(crate) fn depthwise_row<
     oy: usize,
     out_row: &mut [[f32; C]; OW],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if A::LANES >= 16 {
+        // SAFETY: 16 lanes means `A` is `FusedWide` (the trait is sealed),
+        // which only exists once AVX-512, and with it AVX2 and FMA, has been
+        // checked for. Its AVX2 build is as fast and keeps clear of the
+        // AVX-512 build's gathers (`wide.rs`).
+        return unsafe {
+            narrow(
+                #[inline(always)]
+                || depthwise_row::<P, Fused, S, H, W, K, C, OW>(input, weights, oy, &mut *out_row),
+            )
+        };
+    }
     let pad_top = P::PADDING.padding_before(H, K, S);
     let pad_left = P::PADDING.padding_before(W, K, S);
     // Output columns whose whole window lies inside the input.

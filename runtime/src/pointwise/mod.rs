@@ -180,6 +180,13 @@ pub(crate) fn multiply_pixels<'a, A: Arithmetic, E: Epilogue, const CI: usize, c
     weights: &PointwiseWeights<CI, CO>,
     out: &mut [[f32; CO]],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if A::LANES >= 16 && CO.is_multiple_of(16) {
+        // SAFETY: 16 lanes means `A` is `FusedWide` (the trait is sealed),
+        // which only exists once AVX-512 has been checked for.
+        unsafe { crate::wide::multiply_pixels::<E, _, CI, CO>(pixel, weights, out) };
+        return;
+    }
     if !CO.is_multiple_of(CHANNEL_BLOCK) {
         for (p, out_pixel) in out.iter_mut().enumerate() {
             let mut acc = weights.bias;

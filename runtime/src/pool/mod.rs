@@ -6,6 +6,7 @@ mod backward;
 pub use backward::max_pool_backward;
 
 use crate::geometry::{Padding, PaddingMode, Stride, Window, window_output_follows};
+use crate::isa::Arithmetic;
 use crate::tensor::Tensor;
 
 /// The output shape of a max pool, as `[H, W, C]`.
@@ -74,7 +75,7 @@ pub fn max_pool<
                         .checked_sub(pad_left)
                         .and_then(|ix| input_row.get(ix));
                     if let Some(pixel) = cell {
-                        max_into(out, pixel);
+                        max_into::<C, 8>(out, pixel);
                     }
                 }
             }
@@ -89,6 +90,7 @@ pub fn max_pool<
 /// stored, the others are maxed in, so the output needs no initialisation.
 #[inline(always)]
 pub(crate) fn max_pool_row<
+    A: Arithmetic,
     P: PaddingMode,
     const K: usize,
     const S: usize,
@@ -113,7 +115,7 @@ pub(crate) fn max_pool_row<
                 .checked_sub(pad_left)
                 .and_then(|ix| row.get(ix));
             if let Some(pixel) = cell {
-                max_into(best, pixel);
+                max_lanes::<A, C>(best, pixel);
             }
         }
     }
@@ -128,17 +130,35 @@ pub(crate) fn max_pool_row<
             *out_row = pooled;
         } else {
             for (best, values) in out_row.iter_mut().zip(&pooled) {
-                max_into(best, values);
+                max_lanes::<A, C>(best, values);
             }
         }
     }
 }
 
-/// `best = max(best, values)` per channel, eight channels at a time.
+/// [`max_into`], or with 16-lane registers one AVX-512 maximum per 16
+/// channels (`wide.rs` says why).
+#[inline(always)]
+fn max_lanes<A: Arithmetic, const C: usize>(best: &mut [f32; C], values: &[f32; C]) {
+    #[cfg(target_arch = "x86_64")]
+    if A::LANES >= 16 && C.is_multiple_of(16) {
+        let (best_lanes, _) = best.as_chunks_mut::<16>();
+        let (value_lanes, _) = values.as_chunks::<16>();
+        for (best, values) in best_lanes.iter_mut().zip(value_lanes) {
+            // SAFETY: 16 lanes means `A` is `FusedWide` (the trait is
+            // sealed), which only exists once AVX-512 has been checked for.
+            unsafe { crate::wide::max16(best, values) };
+        }
+        return;
+    }
+    max_into::<C, 8>(best, values);
+}
+
+/// `best = max(best, values)` per channel, `G` channels at a time.
 ///
 /// Written so that LLVM vectorises it inside the generated forward pass,
 /// where input and output are two fields of one scratch struct: each group
-/// of eight is read whole before it is written whole, and `f32::max` writes
+/// of `G` is read whole before it is written whole, and `f32::max` writes
 /// every lane (`vmaxps` plus a blend for its NaN rule: a NaN input never
 /// wins). Written as a lane loop on the arrays in place, it stayed scalar
 /// there (a fifth of the forward pass's time); with `if value > best` it
@@ -146,9 +166,9 @@ pub(crate) fn max_pool_row<
 /// a compare and select over the whole group the pools of the fused
 /// separable convolutions took twice as long (measured 2 December).
 #[inline(always)]
-fn max_into<const C: usize>(best: &mut [f32; C], values: &[f32; C]) {
-    let (best_lanes, best_rest) = best.as_chunks_mut::<8>();
-    let (value_lanes, value_rest) = values.as_chunks::<8>();
+fn max_into<const C: usize, const G: usize>(best: &mut [f32; C], values: &[f32; C]) {
+    let (best_lanes, best_rest) = best.as_chunks_mut::<G>();
+    let (value_lanes, value_rest) = values.as_chunks::<G>();
     for (best, values) in best_lanes.iter_mut().zip(value_lanes) {
         // Both read whole before the one whole write: with the loads ahead
         // of the store, LLVM needs no proof that input and output are apart.
