@@ -65,10 +65,10 @@ def ort_images_per_s(threads, batch, seconds):
     return images / (time.perf_counter() - start)
 
 
-def ours(threads, batch, seconds, model="emotion"):
+def ours(threads, batch, seconds, model="emotion", isa=None):
     out = subprocess.run(
         [str(BINARY), "bench", "--model", model, "--threads", str(threads), "--batch", str(batch),
-         "--seconds", str(seconds), "--json"],
+         "--seconds", str(seconds), "--json"] + (["--isa", isa] if isa else []),
         check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out)
@@ -79,6 +79,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--isa", help="mini-xception's instruction set (default: its own choice)")
     args = parser.parse_args()
     if not BINARY.exists():
         sys.exit(f"{BINARY} is missing: run `cargo build --release` first")
@@ -87,13 +88,13 @@ def main():
     for _ in range(args.rounds):
         # Alternate the engines so that both see the same machine load.
         rows["ort_lat"].append(ort_latency_ms(args.seconds / 2))
-        one = ours(1, args.batch, args.seconds)
+        one = ours(1, args.batch, args.seconds, isa=args.isa)
         isa, macs = one["isa"], one["macs_per_image"]
         rows["peak"].append(one["peak_macs_per_s"])
         rows["our_lat"].append(one["latency_ms_median"])
         rows["our_1t"].append(one["images_per_s"])
         rows["ort_1t"].append(ort_images_per_s(1, args.batch, args.seconds / 2))
-        rows["our_2t"].append(ours(2, args.batch, args.seconds)["images_per_s"])
+        rows["our_2t"].append(ours(2, args.batch, args.seconds, isa=args.isa)["images_per_s"])
         rows["ort_2t"].append(ort_images_per_s(2, args.batch, args.seconds / 2))
     med = {k: statistics.median(v) for k, v in rows.items()}
     peak = med["peak"]

@@ -263,10 +263,18 @@ mod tests {
         }
     }
 
+    /// Whether this CPU runs the code of this file, said when it does not.
+    fn avx512_here() -> bool {
+        let here = Isa::Avx512.is_available();
+        if !here {
+            eprintln!("this CPU has no AVX-512: nothing of wide.rs runs here");
+        }
+        here
+    }
+
     #[test]
     fn the_wide_pointwise_kernel_matches_the_avx2_one_bit_for_bit() {
-        if !Isa::Avx512.is_available() {
-            eprintln!("this CPU has no AVX-512: nothing of wide.rs runs here");
+        if !avx512_here() {
             return;
         }
         // Rows of 15 pixels (blocks of 8, 4, 2 and 1), one and eight blocks
@@ -341,8 +349,7 @@ mod tests {
 
     #[test]
     fn the_wide_max_pool_and_the_narrowed_depthwise_match_avx2_bit_for_bit() {
-        if !Isa::Avx512.is_available() {
-            eprintln!("this CPU has no AVX-512: nothing of wide.rs runs here");
+        if !avx512_here() {
             return;
         }
         check_separable_pool::<30, 32, 32, 15>();
