@@ -75,7 +75,7 @@ pub fn max_pool<
                         .checked_sub(pad_left)
                         .and_then(|ix| input_row.get(ix));
                     if let Some(pixel) = cell {
-                        max_into::<C, 8>(out, pixel);
+                        max_into(out, pixel);
                     }
                 }
             }
@@ -151,14 +151,14 @@ fn max_lanes<A: Arithmetic, const C: usize>(best: &mut [f32; C], values: &[f32; 
         }
         return;
     }
-    max_into::<C, 8>(best, values);
+    max_into(best, values);
 }
 
-/// `best = max(best, values)` per channel, `G` channels at a time.
+/// `best = max(best, values)` per channel, eight channels at a time.
 ///
 /// Written so that LLVM vectorises it inside the generated forward pass,
 /// where input and output are two fields of one scratch struct: each group
-/// of `G` is read whole before it is written whole, and `f32::max` writes
+/// of eight is read whole before it is written whole, and `f32::max` writes
 /// every lane (`vmaxps` plus a blend for its NaN rule: a NaN input never
 /// wins). Written as a lane loop on the arrays in place, it stayed scalar
 /// there (a fifth of the forward pass's time); with `if value > best` it
@@ -166,9 +166,9 @@ fn max_lanes<A: Arithmetic, const C: usize>(best: &mut [f32; C], values: &[f32; 
 /// a compare and select over the whole group the pools of the fused
 /// separable convolutions took twice as long (measured 2 December).
 #[inline(always)]
-fn max_into<const C: usize, const G: usize>(best: &mut [f32; C], values: &[f32; C]) {
-    let (best_lanes, best_rest) = best.as_chunks_mut::<G>();
-    let (value_lanes, value_rest) = values.as_chunks::<G>();
+fn max_into<const C: usize>(best: &mut [f32; C], values: &[f32; C]) {
+    let (best_lanes, best_rest) = best.as_chunks_mut::<8>();
+    let (value_lanes, value_rest) = values.as_chunks::<8>();
     for (best, values) in best_lanes.iter_mut().zip(value_lanes) {
         // Both read whole before the one whole write: with the loads ahead
         // of the store, LLVM needs no proof that input and output are apart.
