@@ -241,6 +241,7 @@ fn checkpoint_fixture() -> CheckpointFixture {
         },
         history: Vec::new(),
         settings: serde_json::json!({"seed": 1}),
+        averaged: 0,
     };
     let dir = std::env::temp_dir().join(format!("mini-xception-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");

@@ -300,9 +300,15 @@ enum Command {
         /// Train on the first N Training faces only.
         #[arg(long)]
         limit: Option<usize>,
-        /// Start from these Keras HDF5 weights (e.g. the paper's) instead of Keras' initialisation.
+        /// Start from these weights instead of Keras' initialisation: a Keras HDF5 file (e.g.
+        /// the paper's) or another run's last.checkpoint (to continue a finished run).
         #[arg(long)]
         init: Option<PathBuf>,
+        /// Average the weights at the end of every epoch from this one on (1 for all;
+        /// stochastic weight averaging, best with --schedule constant): the average is then
+        /// what is evaluated and kept, with batch-norm statistics measured on the training faces.
+        #[arg(long, value_name = "EPOCH")]
+        average_from: Option<usize>,
         /// Learn from this trained model too (knowledge distillation; give it
         /// several times for several teachers, whose probabilities are averaged).
         #[arg(long = "teacher", value_name = "FILE")]
@@ -491,6 +497,7 @@ fn main() -> ExitCode {
             seed,
             limit,
             init,
+            average_from,
             teachers,
             distill_weight,
             temperature,
@@ -516,6 +523,7 @@ fn main() -> ExitCode {
             seed,
             limit,
             init,
+            average_from,
             teachers,
             distill_weight,
             temperature,

@@ -25,6 +25,8 @@ pub enum ScheduleChoice {
     Plateau,
     /// Cosine decay to zero over the epochs.
     Cosine,
+    /// The initial rate throughout (to average weights over the last epochs).
+    Constant,
 }
 
 /// What `train` was asked for.
@@ -46,6 +48,7 @@ pub struct Settings {
     pub seed: u64,
     pub limit: Option<usize>,
     pub init: Option<PathBuf>,
+    pub average_from: Option<usize>,
     pub teachers: Vec<PathBuf>,
     pub distill_weight: f32,
     pub temperature: f32,
@@ -56,8 +59,8 @@ pub struct Settings {
 }
 
 pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
-    if settings.batch == 0 || settings.epochs == 0 {
-        return Err("--batch and --epochs must be at least 1".into());
+    if settings.batch == 0 || settings.epochs == 0 || settings.average_from == Some(0) {
+        return Err("--batch, --epochs and --average-from must be at least 1".into());
     }
     if !(settings.l2_scale >= 0.0 && settings.l2_scale.is_finite()) {
         return Err(format!(
@@ -83,6 +86,7 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
                 factor: 0.1,
             },
             ScheduleChoice::Cosine => Schedule::Cosine,
+            ScheduleChoice::Constant => Schedule::Constant,
         },
         early_stop: settings.early_stop,
         label_smoothing: settings.label_smoothing,
@@ -95,6 +99,7 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
         seed: settings.seed,
         limit: settings.limit,
         init: settings.init.clone(),
+        average_from: settings.average_from,
         teachers: if settings.teachers.is_empty() {
             None
         } else {

@@ -5,12 +5,14 @@
 //!
 //! The file is `MXCKPT01`, the header's length (u64, little-endian), the
 //! header (JSON), the four arrays of f32 (little-endian: parameters,
-//! statistics, first and second moments), and the SHA-256 of everything
-//! before it. A damaged or truncated file fails its checksum, so it is
+//! statistics, first and second moments), when the run averages weights two
+//! more (the average's parameters and statistics), and the SHA-256 of
+//! everything before it. A damaged or truncated file fails its checksum, so it is
 //! refused whole, and since it is written to a temporary file that is
 //! renamed over the old one only once complete, a crash while writing leaves
 //! the previous checkpoint as it was.
 
+use super::average::WeightAverage;
 use crate::runtime::train::{TrainableModel, Trainer};
 use crate::runtime::{bytemuck, flat, flat_mut};
 use serde::{Deserialize, Serialize};
@@ -69,6 +71,14 @@ pub struct CheckpointHeader {
     pub history: Vec<EpochRecord>,
     /// The run's settings, so that a resumed run checks it continues the same one.
     pub settings: serde_json::Value,
+    /// How many epochs' weights the run's average holds (0: none, and then
+    /// absent from the header, as in checkpoints from before averaging).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub averaged: usize,
+}
+
+fn is_zero(value: &usize) -> bool {
+    *value == 0
 }
 
 /// Why a checkpoint could not be written or read. Every message names the file.
@@ -99,19 +109,38 @@ pub fn save<M: TrainableModel>(
     header: &CheckpointHeader,
     trainer: &Trainer<M>,
 ) -> Result<(), CheckpointError> {
+    save_averaged(path, header, trainer, None)
+}
+
+/// [`save`] with the run's average of weights, when it has one; the
+/// header's `averaged` is written as the average's count.
+pub fn save_averaged<M: TrainableModel>(
+    path: &Path,
+    header: &CheckpointHeader,
+    trainer: &Trainer<M>,
+    average: Option<&WeightAverage<M>>,
+) -> Result<(), CheckpointError> {
     let file = path.display().to_string();
     let io = |source| CheckpointError::Io {
         file: file.clone(),
         source,
     };
-    let header_json = serde_json::to_vec(header).map_err(|e| io(std::io::Error::other(e)))?;
+    let header = CheckpointHeader {
+        averaged: average.map_or(0, |a| a.count),
+        ..header.clone()
+    };
+    let header_json = serde_json::to_vec(&header).map_err(|e| io(std::io::Error::other(e)))?;
     let optimizer = trainer.optimizer_state();
-    let arrays = [
+    let mut arrays = vec![
         flat(trainer.parameters()),
         flat(trainer.statistics()),
         flat(optimizer.first_moments),
         flat(optimizer.second_moments),
     ];
+    if let Some(average) = average.filter(|a| a.count > 0) {
+        arrays.push(flat(&*average.parameters));
+        arrays.push(flat(&*average.statistics));
+    }
     let mut bytes = Vec::with_capacity(
         16 + header_json.len() + arrays.iter().map(|a| 4 * a.len()).sum::<usize>() + 32,
     );
@@ -145,14 +174,57 @@ pub fn load<M: TrainableModel>(
     path: &Path,
     trainer: &mut Trainer<M>,
 ) -> Result<CheckpointHeader, CheckpointError> {
+    Ok(load_averaged(path, trainer)?.0)
+}
+
+/// [`load`], with the run's average of weights when the checkpoint has one.
+pub fn load_averaged<M: TrainableModel>(
+    path: &Path,
+    trainer: &mut Trainer<M>,
+) -> Result<(CheckpointHeader, Option<WeightAverage<M>>), CheckpointError> {
     let file = path.display().to_string();
-    let bytes =
-        crate::files::read_limited(path, crate::files::MAX_CHECKPOINT_BYTES, "a checkpoint")
-            .map_err(|source| CheckpointError::Io {
-                file: file.clone(),
-                source,
-            })?;
-    load_bytes(&file, &bytes, trainer)
+    let bytes = read(path, &file)?;
+    load_bytes_averaged(&file, &bytes, trainer)
+}
+
+fn read(path: &Path, file: &str) -> Result<Vec<u8>, CheckpointError> {
+    crate::files::read_limited(path, crate::files::MAX_CHECKPOINT_BYTES, "a checkpoint").map_err(
+        |source| CheckpointError::Io {
+            file: file.to_string(),
+            source,
+        },
+    )
+}
+
+/// Whether the file at `path` starts as a checkpoint does (its first eight
+/// bytes), to tell checkpoints from other weight files.
+pub fn is_checkpoint(path: &Path) -> bool {
+    use std::io::Read;
+    let mut start = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut start))
+        .is_ok_and(|_| &start == MAGIC)
+}
+
+/// The parameters and moving statistics of the checkpoint at `path` (the
+/// trained ones, not an average), to start another run from them.
+pub fn load_weights<M: TrainableModel>(
+    path: &Path,
+    parameters: &mut M::Parameters,
+    statistics: &mut M::Statistics,
+) -> Result<(), CheckpointError> {
+    let file = path.display().to_string();
+    let bytes = read(path, &file)?;
+    let (_, arrays) = parse::<M>(&file, &bytes)?;
+    copy_values(arrays[0], flat_mut(parameters));
+    copy_values(arrays[1], flat_mut(statistics));
+    Ok(())
+}
+
+fn copy_values(source: &[u8], target: &mut [f32]) {
+    for (value, chunk) in target.iter_mut().zip(source.chunks_exact(4)) {
+        *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
 }
 
 /// [`load`] from bytes in memory; `file` names them in errors.
@@ -161,7 +233,29 @@ pub fn load_bytes<M: TrainableModel>(
     bytes: &[u8],
     trainer: &mut Trainer<M>,
 ) -> Result<CheckpointHeader, CheckpointError> {
+    Ok(load_bytes_averaged(file, bytes, trainer)?.0)
+}
+
+/// [`load_averaged`] from bytes in memory; `file` names them in errors.
+pub fn load_bytes_averaged<M: TrainableModel>(
+    file: &str,
+    bytes: &[u8],
+    trainer: &mut Trainer<M>,
+) -> Result<(CheckpointHeader, Option<WeightAverage<M>>), CheckpointError> {
     let (header, arrays) = parse::<M>(file, bytes)?;
+    let average = match arrays.get(4..6) {
+        Some(&[parameters, statistics]) => {
+            let mut average = WeightAverage::<M>::new().map_err(|e| CheckpointError::Damaged {
+                file: file.to_string(),
+                reason: e.to_string(),
+            })?;
+            copy_values(parameters, flat_mut(&mut *average.parameters));
+            copy_values(statistics, flat_mut(&mut *average.statistics));
+            average.count = header.averaged;
+            Some(average)
+        }
+        _ => None,
+    };
     let mut first: Box<M::Parameters> = bytemuck::zeroed_box();
     let mut second: Box<M::Parameters> = bytemuck::zeroed_box();
     {
@@ -173,21 +267,19 @@ pub fn load_bytes<M: TrainableModel>(
             flat_mut(&mut *second),
         ];
         for (target, source) in targets.into_iter().zip(arrays) {
-            for (value, chunk) in target.iter_mut().zip(source.chunks_exact(4)) {
-                *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            }
+            copy_values(source, target);
         }
     }
     trainer.restore_optimizer(&first, &second, header.steps);
-    Ok(header)
+    Ok((header, average))
 }
 
 /// Checks a checkpoint's bytes whole and splits them into the header and
-/// the four arrays' bytes.
+/// the arrays' bytes: four, or six with an average.
 fn parse<'b, M: TrainableModel>(
     file: &str,
     bytes: &'b [u8],
-) -> Result<(CheckpointHeader, [&'b [u8]; 4]), CheckpointError> {
+) -> Result<(CheckpointHeader, Vec<&'b [u8]>), CheckpointError> {
     let damaged = |reason: String| CheckpointError::Damaged {
         file: file.to_string(),
         reason,
@@ -240,24 +332,37 @@ fn parse<'b, M: TrainableModel>(
         )));
     }
     let rest = &content[header_end..];
-    if rest.len() != 3 * parameters + statistics {
+    let averaged = header.averaged > 0;
+    let expected = 3 * parameters + statistics + if averaged { parameters + statistics } else { 0 };
+    if rest.len() != expected {
         return Err(damaged(format!(
-            "{} bytes of values where the model needs {}",
+            "{} bytes of values where the model needs {expected}{}",
             rest.len(),
-            3 * parameters + statistics
+            if averaged {
+                " (with an average of weights)"
+            } else {
+                ""
+            }
         )));
     }
     let (values, rest) = rest.split_at(parameters);
     let (moving, rest) = rest.split_at(statistics);
-    let (first, second) = rest.split_at(parameters);
-    // A NaN or an infinity would poison every later step without an error,
-    // and Adam divides by the square root of the second moments.
-    for (what, array, at_least_zero) in [
+    let (first, rest) = rest.split_at(parameters);
+    let (second, rest) = rest.split_at(parameters);
+    let (average, average_moving) = rest.split_at(if averaged { parameters } else { 0 });
+    let mut arrays = vec![
         ("parameters", values, false),
         ("moving statistics", moving, false),
         ("Adam's first moments", first, false),
         ("Adam's second moments", second, true),
-    ] {
+    ];
+    if averaged {
+        arrays.push(("averaged parameters", average, false));
+        arrays.push(("average's moving statistics", average_moving, false));
+    }
+    // A NaN or an infinity would poison every later step without an error,
+    // and Adam divides by the square root of the second moments.
+    for &(what, array, at_least_zero) in &arrays {
         let bad = array
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -267,5 +372,8 @@ fn parse<'b, M: TrainableModel>(
             return Err(damaged(format!("its {what} hold {value} at index {index}")));
         }
     }
-    Ok((header, [values, moving, first, second]))
+    Ok((
+        header,
+        arrays.into_iter().map(|(_, array, _)| array).collect(),
+    ))
 }

@@ -4,6 +4,7 @@
 //! `mini_xception!` generates.
 
 pub mod augment;
+pub mod average;
 pub mod checkpoint;
 pub mod data;
 pub mod distill;
@@ -12,6 +13,7 @@ pub mod plots;
 pub mod run;
 
 pub use augment::Augmentation;
+pub use average::WeightAverage;
 pub use distill::Teachers;
 pub use init::keras_initial;
 pub use run::{

@@ -3,9 +3,12 @@
 //! epoch, the paper's plateau schedule (or cosine decay), the best weights
 //! by validation loss, and a checkpoint after every epoch to resume from.
 //! After each epoch `history.csv` and `curves.png` are rewritten, and
-//! `confusion.png` whenever the best weights change.
+//! `confusion.png` whenever the best weights change. A run may also average
+//! its weights over its last epochs ([`super::average`]); from the first
+//! epoch averaged on, the average is what is evaluated and kept.
 
 use super::augment::{Augmentation, augment_into, plain_into};
+use super::average::WeightAverage;
 use super::checkpoint::{self, CheckpointError, CheckpointHeader, EpochRecord, ScheduleState};
 use super::data::{DataError, Faces, load_split};
 use super::distill::{TeacherError, Teachers};
@@ -37,6 +40,9 @@ pub enum Schedule {
     Plateau { patience: usize, factor: f32 },
     /// Cosine decay from the initial rate to zero over the run, per step.
     Cosine,
+    /// The initial rate throughout (to average weights, or to continue a
+    /// finished run).
+    Constant,
 }
 
 /// What decides a run's result: the same settings and seed give the same
@@ -73,6 +79,13 @@ pub struct TrainSettings {
     /// runs from before it resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teachers: Option<Teachers>,
+    /// Average the weights at the end of every epoch from this one on
+    /// (1-based; stochastic weight averaging): from then on the validation
+    /// figures, the schedule, the early stop and `best.safetensors` are the
+    /// average's, with its batch-norm statistics measured on the training
+    /// faces. Left out of the checkpoint's record when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_from: Option<usize>,
 }
 
 impl Default for TrainSettings {
@@ -96,6 +109,7 @@ impl Default for TrainSettings {
             limit: None,
             init: None,
             teachers: None,
+            average_from: None,
         }
     }
 }
@@ -245,10 +259,14 @@ pub fn train_faces<M: TrainableModel>(
     };
 
     let (mut parameters, mut statistics) = keras_initial::<M>(settings.seed);
-    if let Some(init) = &settings.init {
-        keras::load(init, |file| {
+    match &settings.init {
+        Some(init) if checkpoint::is_checkpoint(init) => {
+            checkpoint::load_weights::<M>(init, &mut parameters, &mut statistics)?
+        }
+        Some(init) => keras::load(init, |file| {
             read_training_state::<M, _>(file, &mut parameters, &mut statistics)
-        })?;
+        })?,
+        None => {}
     }
     let trainer_options = TrainerOptions {
         batch: settings.batch,
@@ -294,9 +312,12 @@ pub fn train_faces<M: TrainableModel>(
         },
         history: Vec::new(),
         settings: settings_json.clone(),
+        averaged: 0,
     };
+    let mut average = None;
     if options.resume && checkpoint_path.exists() {
-        let restored = checkpoint::load(&checkpoint_path, &mut trainer)?;
+        let (restored, restored_average) =
+            checkpoint::load_averaged(&checkpoint_path, &mut trainer)?;
         if restored.settings != settings_json {
             return Err(RunError::OtherRun {
                 file: checkpoint_path.display().to_string(),
@@ -304,6 +325,7 @@ pub fn train_faces<M: TrainableModel>(
             });
         }
         header = restored;
+        average = restored_average;
     }
 
     let steps_per_epoch = training.len() / settings.batch.max(1);
@@ -430,6 +452,17 @@ pub fn train_faces<M: TrainableModel>(
             bar.finish_and_clear();
         }
 
+        let averaging = settings.average_from.is_some_and(|from| epoch + 1 >= from);
+        if averaging {
+            let average = match &mut average {
+                Some(average) => average,
+                None => average.insert(WeightAverage::<M>::new()?),
+            };
+            average.add(trainer.parameters());
+            average.measure_statistics(&mut trainer, training)?;
+            // Evaluated and kept below in the trainer's place, then swapped back.
+            average.swap_into(&mut trainer);
+        }
         let evaluation = evaluate::<M>(&trainer, validation, options.isa)?;
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -450,25 +483,23 @@ pub fn train_faces<M: TrainableModel>(
             .best_validation_loss
             .is_none_or(|best| record.validation_loss < best);
         update_schedule(&mut header.schedule, settings, record.validation_loss);
+        let kept = if improved {
+            keep_best(&trainer, &evaluation, out, options.isa)
+        } else {
+            Ok(())
+        };
+        if let Some(average) = average.as_mut().filter(|_| averaging) {
+            average.swap_into(&mut trainer);
+        }
+        kept?;
         if improved {
-            let model = fold::<M>(trainer.parameters(), trainer.statistics(), options.isa)
-                .map_err(|e| RunError::Output {
-                    file: out_name.clone(),
-                    reason: e.to_string(),
-                })?;
-            native::save(model.model_weights(), M::NAME, out.join("best.safetensors"))?;
-            draw_confusion(
-                &evaluation.confusion,
-                M::CLASS_LABELS,
-                &out.join("confusion.png"),
-            )?;
             best_confusion = evaluation.confusion;
             best_epoch = Some(epoch + 1);
         }
         header.history.push(record.clone());
         header.epochs_done = epoch + 1;
         header.steps = trainer.optimizer_state().steps;
-        checkpoint::save(&checkpoint_path, &header, &trainer)?;
+        checkpoint::save_averaged(&checkpoint_path, &header, &trainer, average.as_ref())?;
         write_history(&out.join("history.csv"), &header.history)?;
         draw_curves(&header.history, &out.join("curves.png"))?;
         epoch_done(&record);
@@ -478,6 +509,29 @@ pub fn train_faces<M: TrainableModel>(
         best_epoch,
         best_confusion,
     })
+}
+
+/// Writes the trainer's weights, folded, to `best.safetensors` in `out`,
+/// and their confusion matrix to `confusion.png`.
+fn keep_best<M: TrainableModel>(
+    trainer: &Trainer<M>,
+    evaluation: &Evaluation,
+    out: &Path,
+    isa: Isa,
+) -> Result<(), RunError> {
+    let model = fold::<M>(trainer.parameters(), trainer.statistics(), isa).map_err(|e| {
+        RunError::Output {
+            file: out.display().to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    native::save(model.model_weights(), M::NAME, out.join("best.safetensors"))?;
+    draw_confusion(
+        &evaluation.confusion,
+        M::CLASS_LABELS,
+        &out.join("confusion.png"),
+    )?;
+    Ok(())
 }
 
 /// Fills `batch` with step `step` of `epoch`: the faces in the epoch's
@@ -541,6 +595,7 @@ fn step_learning_rate(
             rate as f32
         }
         Schedule::Plateau { .. } => epoch_learning_rate,
+        Schedule::Constant => settings.learning_rate,
     }
 }
 

@@ -253,6 +253,7 @@ fn damaged_checkpoints_are_refused_whole_and_leave_the_trainer_as_it_was() {
         },
         history: Vec::new(),
         settings: serde_json::json!({"seed": 1}),
+        averaged: 0,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("last.checkpoint");

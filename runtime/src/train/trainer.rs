@@ -281,6 +281,49 @@ impl<M: TrainableModel> Trainer<M> {
         })
     }
 
+    /// The forward pass alone, in training mode, on a batch: the moving
+    /// statistics move toward this batch's by `1 - momentum`; nothing else
+    /// that a step keeps changes (parameters, Adam's moments, the step
+    /// count). Given momentum `k / (k + 1)` for the batch numbered `k` from
+    /// 0, the statistics end as the mean of the batches' own: how the
+    /// statistics of weights that were never trained as such (an average
+    /// of weights) are measured.
+    pub fn update_statistics(
+        &mut self,
+        inputs: &[M::Input],
+        momentum: f32,
+    ) -> Result<(), TrainError> {
+        let batch = self.options.batch;
+        if inputs.len() != batch {
+            return Err(TrainError::BatchSize {
+                batch,
+                images: inputs.len(),
+                labels: batch,
+            });
+        }
+        let settings = BatchNormSettings {
+            epsilon: M::BATCH_NORM_EPSILON,
+            momentum,
+            normalization: Normalization::Batch,
+        };
+        let isa = self.options.isa;
+        let Self {
+            parameters,
+            statistics,
+            workspace,
+            scratch,
+            logits,
+            pool,
+            ..
+        } = self;
+        pool.install(|| {
+            M::forward_train(
+                isa, parameters, statistics, settings, inputs, workspace, scratch, logits,
+            )
+        });
+        Ok(())
+    }
+
     /// The parameters.
     pub fn parameters(&self) -> &M::Parameters {
         &self.parameters
