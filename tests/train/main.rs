@@ -16,7 +16,9 @@ use mini_xception::runtime::train::{Trainer, TrainerOptions};
 use mini_xception::runtime::{Isa, flat};
 use mini_xception::train::checkpoint::{self, CheckpointError, CheckpointHeader, ScheduleState};
 use mini_xception::train::data::{Faces, load_split};
-use mini_xception::train::{RunOptions, Schedule, TrainSettings, keras_initial, train_faces};
+use mini_xception::train::{
+    RunOptions, Schedule, TrainSettings, WeightAverage, keras_initial, train_faces,
+};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -340,6 +342,32 @@ fn damaged_checkpoints_are_refused_whole_and_leave_the_trainer_as_it_was() {
         error.contains("`TinyTrain`, not `MiniXceptionPaz`"),
         "{error}"
     );
+    // A checkpoint with an average of weights restores it too; one whose
+    // header counts an average its values lack is refused.
+    let mut average = WeightAverage::<TinyTrain>::new().unwrap();
+    average.add(trainer.parameters());
+    average
+        .statistics
+        .clone_from(&Box::new(*trainer.statistics()));
+    let averaged = dir.path().join("averaged.checkpoint");
+    checkpoint::save_averaged(&averaged, &header, &trainer, Some(&average)).unwrap();
+    let (restored, restored_average) = checkpoint::load_averaged(&averaged, &mut other).unwrap();
+    let restored_average = restored_average.expect("the average");
+    assert_eq!((restored.averaged, restored_average.count), (1, 1));
+    assert_eq!(
+        flat(&*restored_average.parameters),
+        flat(trainer.parameters())
+    );
+    let mut cut = std::fs::read(&averaged).unwrap();
+    cut.truncate(cut.len() - 32 - parameters - statistics);
+    let digest = sha2::Sha256::digest(&cut);
+    cut.extend_from_slice(&digest);
+    std::fs::write(&damaged, &cut).unwrap();
+    let error = checkpoint::load(&damaged, &mut trainer)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("with an average of weights"), "{error}");
+    assert_eq!(flat(trainer.parameters()), before.as_slice());
     // A write that died before its rename leaves the checkpoint untouched.
     std::fs::write(dir.path().join("last.checkpoint.tmp"), &good[..100]).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), good);
@@ -523,4 +551,178 @@ fn the_l2_scale_multiplies_the_penalty() {
     );
     assert_eq!(none, 0.0);
     assert_ne!(file_weights, double_weights);
+}
+
+/// A trainer of the 48x48 model at batch 32, to load checkpoints into.
+fn paz_trainer() -> Trainer<MiniXceptionPaz> {
+    let (parameters, statistics) = keras_initial::<MiniXceptionPaz>(1);
+    let options = TrainerOptions {
+        batch: 32,
+        threads: 2,
+        isa: Isa::detect(),
+        ..TrainerOptions::default()
+    };
+    Trainer::new(parameters, statistics, options).unwrap()
+}
+
+/// Stochastic weight averaging: the average is the mean of the epochs'
+/// weights, its statistics are measured for it (the mean of its batches'
+/// statistics over the training faces), it is what the run evaluates, and a
+/// run resumed from a checkpoint mid-average ends with the same bits as one
+/// that was not stopped.
+#[test]
+fn averaged_weights_are_the_epochs_mean_with_their_own_statistics_and_resume_exactly() {
+    let settings = TrainSettings {
+        schedule: Schedule::Constant,
+        average_from: Some(2),
+        ..settings(160, 3)
+    };
+    let (training, validation) = faces();
+    let whole = tempfile::tempdir().unwrap();
+    let copies = tempfile::tempdir().unwrap();
+    let mut history = Vec::new();
+    train_faces::<MiniXceptionPaz>(
+        training,
+        validation,
+        whole.path(),
+        &settings,
+        &options(2),
+        &mut |record| {
+            let copy = copies.path().join(format!("{}.checkpoint", record.epoch));
+            std::fs::copy(whole.path().join("last.checkpoint"), copy).unwrap();
+            history.push(record.clone());
+        },
+    )
+    .unwrap();
+
+    let load = |epoch: usize| {
+        let mut trainer = paz_trainer();
+        let path = copies.path().join(format!("{epoch}.checkpoint"));
+        let (header, average) = checkpoint::load_averaged(&path, &mut trainer).unwrap();
+        (trainer, header, average)
+    };
+    let (first, header, average) = load(1);
+    assert!(average.is_none() && header.averaged == 0);
+    let (second, header, average) = load(2);
+    let average = average.expect("epoch 2 starts the average");
+    assert_eq!((header.averaged, average.count), (1, 1));
+    assert_eq!(flat(&*average.parameters), flat(second.parameters()));
+    let (mut third, header, average) = load(3);
+    let mut average = average.expect("an average");
+    assert_eq!((header.averaged, average.count), (2, 2));
+    let largest = flat(third.parameters())
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    for ((&mean, &a), &b) in flat(&*average.parameters)
+        .iter()
+        .zip(flat(second.parameters()))
+        .zip(flat(third.parameters()))
+    {
+        let expected = (a as f64 + b as f64) / 2.0;
+        assert!((mean as f64 - expected).abs() <= 1e-6 * largest as f64);
+    }
+    // The weights moved between epochs, so the mean is neither of them.
+    assert!(flat(&*average.parameters) != flat(second.parameters()));
+    assert!(flat(first.parameters()) != flat(second.parameters()));
+
+    // The statistics, measured independently: each batch's own (momentum
+    // 0 keeps nothing of what was there), averaged in f64.
+    let mut measuring = paz_trainer();
+    measuring.state_mut().0.clone_from(&*average.parameters);
+    let mut inputs = mini_xception::runtime::train::zeroed_batch(32);
+    let batches = 160 / 32;
+    let mut sums = vec![0.0f64; flat(third.statistics()).len()];
+    for k in 0..batches {
+        for (i, input) in inputs.iter_mut().enumerate() {
+            mini_xception::train::augment::plain_into(
+                training.face(k * 32 + i),
+                mini_xception::runtime::flat_mut(input),
+            );
+        }
+        measuring.update_statistics(&inputs, 0.0).unwrap();
+        for (sum, &value) in sums.iter_mut().zip(flat(measuring.statistics())) {
+            *sum += value as f64;
+        }
+    }
+    let mut differs_from_trained = false;
+    for ((&measured, sum), &trained) in flat(&*average.statistics)
+        .iter()
+        .zip(&sums)
+        .zip(flat(third.statistics()))
+    {
+        let expected = sum / batches as f64;
+        assert!(
+            (measured as f64 - expected).abs() <= 1e-4 * expected.abs() + 1e-6,
+            "{measured} against {expected}"
+        );
+        differs_from_trained |= (measured - trained).abs() > 1e-3 * trained.abs().max(1e-3);
+    }
+    assert!(
+        differs_from_trained,
+        "the average kept the trained statistics"
+    );
+
+    // From epoch 2 on, the history's validation figures are the average's.
+    average.swap_into(&mut third);
+    let evaluation =
+        mini_xception::train::evaluate::<MiniXceptionPaz>(&third, validation, Isa::detect())
+            .unwrap();
+    assert_eq!(evaluation.loss, history[2].validation_loss);
+    assert_eq!(evaluation.accuracy, history[2].validation_accuracy);
+
+    // Resumed after epoch 2, the run ends with the same bits, average included.
+    let resumed = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        copies.path().join("2.checkpoint"),
+        resumed.path().join("last.checkpoint"),
+    )
+    .unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..options(2)
+    };
+    train_faces::<MiniXceptionPaz>(
+        training,
+        validation,
+        resumed.path(),
+        &settings,
+        &resume,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        checkpoint_values(&whole.path().join("last.checkpoint"))
+            == checkpoint_values(&resumed.path().join("last.checkpoint")),
+        "the resumed run's average differs"
+    );
+    assert_eq!(
+        history_without_times(&whole.path().join("history.csv")),
+        history_without_times(&resumed.path().join("history.csv"))
+    );
+}
+
+/// `--init` takes another run's checkpoint: at a learning rate of 0 the new
+/// run keeps its weights exactly.
+#[test]
+fn a_run_starts_from_another_runs_checkpoint() {
+    let source = tempfile::tempdir().unwrap();
+    train_paz(source.path(), &settings(160, 1), &options(2));
+    let source_checkpoint = source.path().join("last.checkpoint");
+    let continued = tempfile::tempdir().unwrap();
+    let frozen = TrainSettings {
+        init: Some(source_checkpoint.clone()),
+        schedule: Schedule::Constant,
+        learning_rate: 0.0,
+        seed: 9,
+        ..settings(160, 1)
+    };
+    train_paz(continued.path(), &frozen, &options(2));
+    let mut from = paz_trainer();
+    checkpoint::load(&source_checkpoint, &mut from).unwrap();
+    let mut to = paz_trainer();
+    checkpoint::load(&continued.path().join("last.checkpoint"), &mut to).unwrap();
+    assert_eq!(flat(to.parameters()), flat(from.parameters()));
+    // Not the initialisation of either seed: the weights came from the file.
+    assert!(flat(&*keras_initial::<MiniXceptionPaz>(9).0) != flat(to.parameters()));
+    assert!(flat(&*keras_initial::<MiniXceptionPaz>(7).0) != flat(to.parameters()));
 }
