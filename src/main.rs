@@ -319,6 +319,10 @@ enum Command {
         /// The temperature of the softmaxes the teachers are matched at.
         #[arg(long, default_value_t = 2.0, value_name = "T")]
         temperature: f32,
+        /// The teachers see each augmented image as the student does, every step (consistent
+        /// teaching; a teacher pass per image), instead of fixed probabilities per face.
+        #[arg(long)]
+        consistent_teaching: bool,
         /// Continue from --out/last.checkpoint.
         #[arg(long)]
         resume: bool,
@@ -501,6 +505,7 @@ fn main() -> ExitCode {
             teachers,
             distill_weight,
             temperature,
+            consistent_teaching,
             resume,
             threads,
             isa,
@@ -527,6 +532,7 @@ fn main() -> ExitCode {
             teachers,
             distill_weight,
             temperature,
+            consistent_teaching,
             resume,
             threads,
             isa,

@@ -52,6 +52,7 @@ pub struct Settings {
     pub teachers: Vec<PathBuf>,
     pub distill_weight: f32,
     pub temperature: f32,
+    pub consistent_teaching: bool,
     pub resume: bool,
     pub threads: Option<usize>,
     pub isa: Option<String>,
@@ -61,6 +62,9 @@ pub struct Settings {
 pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
     if settings.batch == 0 || settings.epochs == 0 || settings.average_from == Some(0) {
         return Err("--batch, --epochs and --average-from must be at least 1".into());
+    }
+    if settings.consistent_teaching && settings.teachers.is_empty() {
+        return Err("--consistent-teaching needs a --teacher".into());
     }
     if !(settings.l2_scale >= 0.0 && settings.l2_scale.is_finite()) {
         return Err(format!(
@@ -103,11 +107,14 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
         teachers: if settings.teachers.is_empty() {
             None
         } else {
-            Some(Teachers::from_files(
-                settings.teachers.clone(),
-                settings.distill_weight,
-                settings.temperature,
-            )?)
+            Some(Teachers {
+                consistent: settings.consistent_teaching,
+                ..Teachers::from_files(
+                    settings.teachers.clone(),
+                    settings.distill_weight,
+                    settings.temperature,
+                )?
+            })
         },
     };
     let options = RunOptions {

@@ -1,13 +1,15 @@
 //! Knowledge distillation (Hinton, Vinyals and Dean, 2015): a run learns
 //! from trained models of the same architecture as well as from the labels.
 //!
-//! The teachers' probabilities are computed once per run, for each training
-//! face as it is (not augmented), averaged over the teachers and over the
-//! face and its mirror image, at the distillation's temperature. The mirror
-//! average makes the targets the same for a face and its flipped copy, which
-//! augmentation produces; the other transforms are small. Matching the
-//! teacher on each augmented view instead (Beyer et al., 2022) would cost a
-//! teacher pass per image and step.
+//! By default the teachers' probabilities are computed once per run, for
+//! each training face as it is (not augmented), averaged over the teachers
+//! and over the face and its mirror image, at the distillation's
+//! temperature. The mirror average makes the targets the same for a face
+//! and its flipped copy, which augmentation produces; the other transforms
+//! are small. With `consistent` the teachers see instead the very image the
+//! student trains on, augmented, at every step ("consistent teaching",
+//! Beyer et al., 2022, "Knowledge distillation: A good teacher is patient
+//! and consistent"), at the cost of a teacher pass per image and step.
 
 use super::augment::plain_into;
 use super::data::Faces;
@@ -30,6 +32,11 @@ pub struct Teachers {
     pub weight: f32,
     /// The temperature of the softmaxes compared.
     pub temperature: f32,
+    /// The teachers see each augmented training image as the student does,
+    /// every step, instead of giving fixed probabilities per face. Left out
+    /// of a run's record when false, so that runs from before it resume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consistent: bool,
 }
 
 /// Why the teachers could not be used.
@@ -80,17 +87,12 @@ impl Teachers {
             sha256,
             weight,
             temperature,
+            consistent: false,
         })
     }
 
-    /// The teachers' probabilities for every face of `faces`
-    /// (`M::CLASS_LABELS.len()` each, face after face), on the calling
-    /// rayon pool. Checks first that the files are those hashed.
-    pub fn probabilities<M: InferenceModel>(
-        &self,
-        faces: &Faces,
-        isa: Isa,
-    ) -> Result<Vec<f32>, TeacherError> {
+    /// The teachers' models, checking first that the files are those hashed.
+    pub fn models<M: InferenceModel>(&self, isa: Isa) -> Result<Vec<M>, TeacherError> {
         let mut models = Vec::with_capacity(self.files.len());
         for (file, expected) in self.files.iter().zip(&self.sha256) {
             let found = sha256_hex(&read(file)?);
@@ -103,6 +105,18 @@ impl Teachers {
             }
             models.push(M::with_weights(load_weights::<M>(file)?, isa));
         }
+        Ok(models)
+    }
+
+    /// The teachers' probabilities for every face of `faces`
+    /// (`M::CLASS_LABELS.len()` each, face after face), on the calling
+    /// rayon pool. Checks first that the files are those hashed.
+    pub fn probabilities<M: InferenceModel>(
+        &self,
+        faces: &Faces,
+        isa: Isa,
+    ) -> Result<Vec<f32>, TeacherError> {
+        let models = self.models::<M>(isa)?;
         let classes = M::CLASS_LABELS.len();
         let temperature = self.temperature;
         let mut probabilities = vec![0.0f32; faces.len() * classes];
@@ -139,6 +153,37 @@ impl Teachers {
             .map_err(|error| TeacherError::Load(error.into()))?;
         Ok(probabilities)
     }
+}
+
+/// The teachers' mean probabilities at `temperature` for one image, written
+/// to `out` (`M::CLASS_LABELS.len()` values): consistent teaching's targets.
+/// `logits` holds a model's logits and `scratch` its activations.
+pub fn view_probabilities<M: InferenceModel>(
+    models: &[M],
+    temperature: f32,
+    input: &M::Input,
+    scratch: &mut M::Scratch,
+    logits: &mut [f32],
+    out: &mut [f32],
+) {
+    out.fill(0.0);
+    for model in models {
+        model.logits_into(input, scratch, logits);
+        // softmax(z / T), in place: this runs for every image of every step.
+        let largest = logits
+            .iter()
+            .map(|&z| z / temperature)
+            .fold(f32::NEG_INFINITY, f32::max);
+        logits
+            .iter_mut()
+            .for_each(|z| *z = (*z / temperature - largest).exp());
+        let total: f32 = logits.iter().sum();
+        for (sum, &e) in out.iter_mut().zip(logits.iter()) {
+            *sum += e / total;
+        }
+    }
+    let teachers = models.len().max(1) as f32;
+    out.iter_mut().for_each(|p| *p /= teachers);
 }
 
 fn read(file: &std::path::Path) -> Result<Vec<u8>, TeacherError> {

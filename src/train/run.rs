@@ -11,7 +11,7 @@ use super::augment::{Augmentation, augment_into, plain_into};
 use super::average::WeightAverage;
 use super::checkpoint::{self, CheckpointError, CheckpointHeader, EpochRecord, ScheduleState};
 use super::data::{DataError, Faces, load_split};
-use super::distill::{TeacherError, Teachers};
+use super::distill::{TeacherError, Teachers, view_probabilities};
 use super::init::keras_initial;
 use super::plots::{PlotError, draw_confusion, draw_curves};
 use crate::keras::{self, WeightsError};
@@ -282,9 +282,24 @@ pub fn train_faces<M: TrainableModel>(
     };
     let mut trainer = Trainer::<M>::new(parameters, statistics, trainer_options)?;
     let teacher_probabilities = match &settings.teachers {
-        Some(teachers) => {
+        Some(teachers) if !teachers.consistent => {
             Some(trainer.install(|| teachers.probabilities::<M>(training, options.isa))?)
         }
+        _ => None,
+    };
+    // Consistent teaching: the teachers run on each augmented image as the
+    // batches are prepared.
+    let teacher_models = match &settings.teachers {
+        Some(teachers) if teachers.consistent => Some(teachers.models::<M>(options.isa)?),
+        _ => None,
+    };
+    let mut teacher_view = match teacher_models.as_deref().zip(settings.teachers.as_ref()) {
+        Some((models, teachers)) => Some(TeacherView::<M> {
+            models,
+            temperature: teachers.temperature,
+            scratch: M::try_new_scratch()?,
+            logits: vec![0.0; M::CLASSES],
+        }),
         None => None,
     };
     let distillation = settings.teachers.as_ref().map(|t| Distillation {
@@ -372,6 +387,7 @@ pub fn train_faces<M: TrainableModel>(
             }
             let order = &order;
             let teacher_probabilities = teacher_probabilities.as_deref();
+            let mut teacher_view = teacher_view.as_mut();
             // Prepares the coming batches while the trainer runs this one,
             // and hands back its channel, with the batches still in it.
             let producer = scope.spawn(move || {
@@ -382,6 +398,7 @@ pub fn train_faces<M: TrainableModel>(
                     fill_batch::<M>(
                         training,
                         teacher_probabilities,
+                        teacher_view.as_deref_mut(),
                         order,
                         settings,
                         epoch,
@@ -534,12 +551,23 @@ fn keep_best<M: TrainableModel>(
     Ok(())
 }
 
+/// The teachers of consistent teaching, with what their forward passes need.
+struct TeacherView<'m, M: TrainableModel> {
+    models: &'m [M],
+    temperature: f32,
+    scratch: M::Scratch,
+    logits: Vec<f32>,
+}
+
 /// Fills `batch` with step `step` of `epoch`: the faces in the epoch's
 /// order, each augmented with its own seed, and when distilling their
-/// teachers' probabilities.
+/// teachers' probabilities, fixed per face or, with `teacher_view`, of the
+/// augmented image itself.
+#[allow(clippy::too_many_arguments)]
 fn fill_batch<M: TrainableModel>(
     training: &Faces,
     teacher_probabilities: Option<&[f32]>,
+    mut teacher_view: Option<&mut TeacherView<'_, M>>,
     order: &[usize],
     settings: &TrainSettings,
     epoch: usize,
@@ -568,6 +596,18 @@ fn fill_batch<M: TrainableModel>(
         }
         *label = training.labels[index];
         let classes = M::CLASSES;
+        if let Some(view) = teacher_view.as_deref_mut()
+            && let Some(slot) = batch.teacher.get_mut(i * classes..(i + 1) * classes)
+        {
+            view_probabilities(
+                view.models,
+                view.temperature,
+                &*input,
+                &mut view.scratch,
+                &mut view.logits,
+                slot,
+            );
+        }
         if let Some(probabilities) =
             teacher_probabilities.and_then(|p| p.get(index * classes..(index + 1) * classes))
             && let Some(slot) = batch.teacher.get_mut(i * classes..(i + 1) * classes)
