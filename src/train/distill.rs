@@ -260,6 +260,64 @@ mod tests {
         assert!(p.iter().all(|&v| (v - 1.0 / 7.0).abs() < 1e-3), "{p:?}");
     }
 
+    /// Consistent teaching's targets for a face and for its mirror,
+    /// averaged, are the fixed targets of that face.
+    #[test]
+    fn the_views_of_a_face_and_its_mirror_average_to_its_fixed_probabilities() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = teacher(directory.path());
+        let second = directory.path().join("second.safetensors");
+        let (parameters, statistics) = keras_initial::<MiniXceptionPaz>(6);
+        let model = fold::<MiniXceptionPaz>(&parameters, &statistics, Isa::detect()).unwrap();
+        crate::native::save(model.model_weights(), MiniXceptionPaz::NAME, &second).unwrap();
+        let teachers = Teachers::from_files(vec![file, second], 0.5, 0.5).unwrap();
+        let face: Vec<u8> = (0..48 * 48)
+            .map(|i| ((i * 53 + i / 7) % 256) as u8)
+            .collect();
+        let faces = Faces {
+            pixels: face.clone(),
+            labels: vec![0],
+            size: [48, 48],
+        };
+        let fixed = teachers
+            .probabilities::<MiniXceptionPaz>(&faces, Isa::detect())
+            .unwrap();
+        let models = teachers.models::<MiniXceptionPaz>(Isa::detect()).unwrap();
+        let mut scratch = MiniXceptionPaz::try_new_scratch().unwrap();
+        let mut input: Box<<MiniXceptionPaz as InferenceModel>::Input> = try_zeroed_box().unwrap();
+        let mut logits = vec![0.0; 7];
+        let mut views = [[0.0f32; 7]; 2];
+        plain_into(&face, flat_mut(&mut *input));
+        view_probabilities(
+            &models,
+            0.5,
+            &input,
+            &mut scratch,
+            &mut logits,
+            &mut views[0],
+        );
+        mirror_input::<MiniXceptionPaz>(&mut input);
+        view_probabilities(
+            &models,
+            0.5,
+            &input,
+            &mut scratch,
+            &mut logits,
+            &mut views[1],
+        );
+        assert!((views[0].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        // The two views differ, so the average is a real check.
+        assert!(views[0] != views[1]);
+        for c in 0..7 {
+            let mean = (views[0][c] + views[1][c]) / 2.0;
+            assert!(
+                (mean - fixed[c]).abs() < 1e-6,
+                "{mean} against {}",
+                fixed[c]
+            );
+        }
+    }
+
     #[test]
     fn settings_out_of_range_and_missing_files_are_errors() {
         let directory = tempfile::tempdir().unwrap();
