@@ -13,9 +13,10 @@
 //! - A hit at `(x, y)` is the rectangle `(round(x * scale), round(y * scale))`
 //!   of side `round(24 * scale)`, all in `f32`.
 //!
-//! Rows of windows are independent, so a large scale's rows run in parallel
-//! with rayon; rows are collected in order, so the result does not depend on
-//! the number of threads.
+//! Scales are independent, and so are rows of windows, so the scales run in
+//! parallel with rayon, and a large scale's rows too; scales and rows are
+//! collected in order, so the result does not depend on the number of
+//! threads.
 
 use std::borrow::Cow;
 
@@ -144,11 +145,14 @@ fn candidates_with(
     // OpenCV splits every scale's rows into as many stripes as the first
     // scale has 32-column blocks of windows (`cvCeil(width / 32.)`).
     let stripes = working_size(model, image, first).0.div_ceil(32);
-    let mut hits = Vec::new();
-    for scale in scales {
-        hits.extend(scan_scale(model, prepared, image, scale, stripes, avx2)?);
-    }
-    Ok(hits)
+    // Scales are independent too: on several threads they run side by side
+    // (each shrinking the image and building its integral tables, which a
+    // split of rows alone leaves to one thread), and are collected in order.
+    let per_scale: Vec<Vec<Rect>> = scales
+        .par_iter()
+        .map(|&scale| scan_scale(model, prepared, image, scale, stripes, avx2))
+        .collect::<Result<_, _>>()?;
+    Ok(per_scale.into_iter().flatten().collect())
 }
 
 /// The size of the image shrunk for `scale`: `cvRound(imgsz.width / sc)`,
