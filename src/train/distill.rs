@@ -202,9 +202,14 @@ mod tests {
 
     /// Keras' initial weights of the 48x48 model, saved as a teacher.
     fn teacher(directory: &std::path::Path) -> PathBuf {
-        let (parameters, statistics) = keras_initial::<MiniXceptionPaz>(5);
+        seeded_teacher(directory, 5)
+    }
+
+    /// Keras' initial weights of the 48x48 model for `seed`, saved as a teacher.
+    fn seeded_teacher(directory: &std::path::Path, seed: u64) -> PathBuf {
+        let (parameters, statistics) = keras_initial::<MiniXceptionPaz>(seed);
         let model = fold::<MiniXceptionPaz>(&parameters, &statistics, Isa::detect()).unwrap();
-        let path = directory.join("teacher.safetensors");
+        let path = directory.join(format!("teacher-{seed}.safetensors"));
         crate::native::save(model.model_weights(), MiniXceptionPaz::NAME, &path).unwrap();
         path
     }
@@ -266,10 +271,7 @@ mod tests {
     fn the_views_of_a_face_and_its_mirror_average_to_its_fixed_probabilities() {
         let directory = tempfile::tempdir().unwrap();
         let file = teacher(directory.path());
-        let second = directory.path().join("second.safetensors");
-        let (parameters, statistics) = keras_initial::<MiniXceptionPaz>(6);
-        let model = fold::<MiniXceptionPaz>(&parameters, &statistics, Isa::detect()).unwrap();
-        crate::native::save(model.model_weights(), MiniXceptionPaz::NAME, &second).unwrap();
+        let second = seeded_teacher(directory.path(), 6);
         let teachers = Teachers::from_files(vec![file, second], 0.5, 0.5).unwrap();
         let face: Vec<u8> = (0..48 * 48)
             .map(|i| ((i * 53 + i / 7) % 256) as u8)
@@ -288,23 +290,12 @@ mod tests {
         let mut logits = vec![0.0; 7];
         let mut views = [[0.0f32; 7]; 2];
         plain_into(&face, flat_mut(&mut *input));
-        view_probabilities(
-            &models,
-            0.5,
-            &input,
-            &mut scratch,
-            &mut logits,
-            &mut views[0],
-        );
-        mirror_input::<MiniXceptionPaz>(&mut input);
-        view_probabilities(
-            &models,
-            0.5,
-            &input,
-            &mut scratch,
-            &mut logits,
-            &mut views[1],
-        );
+        for (mirrored, view) in views.iter_mut().enumerate() {
+            if mirrored == 1 {
+                mirror_input::<MiniXceptionPaz>(&mut input);
+            }
+            view_probabilities(&models, 0.5, &input, &mut scratch, &mut logits, view);
+        }
         assert!((views[0].iter().sum::<f32>() - 1.0).abs() < 1e-5);
         // The two views differ, so the average is a real check.
         assert!(views[0] != views[1]);
