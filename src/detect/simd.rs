@@ -5,11 +5,14 @@
 //! through the stages together until all are decided; most fall in the first
 //! few stages.
 //!
-//! Every lane computes what [`ScaledCascade::evaluate`] computes, operation
-//! for operation and type for type (`f32` products and sums in the same
-//! order, `f64` stage sums, the same variance test), with no fused
-//! multiply-add, so the verdicts are the scalar path's bit for bit. The test
-//! below checks that on every window of real photos.
+//! Every lane computes each feature value as [`ScaledCascade::evaluate`]
+//! does, operation for operation and type for type (`f32` products and sums
+//! in the same order, the same variance test), with no fused multiply-add.
+//! Stage sums are the exception: eight `f32` lanes instead of two times four
+//! `f64` ones, trusted only where they must agree with the `f64` sum (see
+//! `StageAt`), so the verdicts are still the scalar path's bit for bit. The
+//! tests below check that on every window of real photos, with and without
+//! the `f32` shortcut.
 
 use super::integral::Integral;
 use super::window::{Early, ScaledCascade, Stump};
@@ -172,16 +175,6 @@ mod x86 {
         _mm256_add_pd(_mm256_cvtepi32_pd(shifted), _mm256_set1_pd(2_147_483_648.0))
     }
 
-    /// An 8-lane `f32` comparison mask widened to two 4-lane `f64` masks.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn widen_mask(mask: __m256) -> (__m256d, __m256d) {
-        let bits = _mm256_castps_si256(mask);
-        let low = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(bits));
-        let high = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(bits));
-        (_mm256_castsi256_pd(low), _mm256_castsi256_pd(high))
-    }
-
     /// `ScaledCascade::variance_factor` for four windows: the factors, and
     /// the mask of windows that are not flat.
     #[inline]
@@ -200,18 +193,6 @@ mod x86 {
             _mm256_set1_pd(0.1),
         );
         (factor, _mm256_and_pd(positive, contrast))
-    }
-
-    /// Lanes `0..4` and `4..8` of a bit mask as two 4-lane `f64` masks.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn lane_masks(bits: u32) -> (__m256d, __m256d) {
-        let lane_bits = _mm256_set_epi64x(8, 4, 2, 1);
-        let mask = |bits: u32| {
-            let spread = _mm256_and_si256(_mm256_set1_epi64x(i64::from(bits)), lane_bits);
-            _mm256_castsi256_pd(_mm256_cmpeq_epi64(spread, lane_bits))
-        };
-        (mask(bits & 0xf), mask(bits >> 4))
     }
 
     /// The eight windows' first stages, and the visit of the next block.
@@ -238,19 +219,19 @@ mod x86 {
                 rect_sums(squares, &normalisation),
             )
         };
-        let (factor_low, mut alive_low) = variance_factors(
+        let (factor_low, normalised_low) = variance_factors(
             _mm256_castsi256_si128(window_sum),
             _mm256_castsi256_si128(window_square_sum),
             area,
         );
-        let (factor_high, mut alive_high) = variance_factors(
+        let (factor_high, normalised_high) = variance_factors(
             _mm256_extracti128_si256::<1>(window_sum),
             _mm256_extracti128_si256::<1>(window_square_sum),
             area,
         );
-        let (candidates_low, candidates_high) = lane_masks(visit.candidates() & in_row);
-        alive_low = _mm256_and_pd(alive_low, candidates_low);
-        alive_high = _mm256_and_pd(alive_high, candidates_high);
+        let normalised = (_mm256_movemask_pd(normalised_low)
+            | (_mm256_movemask_pd(normalised_high) << 4)) as u32;
+        let mut alive = normalised & visit.candidates() & in_row;
         let factor = _mm256_set_m128(factor_high, factor_low);
         let mut factors = [0.0_f32; LANES];
         // SAFETY: `factors` holds the eight `f32`s written; `storeu` has no
@@ -258,19 +239,15 @@ mod x86 {
         unsafe { _mm256_storeu_ps(factors.as_mut_ptr(), factor) };
 
         let mut verdicts = [Early::Flat; LANES];
-        let alive_bits = |low: __m256d, high: __m256d| {
-            (_mm256_movemask_pd(low) | (_mm256_movemask_pd(high) << 4)) as u32
-        };
         // Until the first stage has run, nothing is rejected.
         let mut next_visit = None;
         let stages = cascade.stages();
         for (index, stage) in stages.iter().enumerate() {
             // Even one undecided window is no slower in a lane than alone.
-            if alive_bits(alive_low, alive_high) == 0 {
+            if alive == 0 {
                 break;
             }
-            let mut total_low = _mm256_setzero_pd();
-            let mut total_high = _mm256_setzero_pd();
+            let mut total = _mm256_setzero_ps();
             for stump in stumps.get(stage.first..stage.end).unwrap_or_default() {
                 let feature = &stump.feature;
                 // SAFETY: feature corners are corner offsets (see above).
@@ -296,36 +273,44 @@ mod x86 {
                 }
                 value = _mm256_mul_ps(value, factor);
                 let below = _mm256_cmp_ps::<_CMP_LT_OQ>(value, _mm256_set1_ps(stump.threshold));
-                let (below_low, below_high) = widen_mask(below);
-                let above = _mm256_set1_pd(stump.above);
-                let under = _mm256_set1_pd(stump.below);
-                total_low = _mm256_add_pd(total_low, _mm256_blendv_pd(above, under, below_low));
-                total_high = _mm256_add_pd(total_high, _mm256_blendv_pd(above, under, below_high));
+                let leaf = _mm256_blendv_ps(
+                    _mm256_set1_ps(stump.above),
+                    _mm256_set1_ps(stump.below),
+                    below,
+                );
+                total = _mm256_add_ps(total, leaf);
             }
-            let threshold = _mm256_set1_pd(f64::from(stage.threshold));
-            let rejected_low =
-                _mm256_and_pd(alive_low, _mm256_cmp_pd::<_CMP_LT_OQ>(total_low, threshold));
-            let rejected_high = _mm256_and_pd(
-                alive_high,
-                _mm256_cmp_pd::<_CMP_LT_OQ>(total_high, threshold),
-            );
-            let rejected = alive_bits(rejected_low, rejected_high);
+            // The `f32` sums settle most windows; those within rounding of
+            // the threshold get OpenCV's `f64` sum.
+            let surely_rejected = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(
+                total,
+                _mm256_set1_ps(stage.rejects_below),
+            )) as u32;
+            let surely_passed = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(
+                total,
+                _mm256_set1_ps(stage.passes_from),
+            )) as u32;
+            let mut rejected = alive & surely_rejected;
+            let unsure = alive & !(surely_rejected | surely_passed);
+            for lane in (0..LANES).filter(|lane| unsure & (1 << lane) != 0) {
+                let exact = cascade.exact_stage_sum(stumps, stage, sums, lane, factors[lane]);
+                // `sums` holds every lane's window (see the safety contract).
+                if exact.is_some_and(|sum| sum < f64::from(stage.threshold)) {
+                    rejected |= 1 << lane;
+                }
+            }
             for lane in (0..LANES).filter(|lane| rejected & (1 << lane) != 0) {
                 verdicts[lane] = Early::Rejected { stage: index };
             }
-            alive_low = _mm256_andnot_pd(rejected_low, alive_low);
-            alive_high = _mm256_andnot_pd(rejected_high, alive_high);
+            alive &= !rejected;
             if index == 0 {
                 // The windows the scan will skip leave now.
                 let (visited, next) = visit.after_first_stage(rejected);
-                let (visited_low, visited_high) = lane_masks(visited & in_row);
-                alive_low = _mm256_and_pd(alive_low, visited_low);
-                alive_high = _mm256_and_pd(alive_high, visited_high);
+                alive &= visited;
                 next_visit = Some(next);
             }
         }
         let next_visit = next_visit.unwrap_or_else(|| visit.after_first_stage(0).1);
-        let alive = alive_bits(alive_low, alive_high);
         for lane in (0..LANES).filter(|lane| alive & (1 << lane) != 0) {
             verdicts[lane] = Early::Passed {
                 stage: stages.len(),
@@ -361,6 +346,7 @@ mod tests {
         model: &crate::detect::cascade::Model,
         image: &GrayImage,
         even_columns_first: bool,
+        f32_sums: bool,
     ) -> usize {
         let natural = Integral::new(image);
         let Some(reference) = ScaledCascade::new(model, natural.stride, natural.columns) else {
@@ -371,9 +357,12 @@ mod tests {
         } else {
             Integral::new(image)
         };
-        let Some(cascade) = ScaledCascade::new(model, integral.stride, integral.columns) else {
+        let Some(mut cascade) = ScaledCascade::new(model, integral.stride, integral.columns) else {
             panic!("cascade offsets overflow");
         };
+        if !f32_sums {
+            cascade = cascade.without_f32_sums();
+        }
         let Some(stumps) = cascade.stumps() else {
             panic!("the frontal-face cascade is made of stumps");
         };
@@ -448,28 +437,40 @@ mod tests {
             Cascade::from_xml_file(&shared("models/haarcascade_frontalface_default.xml")).unwrap();
         let photo =
             crate::preprocess::load_gray(&shared("reference/images/12_angry_men.jpg")).unwrap();
-        let mut passed = 0;
-        // The photo at three of the scan's sizes, with faces at several of them.
-        for scale in [1.0_f32, 2.197, 4.827] {
-            let width = (photo.width() as f32 / scale).round() as u32;
-            let height = (photo.height() as f32 / scale).round() as u32;
-            let resized = resize_linear_exact(&photo, width, height);
-            passed += blocks_match_single_windows(avx2, &cascade.model, &resized, false);
-        }
-        // The step-2 order, at the first scale, where it is used.
-        passed += blocks_match_single_windows(avx2, &cascade.model, &photo, true);
-        assert!(
-            passed > 1000,
-            "only {passed} windows got past the first stage"
-        );
-        // Flat and half-flat blocks: windows too even to normalise.
-        let mut flat = GrayImage::from_pixel(64, 40, image::Luma([90]));
-        for x in 30..64 {
-            for y in 0..40 {
-                flat.put_pixel(x, y, image::Luma([((x * 37 + y * 91) % 256) as u8]));
+        // The `f32` stage sums as the scan runs them, then with every stage
+        // left to the `f64` fallback.
+        for f32_sums in [true, false] {
+            let mut passed = 0;
+            // The photo at three of the scan's sizes, with faces at several.
+            for scale in [1.0_f32, 2.197, 4.827] {
+                let width = (photo.width() as f32 / scale).round() as u32;
+                let height = (photo.height() as f32 / scale).round() as u32;
+                let resized = resize_linear_exact(&photo, width, height);
+                passed +=
+                    blocks_match_single_windows(avx2, &cascade.model, &resized, false, f32_sums);
+            }
+            // The step-2 order, at the first scale, where it is used.
+            passed += blocks_match_single_windows(avx2, &cascade.model, &photo, true, f32_sums);
+            assert!(
+                passed > 1000,
+                "only {passed} windows got past the first stage"
+            );
+            // Flat and half-flat blocks: windows too even to normalise.
+            let mut flat = GrayImage::from_pixel(64, 40, image::Luma([90]));
+            for x in 30..64 {
+                for y in 0..40 {
+                    flat.put_pixel(x, y, image::Luma([((x * 37 + y * 91) % 256) as u8]));
+                }
+            }
+            for even_columns_first in [false, true] {
+                blocks_match_single_windows(
+                    avx2,
+                    &cascade.model,
+                    &flat,
+                    even_columns_first,
+                    f32_sums,
+                );
             }
         }
-        blocks_match_single_windows(avx2, &cascade.model, &flat, false);
-        blocks_match_single_windows(avx2, &cascade.model, &flat, true);
     }
 }

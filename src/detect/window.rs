@@ -17,6 +17,12 @@
 //!   grey levels) are rejected before any stage;
 //! - stage sums add `f32` leaves in an `f64`, compared with an `f32`
 //!   threshold.
+//!
+//! The eight-window path of `simd` adds the leaves in `f32` instead, which
+//! takes a third of the instructions, and settles a stage from that sum only
+//! where the `f32` and `f64` sums must fall on the same side of the
+//! threshold ([`StageAt::rejects_below`], [`StageAt::passes_from`]); the few
+//! windows in between get the `f64` sum ([`ScaledCascade::exact_stage_sum`]).
 
 use super::cascade::{Feature, MAX_RECTS, Model};
 use super::integral::{Columns, Integral, rect_sum};
@@ -138,10 +144,10 @@ impl<'a> Window<'a> {
 pub(super) struct Stump {
     pub(super) feature: HaarAt,
     pub(super) threshold: f32,
-    /// The leaves, widened once here rather than in every window's sum
-    /// (exact: every `f32` is an `f64`).
-    pub(super) below: f64,
-    pub(super) above: f64,
+    /// The leaf a value below `threshold` adds to the stage sum.
+    pub(super) below: f32,
+    /// The leaf a value at or above `threshold` adds.
+    pub(super) above: f32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +163,66 @@ pub(super) struct StageAt {
     pub(super) first: usize,
     pub(super) end: usize,
     pub(super) threshold: f32,
+    /// A stage sum added in `f32` that is below this has its `f64` sum below
+    /// `threshold` too: the window is rejected.
+    pub(super) rejects_below: f32,
+    /// A stage sum added in `f32` that is at least this has its `f64` sum at
+    /// least `threshold`: the window passes. NaN when no `f32` sum can be
+    /// trusted (leaves too large for `f32` sums), which no sum reaches.
+    pub(super) passes_from: f32,
+}
+
+impl StageAt {
+    /// The stage of weak classifiers `first..end`, whose largest leaf
+    /// magnitudes are `largest_leaves`, with
+    /// [`StageAt::rejects_below`] and [`StageAt::passes_from`] set from a
+    /// bound on how far the `f32` and `f64` sums can drift from the exact one.
+    ///
+    /// Adding `n` terms one by one from zero in a format with unit roundoff
+    /// `u` is off by at most `gamma(n) * sum |term|`, `gamma(n) = n u / (1 -
+    /// n u)` (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    /// 2nd ed., section 4.2). A window's terms are one leaf per weak
+    /// classifier, so `sum |term|` is at most the sum of `largest_leaves`.
+    /// Twice the two formats' bounds together leaves room for
+    /// the rounding of the bound itself.
+    fn new(first: usize, end: usize, threshold: f32, largest_leaves: &[f32]) -> Self {
+        let gamma = |unit_roundoff: f64| {
+            let n = largest_leaves.len() as f64 * unit_roundoff;
+            n / (1.0 - n)
+        };
+        let magnitude: f64 = largest_leaves.iter().map(|&leaf| f64::from(leaf)).sum();
+        let unit_roundoffs = gamma(f64::from(f32::EPSILON) / 2.0) + gamma(f64::EPSILON / 2.0);
+        let margin = 2.0 * unit_roundoffs * magnitude;
+        let threshold_wide = f64::from(threshold);
+        let (low, high) = (threshold_wide - margin, threshold_wide + margin);
+        // Sums this large overflow `f32` or leave no room; keep every window
+        // on the `f64` path then.
+        if !(magnitude < f64::from(f32::MAX) / 2.0 && low.is_finite() && high.is_finite()) {
+            return Self {
+                first,
+                end,
+                threshold,
+                rejects_below: f32::NEG_INFINITY,
+                passes_from: f32::NAN,
+            };
+        }
+        // Rounded outwards, so that the margin only grows.
+        let mut rejects_below = low as f32;
+        if f64::from(rejects_below) > low {
+            rejects_below = rejects_below.next_down();
+        }
+        let mut passes_from = high as f32;
+        if f64::from(passes_from) < high {
+            passes_from = passes_from.next_up();
+        }
+        Self {
+            first,
+            end,
+            threshold,
+            rejects_below,
+            passes_from,
+        }
+    }
 }
 
 enum Weak {
@@ -168,6 +234,21 @@ enum Weak {
         nodes: Vec<TreeNode>,
         leaves: Vec<f32>,
     },
+}
+
+/// The `f64` sum of a stage's leaves for one window (`predictOrderedStump`).
+#[inline(always)]
+fn stage_sum(stumps: &[Stump], stage: &StageAt, window: Window<'_>, factor: f32) -> f64 {
+    let mut total = 0.0_f64;
+    for stump in stumps.get(stage.first..stage.end).unwrap_or_default() {
+        let value = stump.feature.value(window) * factor;
+        total += f64::from(if value < stump.threshold {
+            stump.below
+        } else {
+            stump.above
+        });
+    }
+    total
 }
 
 /// One more than the largest offset of a window's integral entries: those of
@@ -293,15 +374,35 @@ impl ScaledCascade {
             return None;
         }
         let normalisation_area = (width.saturating_sub(2) * height.saturating_sub(2)) as f64;
+        // The largest leaf magnitude of each tree (leaves
+        // `first_leaf..=first_leaf + node_count`).
+        let largest_leaves = model
+            .trees
+            .iter()
+            .map(|tree| {
+                let leaves = model
+                    .leaves
+                    .get(tree.first_leaf..=tree.first_leaf + tree.node_count)?;
+                Some(
+                    leaves
+                        .iter()
+                        .fold(0.0_f32, |largest, leaf| largest.max(leaf.abs())),
+                )
+            })
+            .collect::<Option<Vec<_>>>()?;
         let stages = model
             .stages
             .iter()
-            .map(|stage| StageAt {
-                first: stage.first_tree,
-                end: stage.first_tree + stage.tree_count,
-                threshold: stage.threshold,
+            .map(|stage| {
+                let (first, end) = (stage.first_tree, stage.first_tree + stage.tree_count);
+                Some(StageAt::new(
+                    first,
+                    end,
+                    stage.threshold,
+                    largest_leaves.get(first..end)?,
+                ))
             })
-            .collect();
+            .collect::<Option<Vec<_>>>()?;
         // The model is validated, so every index below is in range; `get`
         // keeps that an invariant rather than a panic.
         let feature_at = |index: usize| features.get(index).copied();
@@ -314,8 +415,8 @@ impl ScaledCascade {
                     Some(Stump {
                         feature: feature_at(node.feature)?,
                         threshold: node.threshold,
-                        below: f64::from(*model.leaves.get(tree.first_leaf)?),
-                        above: f64::from(*model.leaves.get(tree.first_leaf + 1)?),
+                        below: *model.leaves.get(tree.first_leaf)?,
+                        above: *model.leaves.get(tree.first_leaf + 1)?,
                     })
                 })
                 .collect::<Option<Vec<_>>>()?;
@@ -420,6 +521,18 @@ impl ScaledCascade {
         self.finish(integral, base, self.early(integral, base))
     }
 
+    /// The cascade with no stage settled by an `f32` sum, so that the
+    /// eight-window path takes the `f64` sum for every window (what its test
+    /// runs to exercise that fallback everywhere).
+    #[cfg(test)]
+    pub(crate) fn without_f32_sums(mut self) -> Self {
+        for stage in &mut self.stages {
+            stage.rejects_below = f32::NEG_INFINITY;
+            stage.passes_from = f32::NAN;
+        }
+        self
+    }
+
     /// OpenCV's `varianceNormFactor`, or `None` for a window it skips.
     #[inline(always)]
     fn variance_factor(&self, window: Window<'_>, squares: Window<'_>) -> Option<f32> {
@@ -456,20 +569,27 @@ impl ScaledCascade {
         factor: f32,
     ) -> Verdict {
         for (index, stage) in self.stages.iter().enumerate().skip(first_stage) {
-            let mut total = 0.0_f64;
-            for stump in stumps.get(stage.first..stage.end).unwrap_or_default() {
-                let value = stump.feature.value(window) * factor;
-                total += if value < stump.threshold {
-                    stump.below
-                } else {
-                    stump.above
-                };
-            }
-            if total < f64::from(stage.threshold) {
+            if stage_sum(stumps, stage, window, factor) < f64::from(stage.threshold) {
                 return Verdict::Rejected { stage: index };
             }
         }
         Verdict::Object
+    }
+
+    /// OpenCV's `f64` sum of `stage` for the window whose top-left entry is
+    /// `sums[base]`, a window that `factor` normalises; `None` if the table
+    /// ends before the window does. What the eight-window path falls back
+    /// on when its `f32` sum lies too near the threshold to decide.
+    pub(super) fn exact_stage_sum(
+        &self,
+        stumps: &[Stump],
+        stage: &StageAt,
+        sums: &[u32],
+        base: usize,
+        factor: f32,
+    ) -> Option<f64> {
+        let window = Window::new(sums, base, self.span)?;
+        Some(stage_sum(stumps, stage, window, factor))
     }
 
     fn run_trees(
@@ -506,5 +626,85 @@ impl ScaledCascade {
             }
         }
         Verdict::Object
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StageAt;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Sums whose `f32` and `f64` results differ, against thresholds placed
+    /// right at the `f64` sum: wherever the `f32` sum is said to settle a
+    /// stage, the `f64` sum settles it the same way.
+    #[test]
+    fn f32_sums_settle_a_stage_only_as_the_f64_sum_does() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let (mut settled, mut disagreeing) = (0, 0);
+        for _ in 0..20_000 {
+            let count = rng.random_range(1..=220);
+            // Leaves of mixed magnitudes and signs, as in trained cascades.
+            let leaves: Vec<f32> = (0..count)
+                .map(|_| {
+                    let magnitude = 10_f32.powf(rng.random_range(-4.0..0.5));
+                    if rng.random_bool(0.5) {
+                        magnitude
+                    } else {
+                        -magnitude
+                    }
+                })
+                .collect();
+            let (mut narrow, mut wide) = (0.0_f32, 0.0_f64);
+            for &leaf in &leaves {
+                narrow += leaf;
+                wide += f64::from(leaf);
+            }
+            disagreeing += usize::from(f64::from(narrow) != wide);
+            let largest: Vec<f32> = leaves.iter().map(|leaf| leaf.abs()).collect();
+            // Thresholds on both sides of the f64 sum, a few f32 steps away.
+            let centre = wide as f32;
+            let mut threshold = centre;
+            for _ in 0..4 {
+                threshold = threshold.next_down();
+            }
+            for _ in 0..9 {
+                let stage = StageAt::new(0, count, threshold, &largest);
+                let rejected = wide < f64::from(threshold);
+                if narrow < stage.rejects_below {
+                    assert!(
+                        rejected,
+                        "{count} leaves, threshold {threshold}: f32 {narrow} rejects, f64 {wide} does not"
+                    );
+                    settled += 1;
+                }
+                if narrow >= stage.passes_from {
+                    assert!(
+                        !rejected,
+                        "{count} leaves, threshold {threshold}: f32 {narrow} passes, f64 {wide} does not"
+                    );
+                    settled += 1;
+                }
+                assert!(stage.rejects_below <= threshold && threshold <= stage.passes_from);
+                threshold = threshold.next_up();
+            }
+        }
+        assert!(
+            disagreeing > 1000,
+            "only {disagreeing} sums differ between f32 and f64"
+        );
+        // Near the threshold by construction, so most sums are left unsettled;
+        // some must still be settled, or the test shows nothing.
+        assert!(settled > 0);
+    }
+
+    #[test]
+    fn leaves_too_large_for_f32_sums_leave_every_stage_to_f64() {
+        let stage = StageAt::new(0, 2, 0.5, &[f32::MAX, f32::MAX]);
+        assert_eq!(stage.rejects_below, f32::NEG_INFINITY);
+        assert!(stage.passes_from.is_nan());
+        let ordinary = StageAt::new(0, 2, 0.5, &[0.25, 1.0]);
+        assert!(ordinary.rejects_below < 0.5 && ordinary.rejects_below > 0.4999);
+        assert!(ordinary.passes_from > 0.5 && ordinary.passes_from < 0.5001);
     }
 }
