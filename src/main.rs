@@ -165,9 +165,11 @@ enum Command {
         #[arg(long, default_value = "PublicTest")]
         split: String,
         /// `builtin` (the default: this project's weights, inside the binary),
-        /// `paper` or a Keras HDF5 or native .safetensors file.
+        /// `paper` or a Keras HDF5 or native .safetensors file. Given more
+        /// than once, the ensemble of them all: the mean of their
+        /// probabilities (e.g. a set of distillation teachers).
         #[arg(long, value_name = "builtin|paper|FILE")]
-        weights: Option<cli::WeightsChoice>,
+        weights: Vec<cli::WeightsChoice>,
         /// One JSON object: split, total, correct, accuracy, per_class, confusion.
         #[arg(long)]
         json: bool,
@@ -399,7 +401,7 @@ fn main() -> ExitCode {
             weights,
             json,
             tta,
-        } => cli::eval::run(&data, &split, weights.as_ref(), tta.into(), json),
+        } => cli::eval::run(&data, &split, &weights, tta.into(), json),
         Command::Detect {
             detect,
             repeat,

@@ -291,6 +291,43 @@ impl<M: InferenceModel> FaceClassifier for Classifier<M> {
     }
 }
 
+/// Several classifiers of the same labels as one: the mean of their
+/// probabilities (an ensemble, e.g. to measure a set of distillation
+/// teachers; every member runs, so it costs their sum).
+pub struct Ensemble {
+    members: Vec<Box<dyn FaceClassifier>>,
+}
+
+impl Ensemble {
+    /// The ensemble of `members`; `None` when there are none or when their
+    /// labels differ, since their probabilities could not be averaged.
+    pub fn new(members: Vec<Box<dyn FaceClassifier>>) -> Option<Self> {
+        let first = members.first()?.labels();
+        members
+            .iter()
+            .all(|member| member.labels() == first)
+            .then_some(Self { members })
+    }
+}
+
+impl FaceClassifier for Ensemble {
+    fn labels(&self) -> &'static [&'static str] {
+        // `new` refuses an empty ensemble.
+        self.members.first().map_or(&[], |member| member.labels())
+    }
+
+    fn classify(&mut self, face: &GrayImage) -> Result<Vec<f32>, ResizeError> {
+        let mut mean = vec![0.0_f32; self.labels().len()];
+        let share = 1.0 / self.members.len() as f32;
+        for member in &mut self.members {
+            for (total, probability) in mean.iter_mut().zip(member.classify(face)?) {
+                *total += share * probability;
+            }
+        }
+        Ok(mean)
+    }
+}
+
 /// Flips a model's input left to right, in place: each row's pixels (of all
 /// their channels) in reverse order.
 pub(crate) fn mirror_input<M: InferenceModel>(input: &mut M::Input) {
@@ -344,5 +381,46 @@ mod tests {
                 && error.contains(gender::GenderMiniXception::NAME),
             "{error}"
         );
+    }
+
+    /// A classifier of other labels, to mix into an ensemble.
+    struct TwoLabels;
+
+    impl FaceClassifier for TwoLabels {
+        fn labels(&self) -> &'static [&'static str] {
+            &["woman", "man"]
+        }
+
+        fn classify(&mut self, _face: &GrayImage) -> Result<Vec<f32>, ResizeError> {
+            Ok(vec![0.5, 0.5])
+        }
+    }
+
+    /// An ensemble gives the mean of its members' probabilities, and refuses
+    /// members whose labels differ, or none at all.
+    #[test]
+    fn an_ensemble_averages_its_members_probabilities() {
+        let face = GrayImage::from_fn(48, 48, |x, y| image::Luma([(x * x / 9 + y * 2) as u8]));
+        let plain = || EmotionClassifier::builtin().unwrap();
+        let flipped = || plain().with_tta(Tta::Flip);
+        let (one, other) = (
+            plain().classify(&face).unwrap(),
+            flipped().classify(&face).unwrap(),
+        );
+        assert!(
+            one.iter().zip(&other).any(|(a, b)| (a - b).abs() > 1e-3),
+            "the face should look different mirrored"
+        );
+        let mut ensemble = Ensemble::new(vec![Box::new(plain()), Box::new(flipped())]).unwrap();
+        assert_eq!(ensemble.labels(), plain().labels());
+        let mean = ensemble.classify(&face).unwrap();
+        for ((mean, one), other) in mean.iter().zip(&one).zip(&other) {
+            assert!(
+                (mean - 0.5 * (one + other)).abs() < 1e-6,
+                "{mean} {one} {other}"
+            );
+        }
+        assert!(Ensemble::new(vec![Box::new(plain()), Box::new(TwoLabels)]).is_none());
+        assert!(Ensemble::new(Vec::new()).is_none());
     }
 }

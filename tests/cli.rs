@@ -106,6 +106,20 @@ fn eval_with_flip_averaging_counts_more_faces_right() {
     );
 }
 
+/// `--weights` given twice evaluates the ensemble of both: the built-in
+/// weights with the paper's count 2416 right (measured here), more than
+/// either alone (2380 and 2351); a weight file twice is that file alone.
+#[test]
+fn eval_of_several_weights_counts_their_ensemble() {
+    let paper = shared(EMOTION_WEIGHTS);
+    let paper = paper.to_str().unwrap();
+    let ensemble = eval_public_test_with(&["--weights", "builtin", "--weights", paper]);
+    let correct = ensemble["correct"].as_u64().unwrap();
+    assert!((2413..=2419).contains(&correct), "{correct} correct");
+    let twice = eval_public_test_with(&["--weights", "builtin", "--weights", "builtin"]);
+    assert_eq!(twice, eval_public_test_with(&[]));
+}
+
 #[derive(Deserialize)]
 struct Case {
     id: String,

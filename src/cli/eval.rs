@@ -5,7 +5,7 @@ use crate::ModelChoice;
 use indicatif::{ProgressBar, ProgressStyle};
 use mini_xception::evaluate::{Evaluation, evaluate, ratio};
 use mini_xception::fer2013;
-use mini_xception::models::Tta;
+use mini_xception::models::{Ensemble, Tta};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,11 +13,20 @@ use std::process::ExitCode;
 pub fn run(
     data: &Path,
     split: &str,
-    weights: Option<&WeightsChoice>,
+    weights: &[WeightsChoice],
     tta: Tta,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let mut classifier = classifier(ModelChoice::Emotion, weights, tta)?;
+    let mut classifier = if weights.len() > 1 {
+        let members = weights
+            .iter()
+            .map(|choice| classifier(ModelChoice::Emotion, Some(choice), tta))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every member is an emotion classifier: the labels agree.
+        Box::new(Ensemble::new(members).ok_or("an ensemble needs members of the same labels")?)
+    } else {
+        classifier(ModelChoice::Emotion, weights.first(), tta)?
+    };
     let rows = fer2013::read(data, Some(split))?;
     if rows.is_empty() {
         return Err(format!("{}: no rows with Usage `{split}`", data.display()).into());
