@@ -58,33 +58,66 @@ impl Visit {
 
     /// The lanes the scan looks at, given the lanes the first stage rejected,
     /// and the visit of the next block.
+    #[inline]
     fn after_first_stage(self, rejected: u32) -> (u32, Visit) {
         match self {
             Visit::All => ((1 << LANES) - 1, Visit::All),
             Visit::Row { step, next } => {
-                let step = step.max(1);
-                let mut visited = 0;
-                let mut lane = next;
-                while lane < LANES {
-                    visited |= 1 << lane;
-                    // The scan's `x += step` after a first-stage rejection,
-                    // on top of the usual one.
-                    if rejected & (1 << lane) != 0 {
-                        lane += step;
+                // The walk's branch on each rejection is one the CPU cannot
+                // predict (first-stage rejections are most windows, in no
+                // pattern), so the usual steps take the walk from a table.
+                let (visited, next) = match (step, ROW_WALKS.get(step.wrapping_sub(1))) {
+                    (1 | 2, Some(walks)) if next < LANES => {
+                        let (visited, next) = walks[next][(rejected & 0xff) as usize];
+                        (u32::from(visited), usize::from(next))
                     }
-                    lane += step;
-                }
-                (
-                    visited,
-                    Visit::Row {
-                        step,
-                        next: lane - LANES,
-                    },
-                )
+                    _ => row_walk(step, next, rejected),
+                };
+                (visited, Visit::Row { step, next })
             }
         }
     }
 }
+
+/// The scan's walk along a block's lanes from lane `next`, `step` apart,
+/// skipping one more step after each first-stage rejection: the lanes it
+/// looks at, and the offset of its first window in the next block.
+const fn row_walk(step: usize, next: usize, rejected: u32) -> (u32, usize) {
+    let step = if step == 0 { 1 } else { step };
+    let mut visited = 0;
+    let mut lane = next;
+    while lane < LANES {
+        visited |= 1 << lane;
+        // The scan's `x += step` after a first-stage rejection, on top of
+        // the usual one.
+        if rejected & (1 << lane) != 0 {
+            lane += step;
+        }
+        lane += step;
+    }
+    (visited, lane - LANES)
+}
+
+/// [`row_walk`] for steps 1 and 2, every first lane and every rejection
+/// mask: `ROW_WALKS[step - 1][next][rejected]`, 8 kB.
+static ROW_WALKS: [[[(u8, u8); 1 << LANES]; LANES]; 2] = {
+    let mut walks = [[[(0, 0); 1 << LANES]; LANES]; 2];
+    let mut step = 1;
+    while step <= 2 {
+        let mut next = 0;
+        while next < LANES {
+            let mut rejected = 0;
+            while rejected < 1 << LANES {
+                let (visited, after) = row_walk(step, next, rejected as u32);
+                walks[step - 1][next][rejected] = (visited as u8, after as u8);
+                rejected += 1;
+            }
+            next += 1;
+        }
+        step += 1;
+    }
+    walks
+};
 
 /// Proof that this CPU has AVX2: only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug)]
@@ -238,7 +271,8 @@ mod x86 {
         // alignment requirement.
         unsafe { _mm256_storeu_ps(factors.as_mut_ptr(), factor) };
 
-        let mut verdicts = [Early::Flat; LANES];
+        // The stage that rejected each lane, where `ever_rejected` says one did.
+        let (mut rejected_at, mut ever_rejected) = ([0_usize; LANES], 0_u32);
         // Until the first stage has run, nothing is rejected.
         let mut next_visit = None;
         let stages = cascade.stages();
@@ -299,9 +333,14 @@ mod x86 {
                     rejected |= 1 << lane;
                 }
             }
-            for lane in (0..LANES).filter(|lane| rejected & (1 << lane) != 0) {
-                verdicts[lane] = Early::Rejected { stage: index };
+            // Without a branch per lane: which lanes a stage rejects
+            // follows no pattern.
+            for (lane, stage_of) in rejected_at.iter_mut().enumerate() {
+                if rejected & (1 << lane) != 0 {
+                    *stage_of = index;
+                }
             }
+            ever_rejected |= rejected;
             alive &= !rejected;
             if index == 0 {
                 // The windows the scan will skip leave now.
@@ -311,12 +350,20 @@ mod x86 {
             }
         }
         let next_visit = next_visit.unwrap_or_else(|| visit.after_first_stage(0).1);
-        for lane in (0..LANES).filter(|lane| alive & (1 << lane) != 0) {
-            verdicts[lane] = Early::Passed {
-                stage: stages.len(),
-                factor: factors[lane],
-            };
-        }
+        let verdicts = std::array::from_fn(|lane| {
+            if alive & (1 << lane) != 0 {
+                Early::Passed {
+                    stage: stages.len(),
+                    factor: factors[lane],
+                }
+            } else if ever_rejected & (1 << lane) != 0 {
+                Early::Rejected {
+                    stage: rejected_at[lane],
+                }
+            } else {
+                Early::Flat
+            }
+        });
         (verdicts, next_visit)
     }
 }
@@ -425,6 +472,28 @@ mod tests {
             visit.after_first_stage(0),
             (0, Visit::Row { step: 2, next: 1 })
         );
+    }
+
+    #[test]
+    fn the_walk_table_is_the_walk() {
+        for step in 1..=3 {
+            for next in 0..LANES + 3 {
+                for rejected in 0..1_u32 << LANES {
+                    let (visited, after) = row_walk(step, next, rejected);
+                    assert_eq!(
+                        Visit::Row { step, next }.after_first_stage(rejected),
+                        (visited, Visit::Row { step, next: after }),
+                        "step {step}, from lane {next}, rejected {rejected:08b}"
+                    );
+                }
+            }
+        }
+        // Spot checks of the walk itself: step 1 from lane 0 with lanes 1
+        // and 4 rejected skips lanes 2 and 5, and starts the next block at
+        // its lane 0; step 2 from lane 1 with lane 7 rejected skips the next
+        // block's lane 1.
+        assert_eq!(row_walk(1, 0, 0b0001_0010), (0b1101_1011, 0));
+        assert_eq!(row_walk(2, 1, 0b1000_0000), (0b1010_1010, 3));
     }
 
     #[test]
