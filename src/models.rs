@@ -27,6 +27,12 @@ pub mod paz {
     crate::mini_xception!("models/mini_xception_paz.yaml");
 }
 
+/// The emotion model at twice the width, `models/mini_xception_wide.yaml`:
+/// a distillation teacher, trained with `mini-xception train --model wide`.
+pub mod wide {
+    crate::mini_xception!("models/mini_xception_wide.yaml");
+}
+
 /// The emotion weights this project trained on FER2013 `Training`, built
 /// into the binary: `models/mini_xception_fer2013.safetensors`, described by
 /// `models/cards/mini_xception_fer2013.md`.

@@ -124,3 +124,27 @@ fn constants_describe_the_model_file() {
     assert_eq!(MiniXception::NUM_CLASSES, 7);
     assert_eq!(MiniXception::LABELS[6], "neutral");
 }
+
+/// The distillation teacher, `models/mini_xception_wide.yaml`: every width
+/// doubled. Counted by hand as Keras counts: base 144 + 2,304 weights and
+/// 2 x 64 batch-norm values; modules 32, 64, 128 and 256 (a 1x1 residual,
+/// two separable convolutions, three batch norms each) 2,864 + 9,824 +
+/// 36,032 + 137,600; head 3 x 3 x 256 x 7 + 7. About 3.5 times the
+/// 58,423 of the emotion model.
+#[test]
+fn the_wide_teacher_is_the_emotion_model_at_twice_the_width() {
+    use mini_xception::models::wide::MiniXceptionWide;
+    assert_eq!(MiniXceptionWide::INPUT_SHAPE, MiniXception::INPUT_SHAPE);
+    assert_eq!(
+        MiniXceptionWide::PARAMETERS,
+        144 + 2_304 + 2 * 64 + 2_864 + 9_824 + 36_032 + 137_600 + 3 * 3 * 256 * 7 + 7
+    );
+    // Per layer, by hand: base 553,536 + 8,294,400; modules (residual,
+    // depthwise, pointwise, depthwise, pointwise) 7,545,600 + 6,768,000 +
+    // 6,442,688 + 7,036,928; head 4 x 4 x 9 x 256 x 7. About 3.6 times the
+    // emotion model's 10,163,392.
+    assert_eq!(
+        MiniXceptionWide::MACS,
+        553_536 + 8_294_400 + 7_545_600 + 6_768_000 + 6_442_688 + 7_036_928 + 258_048
+    );
+}

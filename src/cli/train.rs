@@ -1,7 +1,7 @@
 //! `mini-xception train`: trains a compiled-in model on FER2013.
 
 use super::CliError;
-use mini_xception::models::{emotion::MiniXception, paz::MiniXceptionPaz};
+use mini_xception::models::{emotion::MiniXception, paz::MiniXceptionPaz, wide::MiniXceptionWide};
 use mini_xception::runtime::Isa;
 use mini_xception::runtime::train::TrainableModel;
 use mini_xception::train::checkpoint::EpochRecord;
@@ -16,6 +16,9 @@ pub enum TrainModel {
     Emotion,
     /// oarriaga/paz's 48x48 variant (models/mini_xception_paz.yaml).
     Paz,
+    /// The emotion model at twice the width, a distillation teacher
+    /// (models/mini_xception_wide.yaml).
+    Wide,
 }
 
 /// The learning-rate schedule.
@@ -76,6 +79,7 @@ pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
     match settings.model {
         TrainModel::Emotion => run_model::<MiniXception>(&settings),
         TrainModel::Paz => run_model::<MiniXceptionPaz>(&settings),
+        TrainModel::Wide => run_model::<MiniXceptionWide>(&settings),
     }
 }
 
