@@ -315,6 +315,11 @@ enum Command {
         /// several times for several teachers, whose probabilities are averaged).
         #[arg(long = "teacher", value_name = "FILE")]
         teachers: Vec<PathBuf>,
+        /// The teachers' model when it is not the student's (every teacher
+        /// is of this one; same input and labels as the student; not with
+        /// --consistent-teaching).
+        #[arg(long, value_enum, value_name = "MODEL")]
+        teacher_model: Option<cli::train::TrainModel>,
         /// The teachers' share of the loss, in [0, 1].
         #[arg(long, default_value_t = 0.5, value_name = "A")]
         distill_weight: f32,
@@ -505,6 +510,7 @@ fn main() -> ExitCode {
             init,
             average_from,
             teachers,
+            teacher_model,
             distill_weight,
             temperature,
             consistent_teaching,
@@ -532,6 +538,7 @@ fn main() -> ExitCode {
             init,
             average_from,
             teachers,
+            teacher_model,
             distill_weight,
             temperature,
             consistent_teaching,

@@ -53,6 +53,7 @@ pub struct Settings {
     pub init: Option<PathBuf>,
     pub average_from: Option<usize>,
     pub teachers: Vec<PathBuf>,
+    pub teacher_model: Option<TrainModel>,
     pub distill_weight: f32,
     pub temperature: f32,
     pub consistent_teaching: bool,
@@ -69,6 +70,9 @@ pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
     if settings.consistent_teaching && settings.teachers.is_empty() {
         return Err("--consistent-teaching needs a --teacher".into());
     }
+    if settings.teacher_model.is_some() && settings.teachers.is_empty() {
+        return Err("--teacher-model needs a --teacher".into());
+    }
     if !(settings.l2_scale >= 0.0 && settings.l2_scale.is_finite()) {
         return Err(format!(
             "--l2-scale must be a number of at least 0, got {}",
@@ -80,6 +84,15 @@ pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
         TrainModel::Emotion => run_model::<MiniXception>(&settings),
         TrainModel::Paz => run_model::<MiniXceptionPaz>(&settings),
         TrainModel::Wide => run_model::<MiniXceptionWide>(&settings),
+    }
+}
+
+/// The type name of a model choice, as a run records its teachers' model.
+fn model_name(model: TrainModel) -> &'static str {
+    match model {
+        TrainModel::Emotion => MiniXception::NAME,
+        TrainModel::Paz => MiniXceptionPaz::NAME,
+        TrainModel::Wide => MiniXceptionWide::NAME,
     }
 }
 
@@ -113,6 +126,13 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
         } else {
             Some(Teachers {
                 consistent: settings.consistent_teaching,
+                // Recorded only when it differs from the student, so that
+                // runs from before the option resume.
+                model: settings
+                    .teacher_model
+                    .map(model_name)
+                    .filter(|&name| name != M::NAME)
+                    .map(str::to_owned),
                 ..Teachers::from_files(
                     settings.teachers.clone(),
                     settings.distill_weight,

@@ -37,6 +37,11 @@ pub struct Teachers {
     /// of a run's record when false, so that runs from before it resume.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub consistent: bool,
+    /// The teachers' model (its type name, e.g. `MiniXceptionWide`) when it
+    /// is not the student's: a larger network can teach the small one. Its
+    /// input and labels must be the student's. Left out when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// Why the teachers could not be used.
@@ -58,6 +63,12 @@ pub enum TeacherError {
     },
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("a {teacher} cannot teach a {student}: {reason}")]
+    Model {
+        teacher: String,
+        student: &'static str,
+        reason: &'static str,
+    },
     #[error(
         "the distillation weight must lie in [0, 1] and the temperature be positive, got {weight} and {temperature}"
     )]
@@ -88,7 +99,57 @@ impl Teachers {
             weight,
             temperature,
             consistent: false,
+            model: None,
         })
+    }
+
+    /// [`Teachers::probabilities`] for a student of type `S`, with the
+    /// teachers of their own model ([`Teachers::model`]) if they have one:
+    /// `S` itself, or another compiled model with `S`'s input and labels.
+    pub fn probabilities_for<S: InferenceModel>(
+        &self,
+        faces: &Faces,
+        isa: Isa,
+    ) -> Result<Vec<f32>, TeacherError> {
+        use crate::models::{emotion::MiniXception, paz::MiniXceptionPaz, wide::MiniXceptionWide};
+        match self.model.as_deref() {
+            None => self.probabilities::<S>(faces, isa),
+            Some(name) if name == S::NAME => self.probabilities::<S>(faces, isa),
+            Some(name) if name == MiniXception::NAME => {
+                self.probabilities_as::<S, MiniXception>(faces, isa)
+            }
+            Some(name) if name == MiniXceptionPaz::NAME => {
+                self.probabilities_as::<S, MiniXceptionPaz>(faces, isa)
+            }
+            Some(name) if name == MiniXceptionWide::NAME => {
+                self.probabilities_as::<S, MiniXceptionWide>(faces, isa)
+            }
+            Some(name) => Err(TeacherError::Model {
+                teacher: name.to_owned(),
+                student: S::NAME,
+                reason: "it is not a model compiled into this program",
+            }),
+        }
+    }
+
+    /// The probabilities of teachers of type `T` for a student of type `S`.
+    fn probabilities_as<S: InferenceModel, T: InferenceModel>(
+        &self,
+        faces: &Faces,
+        isa: Isa,
+    ) -> Result<Vec<f32>, TeacherError> {
+        let mismatch = |reason| TeacherError::Model {
+            teacher: T::NAME.to_owned(),
+            student: S::NAME,
+            reason,
+        };
+        if T::INPUT_SHAPE != S::INPUT_SHAPE {
+            return Err(mismatch("their inputs differ in size"));
+        }
+        if T::CLASS_LABELS != S::CLASS_LABELS {
+            return Err(mismatch("their labels differ"));
+        }
+        self.probabilities::<T>(faces, isa)
     }
 
     /// The teachers' models, checking first that the files are those hashed.
@@ -307,6 +368,53 @@ mod tests {
                 fixed[c]
             );
         }
+    }
+
+    /// A larger model teaches a smaller one with the same input and labels:
+    /// the wide teacher's file is read as a wide model (as the student's
+    /// model it would not load), and models that do not fit are refused.
+    #[test]
+    fn teachers_of_another_model_teach_a_student_with_the_same_input() {
+        use crate::models::{emotion::MiniXception, wide::MiniXceptionWide};
+        let directory = tempfile::tempdir().unwrap();
+        let (parameters, statistics) = keras_initial::<MiniXceptionWide>(3);
+        let wide = fold::<MiniXceptionWide>(&parameters, &statistics, Isa::detect()).unwrap();
+        let file = directory.path().join("wide.safetensors");
+        crate::native::save(wide.model_weights(), MiniXceptionWide::NAME, &file).unwrap();
+        let faces = Faces {
+            pixels: (0..2 * 64 * 64)
+                .map(|i| ((i * 29 + i / 64 * 7) % 256) as u8)
+                .collect(),
+            labels: vec![0, 3],
+            size: [64, 64],
+        };
+        let mut teachers = Teachers::from_files(vec![file], 0.5, 1.0).unwrap();
+        // Without their model named, the teachers are taken for the
+        // student's, whose layers the wide file does not fit.
+        assert!(
+            teachers
+                .probabilities_for::<MiniXception>(&faces, Isa::detect())
+                .is_err()
+        );
+        teachers.model = Some(MiniXceptionWide::NAME.to_owned());
+        let taught = teachers
+            .probabilities_for::<MiniXception>(&faces, Isa::detect())
+            .unwrap();
+        let direct = teachers
+            .probabilities::<MiniXceptionWide>(&faces, Isa::detect())
+            .unwrap();
+        assert_eq!(taught, direct);
+        assert_eq!(taught.len(), 2 * 7);
+        // A 64x64 teacher cannot teach the 48x48 student.
+        let error = teachers
+            .probabilities_for::<MiniXceptionPaz>(&faces, Isa::detect())
+            .unwrap_err();
+        assert!(error.to_string().contains("inputs differ"), "{error}");
+        teachers.model = Some("ResNet50".to_owned());
+        let error = teachers
+            .probabilities_for::<MiniXception>(&faces, Isa::detect())
+            .unwrap_err();
+        assert!(error.to_string().contains("ResNet50"), "{error}");
     }
 
     #[test]

@@ -283,14 +283,24 @@ pub fn train_faces<M: TrainableModel>(
     let mut trainer = Trainer::<M>::new(parameters, statistics, trainer_options)?;
     let teacher_probabilities = match &settings.teachers {
         Some(teachers) if !teachers.consistent => {
-            Some(trainer.install(|| teachers.probabilities::<M>(training, options.isa))?)
+            Some(trainer.install(|| teachers.probabilities_for::<M>(training, options.isa))?)
         }
         _ => None,
     };
     // Consistent teaching: the teachers run on each augmented image as the
     // batches are prepared.
     let teacher_models = match &settings.teachers {
-        Some(teachers) if teachers.consistent => Some(teachers.models::<M>(options.isa)?),
+        Some(teachers) if teachers.consistent => {
+            if let Some(model) = teachers.model.as_deref().filter(|&model| model != M::NAME) {
+                return Err(TeacherError::Model {
+                    teacher: model.to_owned(),
+                    student: M::NAME,
+                    reason: "consistent teaching runs teachers of the student's model only",
+                }
+                .into());
+            }
+            Some(teachers.models::<M>(options.isa)?)
+        }
         _ => None,
     };
     let mut teacher_view = match teacher_models.as_deref().zip(settings.teachers.as_ref()) {
