@@ -38,11 +38,43 @@ pub fn to_gray(image: &DynamicImage) -> GrayImage {
 /// [`to_gray`] of an 8-bit RGB image (a decoded video frame, say), without
 /// wrapping it in a [`DynamicImage`].
 pub fn rgb_to_gray(rgb: &image::RgbImage) -> GrayImage {
-    map_pixels(rgb, |p| pillow_luma(p.0[0], p.0[1], p.0[2]))
+    let mut gray = GrayImage::new(rgb.width(), rgb.height());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { lumas_avx2(rgb.as_raw(), &mut gray) };
+        return gray;
+    }
+    lumas(rgb.as_raw(), &mut gray);
+    gray
+}
+
+/// [`pillow_luma`] of each pixel of packed RGB `samples` into `gray`.
+#[inline(always)]
+fn lumas(samples: &[u8], gray: &mut [u8]) {
+    for (out, pixel) in gray.iter_mut().zip(samples.chunks_exact(3)) {
+        if let &[red, green, blue] = pixel {
+            *out = pillow_luma(red, green, blue);
+        }
+    }
+}
+
+/// [`lumas`] compiled for AVX2, which the compiler vectorises (32-bit
+/// products eight at a time); the baseline x86-64 build has no 32-bit
+/// vector multiply, and a 1280x720 video frame's conversion took 2.5% of
+/// the `video` command's time.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lumas_avx2(samples: &[u8], gray: &mut [u8]) {
+    lumas(samples, gray);
 }
 
 /// Pillow's `L24` macro: the 601-2 weights 0.299, 0.587, 0.114 scaled by 2^16
 /// (they sum to exactly 65536, so white stays 255), rounded by adding half.
+#[inline(always)]
 fn pillow_luma(red: u8, green: u8, blue: u8) -> u8 {
     let weighted =
         u32::from(red) * 19595 + u32::from(green) * 38470 + u32::from(blue) * 7471 + 0x8000;
@@ -74,6 +106,36 @@ fn map_pixels<P: Pixel>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vectorised conversion gives each pixel `pillow_luma`, for every
+    /// value of each channel with the others at 0, 128 and 255, and on an
+    /// odd width whose pixels do not fill the vectors.
+    #[test]
+    fn the_avx2_conversion_is_the_pixel_formula() {
+        let mut samples = Vec::new();
+        for fixed in [0_u8, 128, 255] {
+            for value in 0..=255_u8 {
+                samples.extend([
+                    value, fixed, fixed, fixed, value, fixed, fixed, fixed, value,
+                ]);
+            }
+        }
+        let pixels = samples.len() / 3 - 1;
+        let samples = &samples[..pixels * 3];
+        let expected: Vec<u8> = samples
+            .chunks_exact(3)
+            .map(|pixel| pillow_luma(pixel[0], pixel[1], pixel[2]))
+            .collect();
+        let rgb = image::RgbImage::from_raw(pixels as u32, 1, samples.to_vec()).unwrap();
+        assert_eq!(rgb_to_gray(&rgb).into_raw(), expected);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let mut gray = vec![0; pixels];
+            // SAFETY: the CPU has AVX2, checked just above.
+            unsafe { lumas_avx2(samples, &mut gray) };
+            assert_eq!(gray, expected);
+        }
+    }
 
     #[test]
     fn pillow_luma_matches_the_l24_formula_at_the_primaries() {
