@@ -66,8 +66,9 @@ impl Visit {
                 // The walk's branch on each rejection is one the CPU cannot
                 // predict (first-stage rejections are most windows, in no
                 // pattern), so the usual steps take the walk from a table.
-                let (visited, next) = match (step, ROW_WALKS.get(step.wrapping_sub(1))) {
-                    (1 | 2, Some(walks)) if next < LANES => {
+                // `ROW_WALKS` holds steps 1 and 2 only.
+                let (visited, next) = match ROW_WALKS.get(step.wrapping_sub(1)) {
+                    Some(walks) if next < LANES => {
                         let (visited, next) = walks[next][(rejected & 0xff) as usize];
                         (u32::from(visited), usize::from(next))
                     }
