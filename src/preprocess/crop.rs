@@ -36,7 +36,15 @@ pub fn crop(
         y.saturating_add(h).saturating_add(offset_y),
         gray.height(),
     )?;
-    Some(image::imageops::crop_imm(gray, left, top, width, height).to_image())
+    // Row by row: `SubImage::to_image` copies pixel by pixel through the
+    // generic pixel interface, 1.5% of a 1280x720 `video` run by itself.
+    let (stride, left, top) = (gray.width() as usize, left as usize, top as usize);
+    let columns = left..left + width as usize;
+    let mut pixels = Vec::with_capacity(columns.len() * height as usize);
+    for row in gray.as_raw().chunks_exact(stride).skip(top).take(height as usize) {
+        pixels.extend_from_slice(&row[columns.clone()]);
+    }
+    GrayImage::from_raw(width, height, pixels)
 }
 
 /// `start..stop` clipped to `0..len` as numpy clips a slice, returned as
@@ -50,6 +58,24 @@ fn clipped_span(start: i64, stop: i64, len: u32) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crop_holds_the_pixels_of_its_rectangle() {
+        let gray = GrayImage::from_fn(7, 5, |x, y| image::Luma([(10 * y + x) as u8]));
+        let Some(face) = crop(&gray, 2, 1, 3, 2, 1, 1) else {
+            panic!("the box is inside the image");
+        };
+        assert_eq!(face.dimensions(), (5, 4));
+        for (x, y, pixel) in face.enumerate_pixels() {
+            assert_eq!(pixel.0[0], (10 * y + x + 1) as u8, "({x}, {y})");
+        }
+        // Clipped at the right and bottom edges, as numpy slicing is.
+        let Some(edge) = crop(&gray, 5, 3, 4, 4, 0, 0) else {
+            panic!("the box starts inside the image");
+        };
+        assert_eq!(edge.dimensions(), (2, 2));
+        assert_eq!(edge.as_raw(), &[35, 36, 45, 46]);
+    }
 
     #[test]
     fn clipped_span_follows_numpy_for_non_negative_starts() {
