@@ -41,7 +41,12 @@ pub fn crop(
     let (stride, left, top) = (gray.width() as usize, left as usize, top as usize);
     let columns = left..left + width as usize;
     let mut pixels = Vec::with_capacity(columns.len() * height as usize);
-    for row in gray.as_raw().chunks_exact(stride).skip(top).take(height as usize) {
+    for row in gray
+        .as_raw()
+        .chunks_exact(stride)
+        .skip(top)
+        .take(height as usize)
+    {
         pixels.extend_from_slice(&row[columns.clone()]);
     }
     GrayImage::from_raw(width, height, pixels)
