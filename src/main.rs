@@ -165,9 +165,10 @@ enum Command {
         #[arg(long, default_value = "PublicTest")]
         split: String,
         /// `builtin` (the default: this project's weights, inside the binary),
-        /// `paper` or a Keras HDF5 or native .safetensors file. Given more
-        /// than once, the ensemble of them all: the mean of their
-        /// probabilities (e.g. a set of distillation teachers).
+        /// `paper` or a Keras HDF5 or native .safetensors file (of the
+        /// emotion model, or of the 48x48 or wide model, which the file
+        /// names). Given more than once, the ensemble of them all: the mean
+        /// of their probabilities (e.g. a set of distillation teachers).
         #[arg(long, value_name = "builtin|paper|FILE")]
         weights: Vec<cli::WeightsChoice>,
         /// One JSON object: split, total, correct, accuracy, per_class, confusion.

@@ -109,6 +109,28 @@ pub fn load(
     from_bytes(weights, model, &file, &bytes)
 }
 
+/// The model a native weights file is for, as its metadata names it
+/// (`MiniXception`, `MiniXceptionWide`, ...); `None` for a file that names
+/// none. Reads the file, not the weights.
+pub fn model_of(path: impl AsRef<Path>) -> Result<Option<String>, NativeError> {
+    let path = path.as_ref();
+    let file = path.display().to_string();
+    let bytes = crate::files::read_limited(path, crate::files::MAX_WEIGHTS_BYTES, "weights")
+        .map_err(|source| NativeError::Io {
+            file: file.clone(),
+            source,
+        })?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| NativeError::Format {
+        file,
+        reason: e.to_string(),
+    })?;
+    Ok(metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(MODEL_KEY))
+        .cloned())
+}
+
 /// [`load`] from bytes in memory; `file` names them in errors.
 pub fn from_bytes(
     weights: &mut impl FoldedTensors,

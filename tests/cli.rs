@@ -120,6 +120,28 @@ fn eval_of_several_weights_counts_their_ensemble() {
     assert_eq!(twice, eval_public_test_with(&[]));
 }
 
+/// `eval` scores weights of the other compiled models with the emotion
+/// labels by the model their file names: the 48x48 model's weights of the
+/// model card (`models/cards/attempts/paz-seed1.safetensors`) count 2266
+/// right (63.14%, their training run's own PublicTest figure); in an
+/// ensemble with the 64x64 built-in weights, each member seeing the face at
+/// its own input size, 2373 (measured here; 2380 for the built-in alone).
+#[test]
+fn eval_scores_weights_of_the_48x48_model_by_the_model_their_file_names() {
+    let paz =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cards/attempts/paz-seed1.safetensors");
+    let paz = paz.to_str().unwrap();
+    let alone = eval_public_test_with(&["--weights", paz]);
+    assert_eq!(alone["correct"], 2266);
+    let ensemble = eval_public_test_with(&["--weights", "builtin", "--weights", paz]);
+    let correct = ensemble["correct"].as_u64().unwrap();
+    assert_ne!(correct, 2266, "the ensemble is not the 48x48 model alone");
+    assert_ne!(
+        correct, 2380,
+        "the ensemble is not the built-in weights alone"
+    );
+}
+
 #[derive(Deserialize)]
 struct Case {
     id: String,

@@ -5,7 +5,13 @@ use crate::ModelChoice;
 use indicatif::{ProgressBar, ProgressStyle};
 use mini_xception::evaluate::{Evaluation, evaluate, ratio};
 use mini_xception::fer2013;
-use mini_xception::models::{Ensemble, Tta};
+use mini_xception::models::paz::MiniXceptionPaz;
+use mini_xception::models::wide::MiniXceptionWide;
+use mini_xception::models::{
+    Classifier, Ensemble, FaceClassifier, Tta, WeightsFormat, load_weights,
+};
+use mini_xception::native;
+use mini_xception::runtime::InferenceModel;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,12 +26,15 @@ pub fn run(
     let mut classifier = if weights.len() > 1 {
         let members = weights
             .iter()
-            .map(|choice| classifier(ModelChoice::Emotion, Some(choice), tta))
+            .map(|choice| emotion_member(choice, tta))
             .collect::<Result<Vec<_>, _>>()?;
-        // Every member is an emotion classifier: the labels agree.
+        // Every member is a classifier of the emotions: the labels agree.
         Box::new(Ensemble::new(members).ok_or("an ensemble needs members of the same labels")?)
     } else {
-        classifier(ModelChoice::Emotion, weights.first(), tta)?
+        match weights.first() {
+            Some(choice) => emotion_member(choice, tta)?,
+            None => classifier(ModelChoice::Emotion, None, tta)?,
+        }
     };
     let rows = fer2013::read(data, Some(split))?;
     if rows.is_empty() {
@@ -45,6 +54,32 @@ pub fn run(
         say!("{}", report_text(split, &evaluation));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The classifier of `choice`'s weights: the emotion model, or another
+/// compiled model with the emotion labels (the 48x48 one, the wide one) when
+/// a native weights file names it.
+fn emotion_member(choice: &WeightsChoice, tta: Tta) -> Result<Box<dyn FaceClassifier>, CliError> {
+    fn of<M: InferenceModel + 'static>(
+        path: &Path,
+        tta: Tta,
+    ) -> Result<Box<dyn FaceClassifier>, CliError> {
+        Ok(Box::new(
+            Classifier::<M>::with_weights(load_weights::<M>(path)?)?.with_tta(tta),
+        ))
+    }
+    if let WeightsChoice::File(path) = choice
+        && matches!(WeightsFormat::of_path(path), WeightsFormat::Native)
+    {
+        match native::model_of(path)?.as_deref() {
+            Some(name) if name == MiniXceptionWide::NAME => {
+                return of::<MiniXceptionWide>(path, tta);
+            }
+            Some(name) if name == MiniXceptionPaz::NAME => return of::<MiniXceptionPaz>(path, tta),
+            _ => {}
+        }
+    }
+    classifier(ModelChoice::Emotion, Some(choice), tta)
 }
 
 fn report_json(split: &str, evaluation: &Evaluation) -> Value {
