@@ -316,9 +316,10 @@ enum Command {
         /// several times for several teachers, whose probabilities are averaged).
         #[arg(long = "teacher", value_name = "FILE")]
         teachers: Vec<PathBuf>,
-        /// The teachers' model when it is not the student's (every teacher
-        /// is of this one; same input and labels as the student; not with
-        /// --consistent-teaching).
+        /// Read every teacher as this model. Without it each is the model
+        /// its .safetensors file names (Keras files: the student's). A
+        /// teacher of another model needs the student's input and labels,
+        /// and not --consistent-teaching.
         #[arg(long, value_enum, value_name = "MODEL")]
         teacher_model: Option<cli::train::TrainModel>,
         /// The teachers' share of the loss, in [0, 1].

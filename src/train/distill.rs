@@ -13,7 +13,7 @@
 
 use super::augment::plain_into;
 use super::data::Faces;
-use crate::models::{LoadError, load_weights, mirror_input};
+use crate::models::{LoadError, WeightsFormat, load_weights, mirror_input};
 use crate::pretrained::sha256_hex;
 use crate::runtime::softmax::softmax_slice;
 use crate::runtime::{AllocError, InferenceModel, Isa, flat_mut, try_zeroed_box};
@@ -103,28 +103,92 @@ impl Teachers {
         })
     }
 
-    /// [`Teachers::probabilities`] for a student of type `S`, with the
-    /// teachers of their own model ([`Teachers::model`]) if they have one:
-    /// `S` itself, or another compiled model with `S`'s input and labels.
+    /// [`Teachers::probabilities`] for a student of type `S`, each teacher
+    /// file read as the model it is for (see [`Teachers::file_models`]):
+    /// `S` itself, or another compiled model with `S`'s input and labels. A
+    /// mix of models counts each file once: every model's mean is weighted
+    /// by its number of files.
     pub fn probabilities_for<S: InferenceModel>(
         &self,
         faces: &Faces,
         isa: Isa,
     ) -> Result<Vec<f32>, TeacherError> {
+        let models = self.file_models(S::NAME)?;
+        let mut names: Vec<&str> = Vec::new();
+        for name in &models {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        if let [name] = names[..] {
+            return self.probabilities_of_model::<S>(name, faces, isa);
+        }
+        let mut mixed: Vec<f32> = Vec::new();
+        for name in names {
+            let (files, sha256): (Vec<PathBuf>, Vec<String>) = self
+                .files
+                .iter()
+                .zip(&self.sha256)
+                .zip(&models)
+                .filter(|(_, model)| model.as_str() == name)
+                .map(|((file, sha), _)| (file.clone(), sha.clone()))
+                .unzip();
+            let share = files.len() as f32 / self.files.len() as f32;
+            let group = Teachers {
+                files,
+                sha256,
+                ..self.clone()
+            };
+            let probabilities = group.probabilities_of_model::<S>(name, faces, isa)?;
+            mixed.resize(probabilities.len(), 0.0);
+            for (sum, p) in mixed.iter_mut().zip(probabilities) {
+                *sum += share * p;
+            }
+        }
+        Ok(mixed)
+    }
+
+    /// The model each teacher file is for: [`Teachers::model`] when it is
+    /// set, else the model a native `.safetensors` file names, else
+    /// `student` (Keras files, which name none).
+    pub fn file_models(&self, student: &str) -> Result<Vec<String>, TeacherError> {
+        self.files
+            .iter()
+            .map(|file| {
+                if let Some(model) = &self.model {
+                    return Ok(model.clone());
+                }
+                let named = match WeightsFormat::of_path(file) {
+                    WeightsFormat::Native => {
+                        crate::native::model_of(file).map_err(LoadError::from)?
+                    }
+                    WeightsFormat::Keras => None,
+                };
+                Ok(named.unwrap_or_else(|| student.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The probabilities of teachers that are all of the model `name`.
+    fn probabilities_of_model<S: InferenceModel>(
+        &self,
+        name: &str,
+        faces: &Faces,
+        isa: Isa,
+    ) -> Result<Vec<f32>, TeacherError> {
         use crate::models::{emotion::MiniXception, paz::MiniXceptionPaz, wide::MiniXceptionWide};
-        match self.model.as_deref() {
-            None => self.probabilities::<S>(faces, isa),
-            Some(name) if name == S::NAME => self.probabilities::<S>(faces, isa),
-            Some(name) if name == MiniXception::NAME => {
+        match name {
+            name if name == S::NAME => self.probabilities::<S>(faces, isa),
+            name if name == MiniXception::NAME => {
                 self.probabilities_as::<S, MiniXception>(faces, isa)
             }
-            Some(name) if name == MiniXceptionPaz::NAME => {
+            name if name == MiniXceptionPaz::NAME => {
                 self.probabilities_as::<S, MiniXceptionPaz>(faces, isa)
             }
-            Some(name) if name == MiniXceptionWide::NAME => {
+            name if name == MiniXceptionWide::NAME => {
                 self.probabilities_as::<S, MiniXceptionWide>(faces, isa)
             }
-            Some(name) => Err(TeacherError::Model {
+            name => Err(TeacherError::Model {
                 teacher: name.to_owned(),
                 student: S::NAME,
                 reason: "it is not a model compiled into this program",
@@ -371,16 +435,20 @@ mod tests {
     }
 
     /// A larger model teaches a smaller one with the same input and labels:
-    /// the wide teacher's file is read as a wide model (as the student's
-    /// model it would not load), and models that do not fit are refused.
+    /// the wide teacher's file names its model and is read as one, a mix of
+    /// models counts each file once, and models that do not fit are refused.
     #[test]
     fn teachers_of_another_model_teach_a_student_with_the_same_input() {
         use crate::models::{emotion::MiniXception, wide::MiniXceptionWide};
         let directory = tempfile::tempdir().unwrap();
         let (parameters, statistics) = keras_initial::<MiniXceptionWide>(3);
         let wide = fold::<MiniXceptionWide>(&parameters, &statistics, Isa::detect()).unwrap();
-        let file = directory.path().join("wide.safetensors");
-        crate::native::save(wide.model_weights(), MiniXceptionWide::NAME, &file).unwrap();
+        let wide_file = directory.path().join("wide.safetensors");
+        crate::native::save(wide.model_weights(), MiniXceptionWide::NAME, &wide_file).unwrap();
+        let (parameters, statistics) = keras_initial::<MiniXception>(4);
+        let small = fold::<MiniXception>(&parameters, &statistics, Isa::detect()).unwrap();
+        let small_file = directory.path().join("small.safetensors");
+        crate::native::save(small.model_weights(), MiniXception::NAME, &small_file).unwrap();
         let faces = Faces {
             pixels: (0..2 * 64 * 64)
                 .map(|i| ((i * 29 + i / 64 * 7) % 256) as u8)
@@ -388,33 +456,60 @@ mod tests {
             labels: vec![0, 3],
             size: [64, 64],
         };
-        let mut teachers = Teachers::from_files(vec![file], 0.5, 1.0).unwrap();
-        // Without their model named, the teachers are taken for the
-        // student's, whose layers the wide file does not fit.
-        assert!(
-            teachers
-                .probabilities_for::<MiniXception>(&faces, Isa::detect())
-                .is_err()
+        let isa = Isa::detect();
+        let mut teachers = Teachers::from_files(vec![wide_file.clone()], 0.5, 1.0).unwrap();
+        assert_eq!(
+            teachers.file_models(MiniXception::NAME).unwrap(),
+            [MiniXceptionWide::NAME]
         );
-        teachers.model = Some(MiniXceptionWide::NAME.to_owned());
         let taught = teachers
-            .probabilities_for::<MiniXception>(&faces, Isa::detect())
+            .probabilities_for::<MiniXception>(&faces, isa)
             .unwrap();
         let direct = teachers
-            .probabilities::<MiniXceptionWide>(&faces, Isa::detect())
+            .probabilities::<MiniXceptionWide>(&faces, isa)
             .unwrap();
         assert_eq!(taught, direct);
         assert_eq!(taught.len(), 2 * 7);
+        // Named as the student's model, the wide file does not fit its layers.
+        teachers.model = Some(MiniXception::NAME.to_owned());
+        assert!(
+            teachers
+                .probabilities_for::<MiniXception>(&faces, isa)
+                .is_err()
+        );
+        teachers.model = None;
         // A 64x64 teacher cannot teach the 48x48 student.
         let error = teachers
-            .probabilities_for::<MiniXceptionPaz>(&faces, Isa::detect())
+            .probabilities_for::<MiniXceptionPaz>(&faces, isa)
             .unwrap_err();
         assert!(error.to_string().contains("inputs differ"), "{error}");
         teachers.model = Some("ResNet50".to_owned());
         let error = teachers
-            .probabilities_for::<MiniXception>(&faces, Isa::detect())
+            .probabilities_for::<MiniXception>(&faces, isa)
             .unwrap_err();
         assert!(error.to_string().contains("ResNet50"), "{error}");
+
+        // The wide file twice and the small one: two thirds and one third.
+        let files = vec![wide_file.clone(), small_file.clone(), wide_file];
+        let mixed = Teachers::from_files(files, 0.5, 1.0).unwrap();
+        let small_alone = Teachers::from_files(vec![small_file], 0.5, 1.0)
+            .unwrap()
+            .probabilities_for::<MiniXception>(&faces, isa)
+            .unwrap();
+        let together = mixed
+            .probabilities_for::<MiniXception>(&faces, isa)
+            .unwrap();
+        assert_eq!(together.len(), direct.len());
+        for ((got, wide), small) in together.iter().zip(&direct).zip(&small_alone) {
+            let expected = (2.0 * wide + small) / 3.0;
+            assert!((got - expected).abs() < 1e-6, "{got} against {expected}");
+        }
+        assert!(
+            together
+                .iter()
+                .zip(&direct)
+                .any(|(a, b)| (a - b).abs() > 1e-4)
+        );
     }
 
     #[test]

@@ -291,9 +291,10 @@ pub fn train_faces<M: TrainableModel>(
     // batches are prepared.
     let teacher_models = match &settings.teachers {
         Some(teachers) if teachers.consistent => {
-            if let Some(model) = teachers.model.as_deref().filter(|&model| model != M::NAME) {
+            let models = teachers.file_models(M::NAME)?;
+            if let Some(model) = models.into_iter().find(|model| model != M::NAME) {
                 return Err(TeacherError::Model {
-                    teacher: model.to_owned(),
+                    teacher: model,
                     student: M::NAME,
                     reason: "consistent teaching runs teachers of the student's model only",
                 }
