@@ -189,13 +189,38 @@ mod x86 {
         unsafe { _mm256_loadu_si256(table.as_ptr().add(offset as usize).cast()) }
     }
 
+    /// A feature rectangle's four corner offsets, read as two 8-byte words
+    /// and split in registers.
+    ///
+    /// The stage loop is bound by its loads (about 21 per two-rectangle
+    /// stump; see the README), and this takes two of them off each
+    /// rectangle: 3.5% less time per photo. The reads are volatile because
+    /// LLVM otherwise turns a wide load that is only split into two narrow
+    /// loads again.
+    #[inline(always)]
+    pub(super) fn corner_offsets(corners: &[u32; 4]) -> [u32; 4] {
+        let words = corners.as_ptr().cast::<u64>();
+        debug_assert!(words.is_aligned());
+        // SAFETY: `corners` is a rectangle of `HaarAt::corners`, 16 bytes
+        // at an 8-byte boundary (`HaarAt` is `repr(C, align(8))` with the
+        // corners first), so both words are in bounds and aligned.
+        let [low, high] = unsafe { [words.read_volatile(), words.add(1).read_volatile()] };
+        // x86-64 is little-endian: the first offset is the low half.
+        [
+            low as u32,
+            (low >> 32) as u32,
+            high as u32,
+            (high >> 32) as u32,
+        ]
+    }
+
     /// `rect_sum` of eight windows: `a - b - c + d`, wrapping.
     ///
     /// # Safety
     /// Every corner is below `table.len() - LANES + 1`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn rect_sums(table: &[u32], corners: &[u32; 4]) -> __m256i {
+    unsafe fn rect_sums(table: &[u32], corners: [u32; 4]) -> __m256i {
         // SAFETY: passed on from the caller.
         let [a, b, c, d] = corners.map(|offset| unsafe { load(table, offset) });
         _mm256_add_epi32(_mm256_sub_epi32(_mm256_sub_epi32(a, b), c), d)
@@ -249,8 +274,8 @@ mod x86 {
         // SAFETY: the normalisation corners are corner offsets (see above).
         let (window_sum, window_square_sum) = unsafe {
             (
-                rect_sums(sums, &normalisation),
-                rect_sums(squares, &normalisation),
+                rect_sums(sums, normalisation),
+                rect_sums(squares, normalisation),
             )
         };
         let (factor_low, normalised_low) = variance_factors(
@@ -286,7 +311,9 @@ mod x86 {
             for stump in stumps.get(stage.first..stage.end).unwrap_or_default() {
                 let feature = &stump.feature;
                 // SAFETY: feature corners are corner offsets (see above).
-                let rect = |corners| unsafe { _mm256_cvtepi32_ps(rect_sums(sums, corners)) };
+                let rect = |corners| unsafe {
+                    _mm256_cvtepi32_ps(rect_sums(sums, corner_offsets(corners)))
+                };
                 let mut value = _mm256_add_ps(
                     _mm256_mul_ps(
                         _mm256_set1_ps(feature.weights[0]),
@@ -495,6 +522,36 @@ mod tests {
         // block's lane 1.
         assert_eq!(row_walk(1, 0, 0b0001_0010), (0b1101_1011, 0));
         assert_eq!(row_walk(2, 1, 0b1000_0000), (0b1010_1010, 3));
+    }
+
+    /// The two-word read of a rectangle's corners gives its four offsets,
+    /// in order, for every rectangle of the cascade at a scale.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn corner_offsets_read_as_words_are_the_corners() {
+        let cascade =
+            Cascade::from_xml_file(&shared("models/haarcascade_frontalface_default.xml")).unwrap();
+        let image = GrayImage::new(97, 61);
+        let integral = Integral::new(&image);
+        let Some(scaled) = ScaledCascade::new(&cascade.model, integral.stride, integral.columns)
+        else {
+            panic!("cascade offsets overflow");
+        };
+        let Some(stumps) = scaled.stumps() else {
+            panic!("the frontal-face cascade is made of stumps");
+        };
+        let mut distinct = std::collections::BTreeSet::new();
+        for stump in stumps {
+            for corners in &stump.feature.corners {
+                assert_eq!(x86::corner_offsets(corners), *corners);
+                distinct.insert(*corners);
+            }
+        }
+        assert!(
+            distinct.len() > 1000,
+            "{} distinct rectangles",
+            distinct.len()
+        );
     }
 
     #[test]

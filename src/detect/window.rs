@@ -54,7 +54,12 @@ pub(crate) enum Early {
 
 /// A Haar feature with its corners as offsets from a window's top-left
 /// integral-image entry.
+///
+/// `repr(C, align(8))` with the corners first puts each rectangle's four
+/// offsets at an 8-byte boundary, so that the block path can read them as
+/// two 8-byte words (`simd::x86::corner_offsets`).
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(8))]
 pub(super) struct HaarAt {
     pub(super) corners: [[u32; 4]; MAX_RECTS],
     pub(super) weights: [f32; MAX_RECTS],
