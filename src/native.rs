@@ -99,13 +99,7 @@ pub fn load(
     model: &str,
     path: impl AsRef<Path>,
 ) -> Result<(), NativeError> {
-    let path = path.as_ref();
-    let file = path.display().to_string();
-    let bytes = crate::files::read_limited(path, crate::files::MAX_WEIGHTS_BYTES, "weights")
-        .map_err(|source| NativeError::Io {
-            file: file.clone(),
-            source,
-        })?;
+    let (file, bytes) = read(path.as_ref())?;
     from_bytes(weights, model, &file, &bytes)
 }
 
@@ -113,15 +107,23 @@ pub fn load(
 /// (`MiniXception`, `MiniXceptionWide`, ...); `None` for a file that names
 /// none. Reads the file, not the weights.
 pub fn model_of(path: impl AsRef<Path>) -> Result<Option<String>, NativeError> {
-    let path = path.as_ref();
+    let (file, bytes) = read(path.as_ref())?;
+    named_model(&file, &bytes)
+}
+
+/// The file's name for errors, and its bytes.
+fn read(path: &Path) -> Result<(String, Vec<u8>), NativeError> {
     let file = path.display().to_string();
-    let bytes = crate::files::read_limited(path, crate::files::MAX_WEIGHTS_BYTES, "weights")
-        .map_err(|source| NativeError::Io {
-            file: file.clone(),
-            source,
-        })?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| NativeError::Format {
-        file,
+    match crate::files::read_limited(path, crate::files::MAX_WEIGHTS_BYTES, "weights") {
+        Ok(bytes) => Ok((file, bytes)),
+        Err(source) => Err(NativeError::Io { file, source }),
+    }
+}
+
+/// The model the safetensors `bytes` name in their metadata, if any.
+fn named_model(file: &str, bytes: &[u8]) -> Result<Option<String>, NativeError> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| NativeError::Format {
+        file: file.to_string(),
         reason: e.to_string(),
     })?;
     Ok(metadata
@@ -143,13 +145,7 @@ pub fn from_bytes(
         reason,
     };
     let stored = SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| format(e.to_string()))?;
-    let found = metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(MODEL_KEY))
-        .cloned()
-        .unwrap_or_default();
+    let found = named_model(file, bytes)?.unwrap_or_default();
     if found != model {
         return Err(NativeError::Model {
             file: file.to_string(),
