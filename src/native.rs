@@ -120,8 +120,9 @@ fn read(path: &Path) -> Result<(String, Vec<u8>), NativeError> {
     }
 }
 
-/// The model the safetensors `bytes` name in their metadata, if any.
-fn named_model(file: &str, bytes: &[u8]) -> Result<Option<String>, NativeError> {
+/// The model the safetensors `bytes` name in their metadata, if any;
+/// `file` names them in errors.
+pub fn named_model(file: &str, bytes: &[u8]) -> Result<Option<String>, NativeError> {
     let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| NativeError::Format {
         file: file.to_string(),
         reason: e.to_string(),

@@ -150,20 +150,23 @@ impl Teachers {
 
     /// The model each teacher file is for: [`Teachers::model`] when it is
     /// set, else the model a native `.safetensors` file names, else
-    /// `student` (Keras files, which name none).
+    /// `student` (Keras files, which name none). Checks first that the
+    /// files it reads are those hashed.
     pub fn file_models(&self, student: &str) -> Result<Vec<String>, TeacherError> {
         self.files
             .iter()
-            .map(|file| {
+            .zip(&self.sha256)
+            .map(|(file, expected)| {
                 if let Some(model) = &self.model {
                     return Ok(model.clone());
                 }
-                let named = match WeightsFormat::of_path(file) {
-                    WeightsFormat::Native => {
-                        crate::native::model_of(file).map_err(LoadError::from)?
-                    }
-                    WeightsFormat::Keras => None,
-                };
+                if !matches!(WeightsFormat::of_path(file), WeightsFormat::Native) {
+                    return Ok(student.to_owned());
+                }
+                let bytes = read(file)?;
+                check_unchanged(file, expected, &bytes)?;
+                let named = crate::native::named_model(&file.display().to_string(), &bytes)
+                    .map_err(LoadError::from)?;
                 Ok(named.unwrap_or_else(|| student.to_owned()))
             })
             .collect()
@@ -220,14 +223,7 @@ impl Teachers {
     pub fn models<M: InferenceModel>(&self, isa: Isa) -> Result<Vec<M>, TeacherError> {
         let mut models = Vec::with_capacity(self.files.len());
         for (file, expected) in self.files.iter().zip(&self.sha256) {
-            let found = sha256_hex(&read(file)?);
-            if &found != expected {
-                return Err(TeacherError::Changed {
-                    file: file.display().to_string(),
-                    expected: expected.clone(),
-                    found,
-                });
-            }
+            check_unchanged(file, expected, &read(file)?)?;
             models.push(M::with_weights(load_weights::<M>(file)?, isa));
         }
         Ok(models)
@@ -309,6 +305,23 @@ pub fn view_probabilities<M: InferenceModel>(
     }
     let teachers = models.len().max(1) as f32;
     out.iter_mut().for_each(|p| *p /= teachers);
+}
+
+/// An error unless `bytes`, read from `file`, hash to `expected`.
+fn check_unchanged(
+    file: &std::path::Path,
+    expected: &str,
+    bytes: &[u8],
+) -> Result<(), TeacherError> {
+    let found = sha256_hex(bytes);
+    if found == expected {
+        return Ok(());
+    }
+    Err(TeacherError::Changed {
+        file: file.display().to_string(),
+        expected: expected.to_owned(),
+        found,
+    })
 }
 
 fn read(file: &std::path::Path) -> Result<Vec<u8>, TeacherError> {
