@@ -135,11 +135,7 @@ fn eval_scores_weights_of_the_48x48_model_by_the_model_their_file_names() {
     assert_eq!(alone["correct"], 2266);
     let ensemble = eval_public_test_with(&["--weights", "builtin", "--weights", paz]);
     let correct = ensemble["correct"].as_u64().unwrap();
-    assert_ne!(correct, 2266, "the ensemble is not the 48x48 model alone");
-    assert_ne!(
-        correct, 2380,
-        "the ensemble is not the built-in weights alone"
-    );
+    assert!((2370..=2376).contains(&correct), "{correct} correct");
 }
 
 #[derive(Deserialize)]

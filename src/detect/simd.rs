@@ -194,7 +194,8 @@ mod x86 {
     ///
     /// The stage loop is bound by its loads (about 21 per two-rectangle
     /// stump; see the README), and this takes two of them off each
-    /// rectangle: 3.5% less time per photo. The reads are volatile because
+    /// rectangle (3.3% less time per photo in the build it was measured
+    /// in; see the README on how builds differ). The reads are volatile because
     /// LLVM otherwise turns a wide load that is only split into two narrow
     /// loads again.
     #[inline(always)]
@@ -321,8 +322,8 @@ mod x86 {
                 // OpenCV's cascades weigh the first rectangle -1: then
                 // `w1 * r1 - r0` is `-1 * r0 + w1 * r1` bit for bit (IEEE
                 // subtraction is the addition of the negation, and `-1 *
-                // r0` is exact), one broadcast load fewer: 2.8% less time
-                // per photo.
+                // r0` is exact), one broadcast load fewer (2.8% less time
+                // per photo in the build it was measured in).
                 let mut value = if feature.weights[0] == -1.0 {
                     _mm256_sub_ps(second, rect(&feature.corners[0]))
                 } else {
