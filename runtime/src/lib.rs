@@ -32,6 +32,7 @@ pub mod pool;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 pub mod separable;
+pub mod slot;
 pub mod softmax;
 pub mod summary;
 pub mod tensor;
@@ -73,6 +74,7 @@ pub use pointwise::{
 };
 pub use pool::{max_pool, max_pool_backward};
 pub use separable::{SeparableConv2dWeights, separable_conv2d, separable_conv2d_max_pool};
+pub use slot::Slot;
 pub use softmax::{argmax, softmax};
 pub use summary::{LayerSummary, render_summary};
 pub use tensor::{AllocError, ShapeMismatch, Tensor, flat, flat_mut, try_zeroed_box};

@@ -15,7 +15,7 @@ pub trait InferenceModel: Sized + Send + Sync {
     type Input: Pod + Send + Sync;
     /// The weights, batch norm folded in.
     type Weights: FoldedTensors + Send + Sync;
-    /// Every intermediate tensor of one forward pass; one per thread.
+    /// The intermediate tensors of one forward pass; one per thread.
     type Scratch: Send;
 
     /// The model's name in its model file.
