@@ -194,3 +194,42 @@ fn a_batch_gives_each_image_what_a_single_pass_gives() {
         );
     }
 }
+
+/// The scratch space's slots each hold several tensors in turn: no kernel may
+/// read what an earlier tensor of the pass, or an earlier image, left there.
+/// A pass over another image, scaled up so that every slot holds large
+/// values, goes first; the next image's logits must be a fresh scratch
+/// space's bit for bit.
+macro_rules! check_scratch_reuse {
+    ($model:ident, $scratch:ident, $input:ident, $seed:expr) => {{
+        let model = $model::from_source(&mut RandomSource::new($seed)).unwrap();
+        let [height, width, _] = $model::INPUT_SHAPE;
+        let image = |seed, scale: f32| {
+            let mut input = $input::zeroed_boxed();
+            input
+                .copy_from_view(random_image(seed, height, width).mapv(|v| v * scale).view())
+                .unwrap();
+            input
+        };
+        let (first, second) = (image($seed + 1, 1000.0), image($seed, 1.0));
+        let fresh = model.logits(&second, &mut $scratch::new());
+        let mut scratch = $scratch::new();
+        let before = model.logits(&first, &mut scratch);
+        assert_ne!(before, fresh);
+        let reused = model.logits(&second, &mut scratch);
+        assert_eq!(reused.map(f32::to_bits), fresh.map(f32::to_bits));
+    }};
+}
+
+#[test]
+fn a_used_scratch_space_gives_what_a_fresh_one_gives() {
+    check_scratch_reuse!(MiniXception, MiniXceptionScratch, MiniXceptionInput, 21);
+    // The 48x48 variant's last module has no pool: its residual branch is
+    // added onto a separable output in a shared slot.
+    check_scratch_reuse!(
+        MiniXceptionPaz,
+        MiniXceptionPazScratch,
+        MiniXceptionPazInput,
+        22
+    );
+}

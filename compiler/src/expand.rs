@@ -2,6 +2,7 @@
 //! weights and scratch types, shape contracts and a summary.
 
 use crate::shape::{Block, ConvBlock, ModuleBlock, Network, Shape, cost};
+use crate::slots::{self, Life};
 use crate::spec::PaddingSpec;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -107,6 +108,50 @@ struct SummaryRow {
     macs: usize,
 }
 
+/// A tensor the forward pass stores in the scratch space.
+struct Stored {
+    shape: Shape,
+    /// What it is, for its slot's doc comment.
+    what: String,
+}
+
+/// What a statement of the forward pass reads.
+#[derive(Clone, Copy)]
+enum Operand {
+    /// The model's input.
+    Input,
+    /// A stored tensor, by its index in `Parts::stored`.
+    Stored(usize),
+}
+
+/// A kernel call of the forward pass, `kernel(input, &w.weights, arguments,
+/// output)`, with its output as a stored tensor.
+struct Statement {
+    kernel: Ident,
+    input: Operand,
+    weights: Ident,
+    arguments: TokenStream,
+    output: usize,
+}
+
+impl Statement {
+    fn new(
+        kernel: &str,
+        input: Operand,
+        weights: &Ident,
+        arguments: TokenStream,
+        output: usize,
+    ) -> Self {
+        Self {
+            kernel: format_ident!("{kernel}"),
+            input,
+            weights: weights.clone(),
+            arguments,
+            output,
+        }
+    }
+}
+
 /// Everything generated for the layers, gathered in one pass over the network.
 #[derive(Default)]
 struct Parts {
@@ -115,9 +160,8 @@ struct Parts {
     weight_zeroed: Vec<TokenStream>,
     weight_tensors: Vec<TokenStream>,
     weight_tensors_mut: Vec<TokenStream>,
-    scratch_fields: Vec<TokenStream>,
-    scratch_inits: Vec<TokenStream>,
-    forward: Vec<TokenStream>,
+    stored: Vec<Stored>,
+    statements: Vec<Statement>,
     contracts: Vec<TokenStream>,
     summary: Vec<SummaryRow>,
     /// `(bias, batch_norm)` of every `LayerOptions` the reads use.
@@ -125,14 +169,10 @@ struct Parts {
 }
 
 impl Parts {
-    fn scratch(&mut self, field: &Ident, shape: Shape, text: String) {
-        let ty = tensor_type(shape);
-        let doc = doc(text);
-        self.scratch_fields.push(quote! {
-            #[doc = #doc]
-            pub #field: Box<#ty>,
-        });
-        self.scratch_inits.push(quote!(#field: try_zeroed_box()?,));
+    /// A tensor the forward pass stores; its index in `stored`.
+    fn scratch(&mut self, shape: Shape, what: String) -> usize {
+        self.stored.push(Stored { shape, what });
+        self.stored.len() - 1
     }
 
     /// A weights field of type `kind<generics>` for the layer at `path`.
@@ -174,7 +214,7 @@ impl Parts {
         layer_options(bias, batch_norm)
     }
 
-    fn conv(&mut self, conv: &ConvBlock, input: &TokenStream) {
+    fn conv(&mut self, conv: &ConvBlock, input: Operand) -> Operand {
         let field = format_ident!("{}", conv.field);
         let (k, ci, co) = (
             number(conv.kernel),
@@ -207,7 +247,7 @@ impl Parts {
             ),
             &options,
         );
-        self.scratch(&field, conv.output, format!("`{path}` output."));
+        let output = self.scratch(conv.output, format!("`{path}` output"));
 
         let (padding, stride) = (padding_value(conv.padding), number(conv.stride));
         let epilogue = if conv.relu {
@@ -215,9 +255,13 @@ impl Parts {
         } else {
             quote!(Identity)
         };
-        self.forward.push(
-            quote!(conv2d(#input, &w.#field, #padding, Stride::<#stride>, arithmetic, #epilogue, &mut s.#field);),
-        );
+        self.statements.push(Statement::new(
+            "conv2d",
+            input,
+            &field,
+            quote!(#padding, Stride::<#stride>, arithmetic, #epilogue),
+            output,
+        ));
         let (input_shape, rule) = (shape_array(conv.input), padding_rule(conv.padding));
         self.contract(
             quote!(conv::output_shape(#input_shape, #k, #co, #rule, #stride)),
@@ -234,13 +278,17 @@ impl Parts {
             parameters: cost::conv_parameters(conv),
             macs: cost::conv_macs(conv),
         });
+        Operand::Stored(output)
     }
 
-    fn module(&mut self, module: &ModuleBlock, input: &TokenStream) {
+    fn module(&mut self, module: &ModuleBlock, input: Operand) -> Operand {
         let path = &module.path;
         let k = number(module.kernel);
         let options = self.options(false, true);
-        let mut main_input = input.clone();
+        let mut main_input = input;
+        // The last separable output stored, which a module without a pool
+        // adds its residual branch onto.
+        let mut last_stored = None;
         let mut step_input = module.input;
         for (i, &output) in module.separable.iter().enumerate() {
             let field = format_ident!("{}_separable_{i}", module.field);
@@ -267,11 +315,17 @@ impl Parts {
             // pool (below): its output is never stored whole.
             let pooled = i + 1 == module.separable.len() && module.pool.is_some();
             if !pooled {
-                self.scratch(&field, output, format!("`{layer}` output."));
+                let stored = self.scratch(output, format!("`{layer}` output"));
                 let epilogue = if relu { quote!(Relu) } else { quote!(Identity) };
-                self.forward.push(quote! {
-                    separable_conv2d(#main_input, &w.#field, Same, Stride::<1>, arithmetic, #epilogue, &mut s.#field);
-                });
+                self.statements.push(Statement::new(
+                    "separable_conv2d",
+                    main_input,
+                    &field,
+                    quote!(Same, Stride::<1>, arithmetic, #epilogue),
+                    stored,
+                ));
+                main_input = Operand::Stored(stored);
+                last_stored = Some(stored);
             }
             let input_shape = shape_array(step_input);
             self.contract(
@@ -286,25 +340,25 @@ impl Parts {
                 parameters: cost::separable_parameters(module.kernel, step_input, output),
                 macs: cost::separable_macs(module.kernel, step_input, output),
             });
-            main_input = quote!(&s.#field);
             step_input = output;
         }
 
         let last = format_ident!("{}_separable_1", module.field);
-        let output_field = match &module.pool {
-            Some(pool) => {
-                let field = format_ident!("{}_output", module.field);
+        let output = match (&module.pool, last_stored) {
+            (Some(pool), _) => {
                 let (size, stride) = (number(pool.size), number(pool.stride));
                 let operation = format!("MaxPool {0}x{0}/{1} same", pool.size, pool.stride);
-                self.scratch(
-                    &field,
+                let output = self.scratch(
                     module.output,
-                    format!("`{path}` output: the pooled main branch plus the residual branch."),
+                    format!("`{path}` output (the pooled main branch plus the residual branch)"),
                 );
-                let previous = format_ident!("{}_separable_0", module.field);
-                self.forward.push(quote! {
-                    separable_conv2d_max_pool(&s.#previous, &w.#last, arithmetic, Window::<#size>, Stride::<#stride>, Same, &mut s.#field);
-                });
+                self.statements.push(Statement::new(
+                    "separable_conv2d_max_pool",
+                    main_input,
+                    &last,
+                    quote!(arithmetic, Window::<#size>, Stride::<#stride>, Same),
+                    output,
+                ));
                 let input_shape = shape_array(step_input);
                 self.contract(
                     quote!(pool::output_shape(#input_shape, #size, Padding::Same, #stride)),
@@ -325,10 +379,13 @@ impl Parts {
                     parameters: (0, 0),
                     macs: 0,
                 });
-                field
+                output
             }
             // Without a pool the residual is added onto the last separable output.
-            None => last,
+            (None, Some(stored)) => stored,
+            // `ModuleBlock::separable` is two outputs, and without a pool
+            // neither is fused, so the loop above stored the second.
+            (None, None) => unreachable!("a module without a pool stores its separable outputs"),
         };
 
         let residual = format_ident!("{}_residual", module.field);
@@ -351,9 +408,13 @@ impl Parts {
             &options,
         );
         // The residual branch is added onto the main branch as it is stored.
-        self.forward.push(quote! {
-            pointwise_conv2d(#input, &w.#residual, Stride::<#stride>, arithmetic, Accumulate, &mut s.#output_field);
-        });
+        self.statements.push(Statement::new(
+            "pointwise_conv2d",
+            input,
+            &residual,
+            quote!(Stride::<#stride>, arithmetic, Accumulate),
+            output,
+        ));
         let input_shape = shape_array(module.input);
         self.contract(
             quote!(pointwise::output_shape(#input_shape, #co, #stride)),
@@ -384,6 +445,7 @@ impl Parts {
                 macs,
             });
         }
+        Operand::Stored(output)
     }
 }
 
@@ -419,14 +481,97 @@ fn layer_option_bindings(used: &[(bool, bool)], epsilon: f32) -> Vec<TokenStream
         .collect()
 }
 
-/// The output of a block, as the next block reads it.
-fn output_expression(block: &Block) -> TokenStream {
-    let field = match block {
-        Block::Conv(conv) => format_ident!("{}", conv.field),
-        Block::Module(module) if module.pool.is_some() => format_ident!("{}_output", module.field),
-        Block::Module(module) => format_ident!("{}_separable_1", module.field),
+/// The scratch struct's fields and initialisers and the forward pass's
+/// statements, with every stored tensor in a slot it shares with tensors
+/// whose lives do not overlap its own; `result` is the stored tensor the
+/// pass ends with.
+struct Scratch {
+    fields: Vec<TokenStream>,
+    inits: Vec<TokenStream>,
+    statements: Vec<TokenStream>,
+    result: TokenStream,
+    values: usize,
+}
+
+fn scratch(stored: &[Stored], statements: &[Statement], result: usize) -> Scratch {
+    let reads = |statement: &Statement| match statement.input {
+        Operand::Stored(index) => Some(index),
+        Operand::Input => None,
     };
-    quote!(&s.#field)
+    // The pooled result is read after the last statement.
+    let end = statements.len();
+    let lives: Vec<Life> = (0..stored.len())
+        .map(|index| {
+            let uses = statements
+                .iter()
+                .enumerate()
+                .filter(|(_, statement)| {
+                    statement.output == index || reads(statement) == Some(index)
+                })
+                .map(|(at, _)| at);
+            let first = uses.clone().min().unwrap_or(end);
+            let last = uses
+                .max()
+                .unwrap_or(first)
+                .max(if index == result { end } else { 0 });
+            Life { first, last }
+        })
+        .collect();
+    let sizes: Vec<usize> = stored
+        .iter()
+        .map(|tensor| tensor.shape.height * tensor.shape.width * tensor.shape.channels)
+        .collect();
+    let plan = slots::plan(&sizes, &lives);
+    let slot = |index: usize| format_ident!("slot_{}", plan.slot_of[index]);
+    let view = |index: usize, method: &str| {
+        let (slot, method) = (slot(index), format_ident!("{method}"));
+        let shape = stored[index].shape;
+        let (h, w, c) = (
+            number(shape.height),
+            number(shape.width),
+            number(shape.channels),
+        );
+        quote!(s.#slot.#method::<#h, #w, #c>())
+    };
+    let (mut fields, mut inits) = (Vec::new(), Vec::new());
+    for (number_of_slot, &length) in plan.lengths.iter().enumerate() {
+        let holds: Vec<&str> = (0..stored.len())
+            .filter(|&index| plan.slot_of[index] == number_of_slot)
+            .map(|index| stored[index].what.as_str())
+            .collect();
+        let doc = doc(format!("Holds in turn: {}.", holds.join(", then ")));
+        let (field, length) = (format_ident!("slot_{number_of_slot}"), number(length));
+        fields.push(quote! {
+            #[doc = #doc]
+            #field: Box<Slot<#length>>,
+        });
+        inits.push(quote!(#field: try_zeroed_box()?,));
+    }
+    let statements = statements
+        .iter()
+        .map(|statement| {
+            let Statement {
+                kernel,
+                input,
+                weights,
+                arguments,
+                output,
+            } = statement;
+            let input = match *input {
+                Operand::Input => quote!(input),
+                Operand::Stored(index) => view(index, "tensor"),
+            };
+            let output = view(*output, "tensor_mut");
+            quote!(#kernel(#input, &w.#weights, #arguments, #output);)
+        })
+        .collect();
+    Scratch {
+        fields,
+        inits,
+        statements,
+        result: view(result, "tensor"),
+        values: plan.lengths.iter().sum(),
+    }
 }
 
 /// Generates the model. `source` is the path as the user wrote it,
@@ -441,21 +586,17 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
         }
     });
     let mut parts = Parts::default();
-    let mut input = quote!(input);
+    let mut input = Operand::Input;
     for block in &network.blocks {
-        match block {
-            Block::Conv(conv) => parts.conv(conv, &input),
-            Block::Module(module) => parts.module(module, &input),
-        }
-        input = output_expression(block);
+        input = match block {
+            Block::Conv(conv) => parts.conv(conv, input),
+            Block::Module(module) => parts.module(module, input),
+        };
     }
-    let Some(last) = network.blocks.last() else {
-        return quote!(compile_error!("a model needs a head"););
+    let (Some(Block::Conv(_)), Operand::Stored(logits)) = (network.blocks.last(), input) else {
+        return quote!(compile_error!("a model must end with its head"););
     };
-    let logits_field = match last {
-        Block::Conv(conv) => format_ident!("{}", conv.field),
-        Block::Module(_) => return quote!(compile_error!("a model must end with its head");),
-    };
+    let scratch = scratch(&parts.stored, &parts.statements, logits);
 
     let name = format_ident!("{}", network.name);
     let weights_name = format_ident!("{}Weights", network.name);
@@ -536,22 +677,29 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
         "The weights of [`{model_name}`], batch norm folded into the convolutions before it."
     ));
     let scratch_doc = doc(format!(
-        "Every intermediate tensor of [`{model_name}`], allocated once so that a forward pass allocates nothing. One per thread."
+        "The intermediate tensors of [`{model_name}`], allocated once so that a forward pass allocates nothing: {} slots of {} values in all ({} kB), each holding in turn tensors whose lives do not overlap. One per thread.",
+        scratch.fields.len(),
+        thousands(scratch.values),
+        thousands(scratch.values * 4 / 1000),
     ));
     let input_doc = doc(format!(
         "The input of [`{model_name}`]: a normalised {} image.",
         network.input
     ));
     let option_bindings = layer_option_bindings(&parts.options_used, network.batch_norm_epsilon);
+    let Scratch {
+        fields: scratch_fields,
+        inits: scratch_inits,
+        statements: forward,
+        result,
+        ..
+    } = scratch;
     let Parts {
         weight_fields,
         weight_reads,
         weight_zeroed,
         weight_tensors,
         weight_tensors_mut,
-        scratch_fields,
-        scratch_inits,
-        forward,
         contracts,
         ..
     } = parts;
@@ -562,7 +710,7 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
             use #runtime::{
                 conv, conv2d, global_average_pool, pointwise, pointwise_conv2d, pool,
                 render_summary, run_batch, separable, separable_conv2d, separable_conv2d_max_pool, shape_eq, softmax, dispatch,
-                try_zeroed_box, Accumulate, AllocError, Arithmetic, Conv2dWeights, FoldedTensors, InferenceModel, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
+                try_zeroed_box, Accumulate, AllocError, Slot, Arithmetic, Conv2dWeights, FoldedTensors, InferenceModel, Isa, LayerOptions, LayerSummary, Padding, ParameterSource,
                 Identity, PointwiseWeights, Relu, Same, SeparableConv2dWeights, Stride, Tensor, Valid, Window, WithArithmetic,
             };
             use #runtime::folded::{TensorView, TensorViewMut};
@@ -684,7 +832,7 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
                 fn run<A: Arithmetic>(self, arithmetic: A) -> [f32; #classes_lit] {
                     let (w, s, input) = (self.weights, self.scratch, self.input);
                     #(#forward)*
-                    global_average_pool(&s.#logits_field)
+                    global_average_pool(#result)
                 }
             }
 

@@ -42,6 +42,7 @@ mod expand_train;
 mod file;
 pub mod limits;
 mod shape;
+mod slots;
 mod spec;
 mod validate;
 

@@ -40,11 +40,19 @@ fn paz_model_expansion() {
     let (inference, training) = code
         .split_once("pub struct MiniXceptionPazParameters")
         .expect("the training items follow the inference items");
+    // The second separable convolution stores its output in slot 1, and the
+    // residual branch is added onto it there.
     assert!(
-        inference.contains("Stride::<1>, arithmetic, Accumulate, &mut s.module_3_separable_1,"),
+        inference.contains(
+            "&w.module_3_separable_1, Same, Stride::<1>, arithmetic, Identity, s.slot_1.tensor_mut::<6, 6, 128>(),"
+        ),
         "{inference}"
     );
-    assert!(!inference.contains("module_3_output"), "{inference}");
+    assert!(
+        inference.contains("&w.module_3_residual, Stride::<1>, arithmetic, Accumulate, s.slot_1.tensor_mut::<6, 6, 128>(),"),
+        "{inference}"
+    );
+    assert!(!inference.contains("modules[3]` output"), "{inference}");
     // Training keeps a module's output apart from its last separable
     // convolution's, whose output the batch norm's backward pass still needs.
     assert!(
