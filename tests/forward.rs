@@ -4,7 +4,9 @@
 
 mod support;
 
-use mini_xception::runtime::{AllocError, ParameterKind, ParameterSource, ParameterSpec, Tensor};
+use mini_xception::runtime::{
+    AllocError, Isa, ParameterKind, ParameterSource, ParameterSpec, Tensor,
+};
 use support::{Architecture, RandomSource, assert_all_close, random_image, reference_forward};
 
 mini_xception::mini_xception!("models/mini_xception.yaml");
@@ -199,10 +201,10 @@ fn a_batch_gives_each_image_what_a_single_pass_gives() {
 /// read what an earlier tensor of the pass, or an earlier image, left there.
 /// A pass over another image, scaled up so that every slot holds large
 /// values, goes first; the next image's logits must be a fresh scratch
-/// space's bit for bit.
+/// space's bit for bit, on every instruction set this CPU has (each has
+/// kernels of its own).
 macro_rules! check_scratch_reuse {
     ($model:ident, $scratch:ident, $input:ident, $seed:expr) => {{
-        let model = $model::from_source(&mut RandomSource::new($seed)).unwrap();
         let [height, width, _] = $model::INPUT_SHAPE;
         let image = |seed, scale: f32| {
             let mut input = $input::zeroed_boxed();
@@ -212,12 +214,17 @@ macro_rules! check_scratch_reuse {
             input
         };
         let (first, second) = (image($seed + 1, 1000.0), image($seed, 1.0));
-        let fresh = model.logits(&second, &mut $scratch::new());
-        let mut scratch = $scratch::new();
-        let before = model.logits(&first, &mut scratch);
-        assert_ne!(before, fresh);
-        let reused = model.logits(&second, &mut scratch);
-        assert_eq!(reused.map(f32::to_bits), fresh.map(f32::to_bits));
+        for isa in Isa::ALL.into_iter().filter(|isa| isa.is_available()) {
+            let model = $model::from_source(&mut RandomSource::new($seed))
+                .unwrap()
+                .with_isa(isa);
+            let fresh = model.logits(&second, &mut $scratch::new());
+            let mut scratch = $scratch::new();
+            let before = model.logits(&first, &mut scratch);
+            assert_ne!(before, fresh, "{isa:?}");
+            let reused = model.logits(&second, &mut scratch);
+            assert_eq!(reused.map(f32::to_bits), fresh.map(f32::to_bits), "{isa:?}");
+        }
     }};
 }
 
