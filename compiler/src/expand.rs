@@ -286,9 +286,6 @@ impl Parts {
         let k = number(module.kernel);
         let options = self.options(false, true);
         let mut main_input = input;
-        // The last separable output stored, which a module without a pool
-        // adds its residual branch onto.
-        let mut last_stored = None;
         let mut step_input = module.input;
         for (i, &output) in module.separable.iter().enumerate() {
             let field = format_ident!("{}_separable_{i}", module.field);
@@ -325,7 +322,6 @@ impl Parts {
                     stored,
                 ));
                 main_input = Operand::Stored(stored);
-                last_stored = Some(stored);
             }
             let input_shape = shape_array(step_input);
             self.contract(
@@ -344,7 +340,7 @@ impl Parts {
         }
 
         let last = format_ident!("{}_separable_1", module.field);
-        let output = match (&module.pool, last_stored) {
+        let output = match (&module.pool, main_input) {
             (Some(pool), _) => {
                 let (size, stride) = (number(pool.size), number(pool.stride));
                 let operation = format!("MaxPool {0}x{0}/{1} same", pool.size, pool.stride);
@@ -382,10 +378,12 @@ impl Parts {
                 output
             }
             // Without a pool the residual is added onto the last separable output.
-            (None, Some(stored)) => stored,
+            (None, Operand::Stored(stored)) => stored,
             // `ModuleBlock::separable` is two outputs, and without a pool
             // neither is fused, so the loop above stored the second.
-            (None, None) => unreachable!("a module without a pool stores its separable outputs"),
+            (None, Operand::Input) => {
+                unreachable!("a module without a pool stores its separable outputs")
+            }
         };
 
         let residual = format_ident!("{}_residual", module.field);
