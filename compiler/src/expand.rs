@@ -575,7 +575,12 @@ fn scratch(stored: &[Stored], statements: &[Statement], result: usize) -> Scratc
 /// Generates the model. `source` is the path as the user wrote it,
 /// `absolute` the file the compiler must watch for changes, if any (a build
 /// script tells cargo itself).
-pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenStream {
+pub fn expand(
+    network: &Network,
+    source: &str,
+    absolute: Option<&str>,
+    options: &crate::Options,
+) -> TokenStream {
     let runtime = runtime();
     let watch = absolute.map(|absolute| {
         quote! {
@@ -603,7 +608,7 @@ pub fn expand(network: &Network, source: &str, absolute: Option<&str>) -> TokenS
     let parameters_name = format_ident!("{}Parameters", network.name);
     let statistics_name = format_ident!("{}Statistics", network.name);
     let workspace_name = format_ident!("{}Workspace", network.name);
-    let training = crate::expand_train::expand_training(network);
+    let training = crate::expand_train::expand_training(network, options.inline_training);
     let module_name = format_ident!("{}_model", snake_case(&network.name));
     let classes = network.labels.len();
     let classes_lit = number(classes);

@@ -410,8 +410,9 @@ fn output_fields(block: &Block) -> (Ident, Ident) {
 }
 
 /// The training items of `network`, inside the model's module (which has
-/// imported the runtime's names).
-pub fn expand_training(network: &Network) -> TokenStream {
+/// imported the runtime's names); the forward and backward passes are
+/// `#[inline]` when `inline` is (see [`crate::Options::inline_training`]).
+pub fn expand_training(network: &Network, inline: bool) -> TokenStream {
     let name = format_ident!("{}", network.name);
     let parameters = format_ident!("{}Parameters", network.name);
     let statistics = format_ident!("{}Statistics", network.name);
@@ -492,6 +493,7 @@ pub fn expand_training(network: &Network) -> TokenStream {
     let backward = backward.into_iter().rev();
     let widest = lit(widest_batch_norm);
     let crate_path = "::mini_xception::runtime::bytemuck";
+    let inline = inline.then(|| quote!(#[inline]));
     let parameters_doc = format!(
         " The trainable parameters of [`{model_name}`] in Keras' layout, batch norm unfolded; also the type of their gradients and of Adam's moments. [`{model_name}::TENSORS`](TrainableModel::TENSORS) names every tensor and its place."
     );
@@ -532,9 +534,7 @@ pub fn expand_training(network: &Network) -> TokenStream {
             const BATCH_NORM_EPSILON: f32 = #epsilon;
             const TENSORS: &'static [TrainingTensor] = &[#(#tensors)*];
 
-            // Inline, so that a model is compiled for training only where it
-            // is trained.
-            #[inline]
+            #inline
             fn workspace(batch: usize) -> #workspace {
                 #workspace {
                     #(#workspace_inits)*
@@ -543,7 +543,7 @@ pub fn expand_training(network: &Network) -> TokenStream {
 
             // A model without batch norms would leave `settings`, `s` and
             // `scratch` unused.
-            #[inline]
+            #inline
             #[allow(unused_variables)]
             fn forward_train(
                 isa: Isa,
@@ -559,7 +559,7 @@ pub fn expand_training(network: &Network) -> TokenStream {
                 train::logits_forward(&w.#head_field, logits.as_chunks_mut::<#classes>().0);
             }
 
-            #[inline]
+            #inline
             #[allow(unused_variables)]
             fn backward(
                 isa: Isa,

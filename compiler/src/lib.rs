@@ -52,6 +52,28 @@ mod tests;
 pub use diagnostic::Diagnostic;
 pub use file::roots;
 
+/// How a model is compiled, beyond what its file says: the options of the
+/// `mini_xception!` macro after the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Whether the training code (the `TrainableModel` forward and backward
+    /// passes) is `#[inline]`. Inline, the default, it is compiled in each
+    /// crate that trains the model and in no other: a model used only for
+    /// inference costs no training code. Not inline (`inline_training =
+    /// false`), it is compiled once, in the crate of the macro call, and
+    /// every crate that trains the model links to it: for a library whose
+    /// models several binaries and tests train.
+    pub inline_training: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            inline_training: true,
+        }
+    }
+}
+
 use diagnostic::Diagnostics;
 use proc_macro2::{Span, TokenStream};
 use std::path::{Path, PathBuf};
@@ -59,7 +81,7 @@ use std::path::{Path, PathBuf};
 /// Compiles model file text: the generated code, or every mistake found,
 /// in file order. `file` names the file in the code's documentation.
 pub fn compile_text(text: &str, file: &str) -> Result<TokenStream, Vec<Diagnostic>> {
-    compile_spec(text, file, None).map_err(|failure| failure.diagnostics)
+    compile_spec(text, file, None, &Options::default()).map_err(|failure| failure.diagnostics)
 }
 
 /// [`compile_text`], formatted as a person would write it (prettyplease).
@@ -76,7 +98,12 @@ struct Failure {
 
 /// The pipeline after reading: parse, validate, infer shapes, expand;
 /// `absolute` is the file for the generated code to watch, if any.
-fn compile_spec(text: &str, file: &str, absolute: Option<&str>) -> Result<TokenStream, Failure> {
+fn compile_spec(
+    text: &str,
+    file: &str,
+    absolute: Option<&str>,
+    options: &Options,
+) -> Result<TokenStream, Failure> {
     let spec = spec::parse(text).map_err(|diagnostic| Failure {
         diagnostics: vec![diagnostic],
         model_name: None,
@@ -85,7 +112,9 @@ fn compile_spec(text: &str, file: &str, absolute: Option<&str>) -> Result<TokenS
     let network = validate::validate(&spec, &mut diagnostics)
         .and_then(|model| shape::infer(&model, &mut diagnostics));
     match network {
-        Some(network) if diagnostics.is_empty() => Ok(expand::expand(&network, file, absolute)),
+        Some(network) if diagnostics.is_empty() => {
+            Ok(expand::expand(&network, file, absolute, options))
+        }
         _ => Err(Failure {
             diagnostics: diagnostics.into_sorted(),
             model_name: Some(spec.name.value.clone()),
@@ -178,15 +207,20 @@ pub fn compile_file(model: &Path, out_dir: &Path) -> Result<PathBuf, CompileErro
 
 /// The whole pipeline for the proc-macro: the model file `written` (as the
 /// user wrote its path), looked for under each of `roots` in turn, compiled
-/// to code, or to `compile_error!`s that point at `error_span` (the path in
-/// the macro call), one per mistake.
-pub fn expand_model_file(written: &str, roots: &[PathBuf], error_span: Span) -> TokenStream {
+/// to code with `options`, or to `compile_error!`s that point at
+/// `error_span` (the path in the macro call), one per mistake.
+pub fn expand_model_file(
+    written: &str,
+    roots: &[PathBuf],
+    options: &Options,
+    error_span: Span,
+) -> TokenStream {
     let model_file = match file::read(written, roots) {
         Ok(model_file) => model_file,
         Err(message) => return expand::expand_errors(&[message], None, error_span),
     };
     let absolute = model_file.absolute.to_string_lossy();
-    match compile_spec(&model_file.text, written, Some(&absolute)) {
+    match compile_spec(&model_file.text, written, Some(&absolute), options) {
         Ok(code) => code,
         Err(failure) => {
             let messages: Vec<String> = failure

@@ -1,7 +1,7 @@
 //! Snapshot of the generated code, so every change to the generator shows up
 //! in review, and unit tests of the stages.
 
-use crate::expand_model_file as compile;
+use crate::{Options, expand_model_file as compile};
 use std::path::{Path, PathBuf};
 
 fn workspace_root() -> PathBuf {
@@ -14,10 +14,15 @@ fn workspace_root() -> PathBuf {
 /// The expansion of a model file, pretty-printed, with the machine-specific
 /// absolute path replaced.
 fn expansion(model: &str) -> String {
+    expansion_with(model, &Options::default())
+}
+
+fn expansion_with(model: &str, options: &Options) -> String {
     let root = workspace_root();
     let tokens = compile(
         model,
         std::slice::from_ref(&root),
+        options,
         proc_macro2::Span::call_site(),
     );
     let file: syn::File = syn::parse2(tokens).expect("the expansion is valid Rust");
@@ -27,6 +32,56 @@ fn expansion(model: &str) -> String {
 #[test]
 fn emotion_model_expansion() {
     insta::assert_snapshot!(expansion("models/mini_xception.yaml"));
+}
+
+/// The attributes of the generated function that starts `signature`.
+fn attributes_of<'a>(code: &'a str, signature: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = code.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with(signature))
+        .unwrap_or_else(|| panic!("`{signature}` is not generated"));
+    lines[..at]
+        .iter()
+        .rev()
+        .take_while(|line| line.starts_with("#["))
+        .copied()
+        .collect()
+}
+
+/// The training passes are `#[inline]` unless asked otherwise, and nothing
+/// else changes with the option.
+#[test]
+fn inline_training_marks_only_the_training_passes() {
+    let inline = expansion("models/mini_xception_paz.yaml");
+    let compiled_once = expansion_with(
+        "models/mini_xception_paz.yaml",
+        &Options {
+            inline_training: false,
+        },
+    );
+    for pass in ["fn workspace(", "fn forward_train(", "fn backward("] {
+        assert!(
+            attributes_of(&inline, pass).contains(&"#[inline]"),
+            "{pass}"
+        );
+        assert!(
+            !attributes_of(&compiled_once, pass).contains(&"#[inline]"),
+            "{pass}"
+        );
+    }
+    let without_inline = |code: &str| -> Vec<String> {
+        code.lines()
+            .filter(|line| line.trim() != "#[inline]")
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(without_inline(&inline), without_inline(&compiled_once));
+    assert_eq!(
+        inline.lines().count(),
+        compiled_once.lines().count() + 3,
+        "only the three training passes differ"
+    );
 }
 
 #[test]
@@ -66,6 +121,7 @@ fn errors_name_the_path_as_written() {
     let tokens = compile(
         "models/absent.yaml",
         &[workspace_root()],
+        &Options::default(),
         proc_macro2::Span::call_site(),
     )
     .to_string();
