@@ -12,26 +12,11 @@ use image::GrayImage;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The paper's emotion model, `models/mini_xception.yaml`.
-pub mod emotion {
-    crate::mini_xception!("models/mini_xception.yaml");
-}
-
-/// The paper's gender model, `models/gender_mini_xception.yaml`.
-pub mod gender {
-    crate::mini_xception!("models/gender_mini_xception.yaml");
-}
-
-/// The 48x48 variant of oarriaga/paz, `models/mini_xception_paz.yaml`.
-pub mod paz {
-    crate::mini_xception!("models/mini_xception_paz.yaml");
-}
-
-/// The emotion model at twice the width, `models/mini_xception_wide.yaml`:
-/// a distillation teacher, trained with `mini-xception train --model wide`.
-pub mod wide {
-    crate::mini_xception!("models/mini_xception_wide.yaml");
-}
+// The four shipped models (`emotion`, `gender`, `paz`, `wide`) are compiled
+// in the `mini-xception-models` crate, once for the tool, the library's
+// tests and the integration tests alike.
+#[doc(inline)]
+pub use mini_xception_models::{emotion, gender, paz, wide};
 
 /// The emotion weights this project trained on FER2013 `Training`, built
 /// into the binary: `models/mini_xception_fer2013.safetensors`, described by

@@ -1,8 +1,9 @@
 //! Parameter counts, MACs and shapes of the shipped models, against Keras'
 //! figures (`../shared/reference/keras_layout.txt` and `macs.txt`).
 
-// The shipped models as the library compiles them (the same generated code;
-// compiled again here it only cost CI time), and a test model of its own.
+// The shipped models as `mini-xception-models` compiles them (the same
+// generated code; compiled again here it only cost CI time), and a test
+// model of its own.
 use mini_xception::models::{emotion::*, gender::*, paz::*};
 mini_xception::mini_xception!("tests/models/emotion_48.yaml");
 
@@ -97,7 +98,7 @@ fn paz_variant_keeps_its_last_module_size() {
 fn summary_lists_every_layer_and_the_totals() {
     let summary = MiniXception::summary();
     assert!(
-        summary.starts_with("Model: MiniXception (models/mini_xception.yaml)"),
+        summary.starts_with("Model: MiniXception (mini_xception.yaml)"),
         "{summary}"
     );
     for line in [
@@ -120,7 +121,8 @@ fn summary_lists_every_layer_and_the_totals() {
 #[test]
 fn constants_describe_the_model_file() {
     assert_eq!(MiniXception::NAME, "MiniXception");
-    assert_eq!(MiniXception::SOURCE, "models/mini_xception.yaml");
+    // The path as the macro call in `models/src/lib.rs` writes it.
+    assert_eq!(MiniXception::SOURCE, "mini_xception.yaml");
     assert_eq!(MiniXception::NUM_CLASSES, 7);
     assert_eq!(MiniXception::LABELS[6], "neutral");
 }
