@@ -1,15 +1,16 @@
 //! A training step makes no heap allocation once the trainer is built: a
 //! counting global allocator watches every thread, the trainer's pool
 //! included, while steps run. (This file has one test, so that no other
-//! test allocates meanwhile.)
+//! test allocates meanwhile.) The model is the shipped 48x48 one, whose
+//! training code `mini-xception-models` has compiled already: a model of
+//! this file's own would be compiled again for it alone.
 
+use mini_xception::models::paz::MiniXceptionPaz;
 use mini_xception::runtime::train::{TrainableModel, Trainer, TrainerOptions};
 use mini_xception::runtime::{Isa, bytemuck, flat_mut};
 use mini_xception::train::keras_initial;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-mini_xception::mini_xception!("tests/models/tiny_train.yaml");
 
 struct CountingAllocator;
 
@@ -48,14 +49,14 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 #[test]
 fn training_steps_allocate_nothing_after_the_first() {
     const BATCH: usize = 8;
-    let mut inputs: Vec<<TinyTrain as mini_xception::runtime::InferenceModel>::Input> =
+    let mut inputs: Vec<<MiniXceptionPaz as mini_xception::runtime::InferenceModel>::Input> =
         vec![bytemuck::Zeroable::zeroed(); BATCH];
     for (i, input) in inputs.iter_mut().enumerate() {
         for (j, value) in flat_mut(input).iter_mut().enumerate() {
             *value = ((i * 31 + j * 7) % 17) as f32 / 8.5 - 1.0;
         }
     }
-    let labels: Vec<usize> = (0..BATCH).map(|i| i % TinyTrain::CLASSES).collect();
+    let labels: Vec<usize> = (0..BATCH).map(|i| i % MiniXceptionPaz::CLASSES).collect();
     // The counter sees allocations made on other threads. (Checked first: a
     // finished thread may still free and allocate while it exits.)
     let before_probe = ALLOCATIONS.load(Ordering::SeqCst);
@@ -66,10 +67,10 @@ fn training_steps_allocate_nothing_after_the_first() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     // Both trainers live to the end: a dropped pool's threads exit (and free
     // memory) on their own time, which would be counted.
-    let mut trainers: Vec<(usize, Trainer<TinyTrain>)> = [1, 2]
+    let mut trainers: Vec<(usize, Trainer<MiniXceptionPaz>)> = [1, 2]
         .into_iter()
         .map(|threads| {
-            let (parameters, statistics) = keras_initial::<TinyTrain>(5);
+            let (parameters, statistics) = keras_initial::<MiniXceptionPaz>(5);
             let options = TrainerOptions {
                 batch: BATCH,
                 threads,
@@ -78,7 +79,7 @@ fn training_steps_allocate_nothing_after_the_first() {
             };
             (
                 threads,
-                Trainer::<TinyTrain>::new(parameters, statistics, options).unwrap(),
+                Trainer::<MiniXceptionPaz>::new(parameters, statistics, options).unwrap(),
             )
         })
         .collect();
