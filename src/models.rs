@@ -1,5 +1,6 @@
-//! The shipped models, compiled in, and face classifiers over any compiled
-//! model that take a grayscale crop of any size.
+//! The shipped models (compiled in the `mini-xception-models` crate), the
+//! built-in weights, and face classifiers over any compiled model that take
+//! a grayscale crop of any size.
 
 use crate::keras::{self, WeightsError};
 use crate::native::{self, NativeError};
