@@ -267,9 +267,15 @@ enum Command {
         /// Images per step.
         #[arg(long, default_value_t = 32)]
         batch: usize,
-        /// Adam's initial learning rate.
-        #[arg(long, default_value_t = 1e-3)]
-        learning_rate: f32,
+        /// The optimizer.
+        #[arg(long, value_enum, default_value_t = cli::train::OptimizerArg::Adam)]
+        optimizer: cli::train::OptimizerArg,
+        /// SGD's momentum (default 0.9), with `--optimizer sgd` or `nesterov`.
+        #[arg(long, value_name = "M")]
+        momentum: Option<f32>,
+        /// The initial learning rate (default: 1e-3 for Adam, 1e-2 for SGD).
+        #[arg(long)]
+        learning_rate: Option<f32>,
         /// The learning-rate schedule.
         #[arg(long, value_enum, default_value_t = cli::train::ScheduleChoice::Plateau)]
         schedule: cli::train::ScheduleChoice,
@@ -498,6 +504,8 @@ fn main() -> ExitCode {
             model,
             epochs,
             batch,
+            optimizer,
+            momentum,
             learning_rate,
             schedule,
             patience,
@@ -526,6 +534,8 @@ fn main() -> ExitCode {
             model,
             epochs,
             batch,
+            optimizer,
+            momentum,
             learning_rate,
             schedule,
             patience,

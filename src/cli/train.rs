@@ -5,7 +5,9 @@ use mini_xception::models::{emotion::MiniXception, paz::MiniXceptionPaz, wide::M
 use mini_xception::runtime::Isa;
 use mini_xception::runtime::train::TrainableModel;
 use mini_xception::train::checkpoint::EpochRecord;
-use mini_xception::train::{Augmentation, RunOptions, Schedule, Teachers, TrainSettings, train};
+use mini_xception::train::{
+    Augmentation, OptimizerChoice, RunOptions, Schedule, Teachers, TrainSettings, train,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,6 +34,17 @@ pub enum ScheduleChoice {
     Constant,
 }
 
+/// The optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerArg {
+    /// Keras' Adam (the paper's); learning rate 1e-3 unless given.
+    Adam,
+    /// SGD with momentum; learning rate 1e-2 unless given.
+    Sgd,
+    /// SGD with Nesterov's momentum; learning rate 1e-2 unless given.
+    Nesterov,
+}
+
 /// What `train` was asked for.
 pub struct Settings {
     pub data: PathBuf,
@@ -39,7 +52,9 @@ pub struct Settings {
     pub model: TrainModel,
     pub epochs: usize,
     pub batch: usize,
-    pub learning_rate: f32,
+    pub optimizer: OptimizerArg,
+    pub momentum: Option<f32>,
+    pub learning_rate: Option<f32>,
     pub schedule: ScheduleChoice,
     pub patience: usize,
     pub early_stop: usize,
@@ -80,6 +95,19 @@ pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
         )
         .into());
     }
+    if settings.optimizer == OptimizerArg::Adam && settings.momentum.is_some() {
+        return Err("--momentum is SGD's: give it with --optimizer sgd or nesterov".into());
+    }
+    if let Some(momentum) = settings.momentum
+        && !(0.0..1.0).contains(&momentum)
+    {
+        return Err(format!("--momentum must lie in [0, 1), got {momentum}").into());
+    }
+    if let Some(rate) = settings.learning_rate
+        && !(rate >= 0.0 && rate.is_finite())
+    {
+        return Err(format!("--learning-rate must be a number of at least 0, got {rate}").into());
+    }
     match settings.model {
         TrainModel::Emotion => run_model::<MiniXception>(&settings),
         TrainModel::Paz => run_model::<MiniXceptionPaz>(&settings),
@@ -100,7 +128,17 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
     let train_settings = TrainSettings {
         epochs: settings.epochs,
         batch: settings.batch,
-        learning_rate: settings.learning_rate,
+        optimizer: match settings.optimizer {
+            OptimizerArg::Adam => OptimizerChoice::Adam,
+            OptimizerArg::Sgd | OptimizerArg::Nesterov => OptimizerChoice::Sgd {
+                momentum: settings.momentum.unwrap_or(0.9),
+                nesterov: settings.optimizer == OptimizerArg::Nesterov,
+            },
+        },
+        learning_rate: settings.learning_rate.unwrap_or(match settings.optimizer {
+            OptimizerArg::Adam => 1e-3,
+            OptimizerArg::Sgd | OptimizerArg::Nesterov => 1e-2,
+        }),
         schedule: match settings.schedule {
             ScheduleChoice::Plateau => Schedule::Plateau {
                 patience: settings.patience,

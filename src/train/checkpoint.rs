@@ -1,11 +1,12 @@
 //! Training checkpoints: everything a run needs to continue exactly where
-//! it stopped (parameters, moving statistics, Adam's moments and step count,
+//! it stopped (parameters, moving statistics, the optimizer's state and step count,
 //! the schedule's state, the epochs done and their history), written
 //! atomically at the end of every epoch.
 //!
 //! The file is `MXCKPT01`, the header's length (u64, little-endian), the
 //! header (JSON), the four arrays of f32 (little-endian: parameters,
-//! statistics, first and second moments), when the run averages weights two
+//! statistics, the optimizer's first and second arrays: Adam's moments, or
+//! SGD's velocities and zeros), when the run averages weights two
 //! more (the average's parameters and statistics), and the SHA-256 of
 //! everything before it. A damaged or truncated file fails its checksum, so it is
 //! refused whole, and since it is written to a temporary file that is
@@ -63,7 +64,7 @@ pub struct CheckpointHeader {
     pub sizes: [usize; 2],
     /// Epochs completed.
     pub epochs_done: usize,
-    /// Adam updates made.
+    /// Optimizer updates made.
     pub steps: u64,
     /// The schedule's state.
     pub schedule: ScheduleState,
@@ -353,8 +354,8 @@ fn parse<'b, M: TrainableModel>(
     let mut arrays = vec![
         ("parameters", values, false),
         ("moving statistics", moving, false),
-        ("Adam's first moments", first, false),
-        ("Adam's second moments", second, true),
+        ("optimizer's first moments (SGD: velocities)", first, false),
+        ("optimizer's second moments", second, true),
     ];
     if averaged {
         arrays.push(("averaged parameters", average, false));

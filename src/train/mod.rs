@@ -17,5 +17,6 @@ pub use average::WeightAverage;
 pub use distill::Teachers;
 pub use init::keras_initial;
 pub use run::{
-    RunError, RunOptions, RunSummary, Schedule, TrainSettings, evaluate, train, train_faces,
+    OptimizerChoice, RunError, RunOptions, RunSummary, Schedule, TrainSettings, evaluate, train,
+    train_faces,
 };

@@ -20,7 +20,7 @@ use crate::runtime::train::{
     TrainError, TrainableModel, Trainer, TrainerOptions, fold, read_training_state,
 };
 use crate::runtime::{
-    Adam, AllocError, Isa, argmax, flat, flat_mut, l2_penalty, loss::Distillation,
+    Adam, AllocError, Isa, Optimizer, Sgd, argmax, flat, flat_mut, l2_penalty, loss::Distillation,
     softmax_cross_entropy_into, try_zeroed_box,
 };
 use rand::SeedableRng;
@@ -53,7 +53,11 @@ pub struct TrainSettings {
     pub epochs: usize,
     /// Images per step.
     pub batch: usize,
-    /// The initial learning rate of Adam.
+    /// The optimizer. Left out of the checkpoint's record of the settings
+    /// when Adam, so that runs from before it resume.
+    #[serde(default, skip_serializing_if = "OptimizerChoice::is_adam")]
+    pub optimizer: OptimizerChoice,
+    /// The optimizer's initial learning rate.
     pub learning_rate: f32,
     /// How the learning rate changes.
     pub schedule: Schedule,
@@ -96,6 +100,7 @@ impl Default for TrainSettings {
         Self {
             epochs: 10_000,
             batch: 32,
+            optimizer: OptimizerChoice::Adam,
             learning_rate: 1e-3,
             schedule: Schedule::Plateau {
                 patience: 12,
@@ -110,6 +115,37 @@ impl Default for TrainSettings {
             init: None,
             teachers: None,
             average_from: None,
+        }
+    }
+}
+
+/// Which optimizer a run steps with; the learning rate is the run's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum OptimizerChoice {
+    /// Keras' Adam (beta1 0.9, beta2 0.999, epsilon 1e-7), the paper's.
+    #[default]
+    Adam,
+    /// SGD with `momentum`, with Nesterov's look-ahead when `nesterov`.
+    Sgd { momentum: f32, nesterov: bool },
+}
+
+impl OptimizerChoice {
+    fn is_adam(&self) -> bool {
+        *self == Self::Adam
+    }
+
+    /// The optimizer at `learning_rate`.
+    pub fn at(self, learning_rate: f32) -> Optimizer {
+        match self {
+            Self::Adam => Optimizer::Adam(Adam {
+                learning_rate,
+                ..Adam::default()
+            }),
+            Self::Sgd { momentum, nesterov } => Optimizer::Sgd(Sgd {
+                learning_rate,
+                momentum,
+                nesterov,
+            }),
         }
     }
 }
@@ -272,10 +308,7 @@ pub fn train_faces<M: TrainableModel>(
         batch: settings.batch,
         threads: options.threads,
         isa: options.isa,
-        adam: Adam {
-            learning_rate: settings.learning_rate,
-            ..Adam::default()
-        },
+        optimizer: settings.optimizer.at(settings.learning_rate),
         label_smoothing: settings.label_smoothing,
         momentum: 0.99,
         l2_scale: settings.l2_scale,
@@ -796,12 +829,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_without_teachers_or_l2_scale_are_recorded_as_before_them() {
+    fn settings_without_teachers_l2_scale_or_sgd_are_recorded_as_before_them() {
         let recorded = serde_json::to_value(TrainSettings::default()).unwrap();
         assert!(recorded.get("teachers").is_none(), "{recorded}");
         assert!(recorded.get("l2_scale").is_none(), "{recorded}");
+        assert!(recorded.get("optimizer").is_none(), "{recorded}");
         let read: TrainSettings = serde_json::from_value(recorded).unwrap();
         assert_eq!(read, TrainSettings::default());
+        let sgd = TrainSettings {
+            optimizer: OptimizerChoice::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            ..TrainSettings::default()
+        };
+        let recorded = serde_json::to_value(&sgd).unwrap();
+        assert!(recorded.get("optimizer").is_some(), "{recorded}");
+        assert_eq!(
+            serde_json::from_value::<TrainSettings>(recorded).unwrap(),
+            sgd
+        );
+    }
+
+    #[test]
+    fn an_optimizer_choice_builds_its_optimizer_at_the_runs_rate() {
+        assert_eq!(
+            OptimizerChoice::Adam.at(2e-3),
+            Optimizer::Adam(Adam {
+                learning_rate: 2e-3,
+                ..Adam::default()
+            })
+        );
+        let sgd = OptimizerChoice::Sgd {
+            momentum: 0.8,
+            nesterov: false,
+        };
+        assert_eq!(
+            sgd.at(0.1),
+            Optimizer::Sgd(Sgd {
+                learning_rate: 0.1,
+                momentum: 0.8,
+                nesterov: false
+            })
+        );
     }
 
     #[test]

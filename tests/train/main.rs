@@ -12,8 +12,8 @@ mod parity;
 mod support;
 
 use mini_xception::models::paz::MiniXceptionPaz;
-use mini_xception::runtime::train::{Trainer, TrainerOptions};
-use mini_xception::runtime::{Isa, flat};
+use mini_xception::runtime::train::{TrainableModel, Trainer, TrainerOptions};
+use mini_xception::runtime::{Isa, Optimizer, Sgd, flat};
 use mini_xception::train::checkpoint::{self, CheckpointError, CheckpointHeader, ScheduleState};
 use mini_xception::train::data::{Faces, load_split};
 use mini_xception::train::{
@@ -186,11 +186,51 @@ fn train_command(out: &Path, resume: bool) -> Command {
     command
 }
 
+/// Momentum is SGD's and lies in [0, 1): anything else is refused before
+/// any data is read or any file written.
+#[test]
+fn the_optimizer_options_are_checked() {
+    let out = tempfile::tempdir().unwrap();
+    for (optimizer, momentum, expected) in [
+        ("adam", "0.9", "--momentum is SGD's"),
+        ("sgd", "1.5", "--momentum must lie in [0, 1), got 1.5"),
+        (
+            "nesterov",
+            "-0.1",
+            "--momentum must lie in [0, 1), got -0.1",
+        ),
+    ] {
+        let output = train_command(out.path(), false)
+            .args(["--optimizer", optimizer, &format!("--momentum={momentum}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
 #[test]
 fn a_run_killed_mid_epoch_resumes_to_the_same_bits() {
+    // With SGD: its velocities must come back from the checkpoint too
+    // (Adam's moments do in the averaging test below).
+    let train_command = |out: &Path, resume: bool| {
+        let mut command = train_command(out, resume);
+        command.args(["--optimizer", "nesterov"]);
+        command
+    };
     let whole = tempfile::tempdir().unwrap();
     let status = train_command(whole.path(), false).status().unwrap();
     assert!(status.success());
+    // SGD ran: velocities in the first array of the optimizer's state, zeros in the second.
+    let values = checkpoint_values(&whole.path().join("last.checkpoint"));
+    let parameters = std::mem::size_of::<<MiniXceptionPaz as TrainableModel>::Parameters>();
+    let statistics = std::mem::size_of::<<MiniXceptionPaz as TrainableModel>::Statistics>();
+    let (first, second) = values[parameters + statistics..].split_at(parameters);
+    assert!(first.iter().any(|&b| b != 0) && second.iter().all(|&b| b == 0));
 
     let interrupted = tempfile::tempdir().unwrap();
     let mut child = train_command(interrupted.path(), false)
@@ -560,18 +600,7 @@ fn a_distilled_run_follows_its_teacher() {
 /// move differently.
 #[test]
 fn the_l2_scale_multiplies_the_penalty() {
-    let inputs: Vec<_> = (0..2)
-        .map(|i| {
-            let mut input: TinyTrainInput = mini_xception::runtime::bytemuck::Zeroable::zeroed();
-            for (j, v) in mini_xception::runtime::flat_mut(&mut input)
-                .iter_mut()
-                .enumerate()
-            {
-                *v = ((i * 7 + j * 13) % 17) as f32 / 8.0 - 1.0;
-            }
-            input
-        })
-        .collect();
+    let inputs = tiny_inputs();
     let step = |scale: f32| {
         let (parameters, statistics) = keras_initial::<TinyTrain>(4);
         let options = TrainerOptions {
@@ -597,6 +626,61 @@ fn the_l2_scale_multiplies_the_penalty() {
     );
     assert_eq!(none, 0.0);
     assert_ne!(file_weights, double_weights);
+}
+
+/// Two fixed images for the small model of `tests/models/tiny_train.yaml`.
+fn tiny_inputs() -> Vec<TinyTrainInput> {
+    (0..2)
+        .map(|i| {
+            let mut input: TinyTrainInput = mini_xception::runtime::bytemuck::Zeroable::zeroed();
+            for (j, v) in mini_xception::runtime::flat_mut(&mut input)
+                .iter_mut()
+                .enumerate()
+            {
+                *v = ((i * 7 + j * 13) % 17) as f32 / 8.0 - 1.0;
+            }
+            input
+        })
+        .collect()
+}
+
+/// A trainer stepping with SGD moves every weight as SGD does with the
+/// step's gradients, keeps the velocities in the first array of its state
+/// and leaves the second at zero; Adam's steps from the same start differ.
+#[test]
+fn a_trainer_steps_with_nesterov_sgd() {
+    let inputs = tiny_inputs();
+    let sgd = Sgd {
+        learning_rate: 0.05,
+        ..Sgd::default()
+    };
+    let trainer = |optimizer: Optimizer| {
+        let (parameters, statistics) = keras_initial::<TinyTrain>(4);
+        let options = TrainerOptions {
+            batch: 2,
+            threads: 1,
+            optimizer,
+            ..TrainerOptions::default()
+        };
+        Trainer::<TinyTrain>::new(parameters, statistics, options).unwrap()
+    };
+    let mut trained = trainer(Optimizer::Sgd(sgd));
+    let mut expected = flat(trained.parameters()).to_vec();
+    let mut velocity = vec![0.0f32; expected.len()];
+    for labels in [[0, 1], [1, 0]] {
+        trained.step(&inputs, &labels).unwrap();
+        sgd.update(&mut expected, flat(trained.gradients()), &mut velocity);
+        assert_eq!(flat(trained.parameters()), &expected[..]);
+        let state = trained.optimizer_state();
+        assert_eq!(flat(state.first_moments), &velocity[..]);
+        assert!(flat(state.second_moments).iter().all(|&v| v == 0.0));
+    }
+    assert!(velocity.iter().any(|&v| v != 0.0));
+    let mut adam = trainer(Optimizer::default());
+    for labels in [[0, 1], [1, 0]] {
+        adam.step(&inputs, &labels).unwrap();
+    }
+    assert_ne!(flat(adam.parameters()), &expected[..]);
 }
 
 /// A trainer of the 48x48 model at batch 32, to load checkpoints into.

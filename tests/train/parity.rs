@@ -437,7 +437,7 @@ fn the_emotion_model_trains_as_keras_does() {
 /// random images: every tensor's gradient, sampled, including the L2 terms.
 #[test]
 fn the_small_models_gradients_match_finite_differences() {
-    use mini_xception::runtime::Adam;
+    use mini_xception::runtime::{Adam, Optimizer};
     use mini_xception::train::keras_initial;
     use rand::{Rng, SeedableRng};
 
@@ -461,10 +461,10 @@ fn the_small_models_gradients_match_finite_differences() {
     let options = TrainerOptions {
         batch: BATCH,
         threads: 1,
-        adam: Adam {
+        optimizer: Optimizer::Adam(Adam {
             learning_rate: 0.0,
             ..Adam::default()
-        },
+        }),
         ..TrainerOptions::default()
     };
     let mut trainer = Trainer::<TinyTrain>::new(parameters, statistics, options).unwrap();

@@ -1,4 +1,4 @@
-//! The trainer: a model's parameters, moving statistics, Adam's moments and
+//! The trainer: a model's parameters, moving statistics, the optimizer's state and
 //! every buffer a step needs, allocated once for a fixed batch size; a step
 //! allocates nothing.
 
@@ -7,9 +7,9 @@ use super::head::distilled_loss_backward;
 use super::model::TrainableModel;
 use super::normalize::{BatchNormSettings, Normalization};
 use super::pool::ReluBackward;
-use crate::adam::Adam;
 use crate::isa::Isa;
 use crate::loss::{Distillation, LabelOutOfRange, l2_backward, l2_penalty};
+use crate::optimizer::Optimizer;
 use crate::softmax::argmax;
 use crate::tensor::{flat, flat_mut, zeroed_box};
 
@@ -22,8 +22,8 @@ pub struct TrainerOptions {
     pub threads: usize,
     /// The instruction set of the kernels.
     pub isa: Isa,
-    /// The optimizer.
-    pub adam: Adam,
+    /// The optimizer, at the learning rate of the first step.
+    pub optimizer: Optimizer,
     /// Keras' `label_smoothing` of the cross-entropy (0 for none).
     pub label_smoothing: f32,
     /// How much of the moving statistics each batch keeps (Keras: 0.99).
@@ -40,7 +40,7 @@ impl Default for TrainerOptions {
             batch: 32,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             isa: Isa::detect(),
-            adam: Adam::default(),
+            optimizer: Optimizer::default(),
             label_smoothing: 0.0,
             momentum: 0.99,
             l2_scale: 1.0,
@@ -86,7 +86,7 @@ pub struct StepReport {
     pub correct: usize,
 }
 
-/// Trains a compiled model with Adam on batches of a fixed size.
+/// Trains a compiled model with an [`Optimizer`] on batches of a fixed size.
 pub struct Trainer<M: TrainableModel> {
     parameters: Box<M::Parameters>,
     statistics: Box<M::Statistics>,
@@ -105,17 +105,17 @@ pub struct Trainer<M: TrainableModel> {
 
 /// The state that a checkpoint keeps besides parameters and statistics.
 pub struct OptimizerState<'a, P> {
-    /// Adam's first moments.
+    /// The optimizer's first array: Adam's first moments, or SGD's velocities.
     pub first_moments: &'a P,
-    /// Adam's second moments.
+    /// The optimizer's second array: Adam's second moments (zero for SGD).
     pub second_moments: &'a P,
     /// Updates made so far.
     pub steps: u64,
 }
 
 impl<M: TrainableModel> Trainer<M> {
-    /// A trainer starting from `parameters` and `statistics`, with Adam's
-    /// moments at zero. Allocates every buffer a step needs.
+    /// A trainer starting from `parameters` and `statistics`, with the
+    /// optimizer's state at zero. Allocates every buffer a step needs.
     pub fn new(
         parameters: Box<M::Parameters>,
         statistics: Box<M::Statistics>,
@@ -152,7 +152,7 @@ impl<M: TrainableModel> Trainer<M> {
     }
 
     /// One step on a batch: forward in training mode, the loss, the backward
-    /// pass, the L2 gradients and Adam's update. Allocates nothing.
+    /// pass, the L2 gradients and the optimizer's update. Allocates nothing.
     pub fn step(
         &mut self,
         inputs: &[M::Input],
@@ -257,9 +257,9 @@ impl<M: TrainableModel> Trainer<M> {
             let penalty = add_l2::<M>(parameters, gradients, options.l2_scale);
             // On a pool thread too, where denormals are flushed (as in
             // TensorFlow): as the gradient of a weight falls to zero, its
-            // Adam moments decay through the denormal range.
+            // optimizer's state decays through the denormal range.
             *steps += 1;
-            options.adam.update(
+            options.optimizer.update(
                 *steps,
                 flat_mut(&mut **parameters),
                 flat(&**gradients),
@@ -283,7 +283,7 @@ impl<M: TrainableModel> Trainer<M> {
 
     /// The forward pass alone, in training mode, on a batch: the moving
     /// statistics move toward this batch's by `1 - momentum`; nothing else
-    /// that a step keeps changes (parameters, Adam's moments, the step
+    /// that a step keeps changes (parameters, the optimizer's state, the step
     /// count). Given momentum `k / (k + 1)` for the batch numbered `k` from
     /// 0, the statistics end as the mean of the batches' own: how the
     /// statistics of weights that were never trained as such (an average
@@ -355,7 +355,7 @@ impl<M: TrainableModel> Trainer<M> {
         &self.logits
     }
 
-    /// Adam's moments and step count.
+    /// The optimizer's state and step count.
     pub fn optimizer_state(&self) -> OptimizerState<'_, M::Parameters> {
         OptimizerState {
             first_moments: &self.first_moments,
@@ -364,7 +364,7 @@ impl<M: TrainableModel> Trainer<M> {
         }
     }
 
-    /// Restores Adam's moments and step count, from a checkpoint.
+    /// Restores the optimizer's state and step count, from a checkpoint.
     pub fn restore_optimizer(&mut self, first: &M::Parameters, second: &M::Parameters, steps: u64) {
         *self.first_moments = *first;
         *self.second_moments = *second;
@@ -373,7 +373,7 @@ impl<M: TrainableModel> Trainer<M> {
 
     /// The learning rate of the coming steps (for schedules).
     pub fn set_learning_rate(&mut self, learning_rate: f32) {
-        self.options.adam.learning_rate = learning_rate;
+        self.options.optimizer.set_learning_rate(learning_rate);
     }
 
     /// The options, with the number of threads actually used.
