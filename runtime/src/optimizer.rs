@@ -23,14 +23,6 @@ impl Default for Optimizer {
 }
 
 impl Optimizer {
-    /// The step size of the coming updates.
-    pub fn learning_rate(&self) -> f32 {
-        match self {
-            Self::Adam(adam) => adam.learning_rate,
-            Self::Sgd(sgd) => sgd.learning_rate,
-        }
-    }
-
     /// Sets the step size of the coming updates (for schedules).
     pub fn set_learning_rate(&mut self, learning_rate: f32) {
         match self {
@@ -66,7 +58,6 @@ mod tests {
         let gradients = [0.5f32, -2.0];
         for mut optimizer in [Optimizer::default(), Optimizer::Sgd(Sgd::default())] {
             optimizer.set_learning_rate(0.05);
-            assert_eq!(optimizer.learning_rate(), 0.05);
             let mut parameters = [1.0f32, 1.0];
             let (mut first, mut second) = ([0.0f32; 2], [0.0f32; 2]);
             optimizer.update(1, &mut parameters, &gradients, &mut first, &mut second);
