@@ -303,6 +303,11 @@ enum Command {
         /// in 1 ± F around each face's mean (e.g. 0.2; 0 for none).
         #[arg(long, default_value_t = 0.0, value_name = "F")]
         contrast: f32,
+        /// Beyond the paper's augmentation: random erasing, the probability
+        /// that a random rectangle (2% to 33% of the face) is set to grey
+        /// (e.g. 0.5; 0 for none).
+        #[arg(long, default_value_t = 0.0, value_name = "P")]
+        erase: f32,
         /// Seed of initialisation, shuffling and augmentation.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -515,6 +520,7 @@ fn main() -> ExitCode {
             no_augment,
             brightness,
             contrast,
+            erase,
             seed,
             limit,
             init,
@@ -545,6 +551,7 @@ fn main() -> ExitCode {
             no_augment,
             brightness,
             contrast,
+            erase,
             seed,
             limit,
             init,

@@ -63,6 +63,7 @@ pub struct Settings {
     pub no_augment: bool,
     pub brightness: f32,
     pub contrast: f32,
+    pub erase: f32,
     pub seed: u64,
     pub limit: Option<usize>,
     pub init: Option<PathBuf>,
@@ -102,6 +103,13 @@ pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
         && !(0.0..1.0).contains(&momentum)
     {
         return Err(format!("--momentum must lie in [0, 1), got {momentum}").into());
+    }
+    if !(0.0..=1.0).contains(&settings.erase) {
+        return Err(format!(
+            "--erase is a probability, in [0, 1]; got {}",
+            settings.erase
+        )
+        .into());
     }
     if let Some(rate) = settings.learning_rate
         && !(rate >= 0.0 && rate.is_finite())
@@ -153,6 +161,7 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
         augmentation: (!settings.no_augment).then_some(Augmentation {
             brightness: settings.brightness,
             contrast: settings.contrast,
+            erase: settings.erase,
             ..Augmentation::PAPER
         }),
         seed: settings.seed,

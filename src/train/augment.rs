@@ -2,7 +2,7 @@
 //! `ImageDataGenerator`: a random rotation, shift and zoom about the
 //! centre, with the nearest edge pixel filling what comes from outside, and
 //! a horizontal flip every other time on average; and, beyond the paper,
-//! optional random brightness and contrast.
+//! optional random brightness and contrast, and random erasing.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,12 @@ pub struct Augmentation {
     /// factor uniform in `1 ± contrast`. Left out of the record when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub contrast: f32,
+    /// Random erasing (Zhong et al., 2017): the probability that a random
+    /// rectangle of the face, 2% to 33% of its area with a side ratio
+    /// between 0.3 and 3.3, is set to mid-grey. Left out of the record
+    /// when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub erase: f32,
 }
 
 fn is_zero(value: &f32) -> bool {
@@ -43,8 +49,16 @@ impl Augmentation {
         horizontal_flip: true,
         brightness: 0.0,
         contrast: 0.0,
+        erase: 0.0,
     };
 }
+
+/// The range of the erased rectangle's share of the face, and of its height
+/// over its width (torchvision's `RandomErasing` defaults).
+const ERASED_AREA: std::ops::RangeInclusive<f32> = 0.02..=0.33;
+const ERASED_ASPECT: std::ops::RangeInclusive<f32> = 0.3..=3.3;
+/// Draws of a rectangle before erasing gives up on a face, as torchvision.
+const ERASE_ATTEMPTS: usize = 10;
 
 /// `(v / 255 - 0.5) * 2`, the paper's input normalisation, on a value that
 /// interpolation may have taken between two bytes.
@@ -66,8 +80,10 @@ pub fn plain_into(face: &[u8], out: &mut [f32]) {
 /// shift `t`, interpolated bilinearly, with coordinates outside the face
 /// clamped to its edge (Keras' `fill_mode="nearest"`); the flip mirrors
 /// the result. Then brightness and contrast: `mean + (v - mean) * factor +
-/// shift`, clamped to `[0, 255]`, with `mean` the face's. Ranges of 0 draw
-/// no random numbers, so the paper's transform draws what it always drew.
+/// shift`, clamped to `[0, 255]`, with `mean` the face's. Last, with
+/// probability `erase`, a random rectangle is set to 0, the normalised
+/// mid-grey. Ranges of 0 draw no random numbers, so the paper's transform
+/// draws what it always drew.
 pub fn augment_into(
     face: &[u8],
     size: [usize; 2],
@@ -123,6 +139,34 @@ pub fn augment_into(
             *out = normalize(value);
         }
     }
+    if augmentation.erase > 0.0 && rng.random_bool(f64::from(augmentation.erase.min(1.0))) {
+        if let Some([top, left, rows, columns]) = erased_rectangle(rng, size) {
+            for out_row in out.chunks_exact_mut(width).skip(top).take(rows) {
+                out_row[left..left + columns].fill(0.0);
+            }
+        }
+    }
+}
+
+/// A rectangle `[top, left, rows, columns]` inside a face of `size`, with
+/// its area and side ratio drawn as torchvision's `RandomErasing` draws
+/// them (the ratio log-uniform); `None` when no draw fits.
+fn erased_rectangle(rng: &mut impl Rng, size: [usize; 2]) -> Option<[usize; 4]> {
+    let [height, width] = size;
+    let area = (height * width) as f32;
+    let (low, high) = (ERASED_ASPECT.start().ln(), ERASED_ASPECT.end().ln());
+    for _ in 0..ERASE_ATTEMPTS {
+        let share = rng.random_range(ERASED_AREA);
+        let aspect = rng.random_range(low..=high).exp();
+        let rows = (share * area * aspect).sqrt().round() as usize;
+        let columns = (share * area / aspect).sqrt().round() as usize;
+        if (1..height).contains(&rows) && (1..width).contains(&columns) {
+            let top = rng.random_range(0..=height - rows);
+            let left = rng.random_range(0..=width - columns);
+            return Some([top, left, rows, columns]);
+        }
+    }
+    None
 }
 
 /// Uniform in `[-range, range]` (0 when the range is 0).
@@ -153,6 +197,7 @@ mod tests {
             horizontal_flip: false,
             brightness: 0.0,
             contrast: 0.0,
+            erase: 0.0,
         };
         let face = ramp();
         let mut out = vec![0.0; face.len()];
@@ -179,6 +224,7 @@ mod tests {
             horizontal_flip: true,
             brightness: 0.0,
             contrast: 0.0,
+            erase: 0.0,
         };
         let face = ramp();
         let mut flipped = 0;
@@ -233,6 +279,7 @@ mod tests {
             horizontal_flip: false,
             brightness,
             contrast,
+            erase: 0.0,
         };
         let mut shifts = Vec::new();
         for seed in 0..20 {
@@ -289,6 +336,76 @@ mod tests {
     }
 
     #[test]
+    fn erasing_sets_one_rectangle_of_the_drawn_size_to_grey() {
+        // Bytes never normalise to exactly 0 (mid-grey is 127.5), so the
+        // zeros are the erased pixels.
+        let [height, width] = [24, 20];
+        let face: Vec<u8> = (0..height * width).map(|i| (i * 7 % 251) as u8).collect();
+        let mut plain = vec![0.0; face.len()];
+        plain_into(&face, &mut plain);
+        let erase = |probability| Augmentation {
+            rotation: 0.0,
+            shift: 0.0,
+            zoom: 0.0,
+            horizontal_flip: false,
+            brightness: 0.0,
+            contrast: 0.0,
+            erase: probability,
+        };
+        let mut erased_faces = 0;
+        let mut shapes = std::collections::HashSet::new();
+        for seed in 0..200 {
+            let mut out = vec![1.0; face.len()];
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            augment_into(&face, [height, width], &erase(0.5), &mut rng, &mut out);
+            let zeros: Vec<[usize; 2]> = (0..face.len())
+                .filter(|&i| out[i] == 0.0)
+                .map(|i| [i / width, i % width])
+                .collect();
+            for (i, (o, p)) in out.iter().zip(&plain).enumerate() {
+                assert!(*o == 0.0 || o == p, "pixel {i}: {o} against {p}");
+            }
+            if zeros.is_empty() {
+                continue;
+            }
+            erased_faces += 1;
+            // The zeros fill their bounding box: one rectangle.
+            let rows = zeros.iter().map(|z| z[0]);
+            let columns = zeros.iter().map(|z| z[1]);
+            let (top, bottom) = (rows.clone().min().unwrap(), rows.max().unwrap());
+            let (left, right) = (columns.clone().min().unwrap(), columns.max().unwrap());
+            let (h, w) = (bottom - top + 1, right - left + 1);
+            assert_eq!(zeros.len(), h * w, "seed {seed}: not a rectangle");
+            assert!(h < height && w < width);
+            // 2% to 33% of the area, give or take the rounding of each side.
+            let share = (h * w) as f32 / (height * width) as f32;
+            assert!((0.01..=0.40).contains(&share), "seed {seed}: {share}");
+            shapes.insert([h, w]);
+        }
+        assert!((70..=130).contains(&erased_faces), "{erased_faces} of 200");
+        assert!(shapes.len() > 10, "sizes and ratios vary: {shapes:?}");
+        // Probability 1 erases every face; and 0 draws nothing, so the
+        // transforms of runs from before the option are unchanged.
+        for seed in 0..20 {
+            let mut out = vec![1.0; face.len()];
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            augment_into(&face, [height, width], &erase(1.0), &mut rng, &mut out);
+            assert!(out.contains(&0.0), "seed {seed}");
+        }
+        let (mut with_zero, mut without) =
+            (ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(9));
+        let mut out = vec![0.0; face.len()];
+        augment_into(
+            &face,
+            [height, width],
+            &erase(0.0),
+            &mut with_zero,
+            &mut out,
+        );
+        assert_eq!(with_zero.random::<u64>(), without.random::<u64>());
+    }
+
+    #[test]
     fn the_papers_settings_are_recorded_as_before_brightness_and_contrast() {
         // A checkpoint of a run from before these options must resume.
         let record = serde_json::to_value(Augmentation::PAPER).unwrap();
@@ -299,13 +416,15 @@ mod tests {
         assert_eq!(read, Augmentation::PAPER);
         let stronger = Augmentation {
             brightness: 0.1,
+            erase: 0.5,
             ..Augmentation::PAPER
         };
-        assert!(
-            serde_json::to_value(stronger)
-                .unwrap()
-                .get("brightness")
-                .is_some()
+        let record = serde_json::to_value(stronger).unwrap();
+        assert!(record.get("brightness").is_some());
+        assert_eq!(record.get("erase"), Some(&serde_json::json!(0.5)));
+        assert_eq!(
+            serde_json::from_value::<Augmentation>(record).unwrap(),
+            stronger
         );
     }
 }

@@ -189,7 +189,7 @@ fn train_command(out: &Path, resume: bool) -> Command {
 /// Momentum is SGD's and lies in [0, 1): anything else is refused before
 /// any data is read or any file written.
 #[test]
-fn the_optimizer_options_are_checked() {
+fn out_of_range_optimizer_and_erasing_options_are_refused() {
     let out = tempfile::tempdir().unwrap();
     for (optimizer, momentum, expected) in [
         ("adam", "0.9", "--momentum is SGD's"),
@@ -210,6 +210,15 @@ fn the_optimizer_options_are_checked() {
             "{stderr}"
         );
     }
+    let output = train_command(out.path(), false)
+        .arg("--erase=1.5")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("--erase is a probability, in [0, 1]; got 1.5"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
 
