@@ -184,27 +184,29 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
+    /// No transform at all: the tests switch on one at a time.
+    const NONE: Augmentation = Augmentation {
+        rotation: 0.0,
+        shift: 0.0,
+        zoom: 0.0,
+        horizontal_flip: false,
+        brightness: 0.0,
+        contrast: 0.0,
+        erase: 0.0,
+    };
+
     fn ramp() -> Vec<u8> {
         (0..8 * 6).map(|i| (i * 5) as u8).collect()
     }
 
     #[test]
     fn without_any_range_the_face_is_only_normalised() {
-        let none = Augmentation {
-            rotation: 0.0,
-            shift: 0.0,
-            zoom: 0.0,
-            horizontal_flip: false,
-            brightness: 0.0,
-            contrast: 0.0,
-            erase: 0.0,
-        };
         let face = ramp();
         let mut out = vec![0.0; face.len()];
         augment_into(
             &face,
             [8, 6],
-            &none,
+            &NONE,
             &mut ChaCha8Rng::seed_from_u64(1),
             &mut out,
         );
@@ -218,13 +220,8 @@ mod tests {
     #[test]
     fn a_flip_mirrors_rows_and_a_seed_repeats_its_transform() {
         let flip_only = Augmentation {
-            rotation: 0.0,
-            shift: 0.0,
-            zoom: 0.0,
             horizontal_flip: true,
-            brightness: 0.0,
-            contrast: 0.0,
-            erase: 0.0,
+            ..NONE
         };
         let face = ramp();
         let mut flipped = 0;
@@ -273,13 +270,9 @@ mod tests {
         let mut plain = vec![0.0; face.len()];
         plain_into(&face, &mut plain);
         let only = |brightness, contrast| Augmentation {
-            rotation: 0.0,
-            shift: 0.0,
-            zoom: 0.0,
-            horizontal_flip: false,
             brightness,
             contrast,
-            erase: 0.0,
+            ..NONE
         };
         let mut shifts = Vec::new();
         for seed in 0..20 {
@@ -344,13 +337,8 @@ mod tests {
         let mut plain = vec![0.0; face.len()];
         plain_into(&face, &mut plain);
         let erase = |probability| Augmentation {
-            rotation: 0.0,
-            shift: 0.0,
-            zoom: 0.0,
-            horizontal_flip: false,
-            brightness: 0.0,
-            contrast: 0.0,
             erase: probability,
+            ..NONE
         };
         let mut erased_faces = 0;
         let mut shapes = std::collections::HashSet::new();
