@@ -323,6 +323,12 @@ enum Command {
         /// what is evaluated and kept, with batch-norm statistics measured on the training faces.
         #[arg(long, value_name = "EPOCH")]
         average_from: Option<usize>,
+        /// Evaluate and keep each epoch's weights with batch-norm statistics
+        /// measured afresh on the unaugmented Training faces (the moving
+        /// statistics follow augmented batches); training keeps its own. A
+        /// forward pass over the Training faces an epoch.
+        #[arg(long)]
+        recalibrate_bn: bool,
         /// Learn from this trained model too (knowledge distillation; give it
         /// several times for several teachers, whose probabilities are averaged).
         #[arg(long = "teacher", value_name = "FILE")]
@@ -525,6 +531,7 @@ fn main() -> ExitCode {
             limit,
             init,
             average_from,
+            recalibrate_bn,
             teachers,
             teacher_model,
             distill_weight,
@@ -556,6 +563,7 @@ fn main() -> ExitCode {
             limit,
             init,
             average_from,
+            recalibrate_bn,
             teachers,
             teacher_model,
             distill_weight,

@@ -68,6 +68,7 @@ pub struct Settings {
     pub limit: Option<usize>,
     pub init: Option<PathBuf>,
     pub average_from: Option<usize>,
+    pub recalibrate_bn: bool,
     pub teachers: Vec<PathBuf>,
     pub teacher_model: Option<TrainModel>,
     pub distill_weight: f32,
@@ -168,6 +169,7 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
         limit: settings.limit,
         init: settings.init.clone(),
         average_from: settings.average_from,
+        recalibrate: settings.recalibrate_bn,
         teachers: if settings.teachers.is_empty() {
             None
         } else {

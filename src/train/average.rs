@@ -32,10 +32,21 @@ impl<M: TrainableModel> WeightAverage<M> {
         })
     }
 
-    /// Adds `parameters` to the mean: `mean += (parameters - mean) / count`,
-    /// so the first one added is the mean exactly.
+    /// Forgets what was added: the next weights added are the mean exactly.
+    /// (Recalibration uses an average of one, restarted every epoch.)
+    pub fn restart(&mut self) {
+        self.count = 0;
+    }
+
+    /// Adds `parameters` to the mean: the first one added is copied (after
+    /// a restart, `mean + (parameters - mean)` would round), every later one
+    /// `mean += (parameters - mean) / count`.
     pub fn add(&mut self, parameters: &M::Parameters) {
         self.count += 1;
+        if self.count == 1 {
+            flat_mut(&mut *self.parameters).copy_from_slice(flat(parameters));
+            return;
+        }
         let share = 1.0 / self.count as f32;
         for (mean, &value) in flat_mut(&mut *self.parameters)
             .iter_mut()

@@ -90,6 +90,13 @@ pub struct TrainSettings {
     /// faces. Left out of the checkpoint's record when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub average_from: Option<usize>,
+    /// Evaluate and keep each epoch's weights with batch-norm statistics
+    /// measured afresh on the unaugmented training faces, as the averages
+    /// of `average_from` are ("precise BN"): the moving statistics follow
+    /// augmented batches, and the model will see faces as they are. Training
+    /// goes on with its own statistics. Left out of the record when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recalibrate: bool,
 }
 
 impl Default for TrainSettings {
@@ -115,6 +122,7 @@ impl Default for TrainSettings {
             init: None,
             teachers: None,
             average_from: None,
+            recalibrate: false,
         }
     }
 }
@@ -156,6 +164,10 @@ fn one() -> f32 {
 
 fn is_one(value: &f32) -> bool {
     *value == 1.0
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// How a run executes, which does not change its result.
@@ -374,6 +386,8 @@ pub fn train_faces<M: TrainableModel>(
         averaged: 0,
     };
     let mut average = None;
+    // The epoch's weights with recalibrated statistics, when asked for.
+    let mut recalibrated = None;
     if options.resume && checkpoint_path.exists() {
         let (restored, restored_average) =
             checkpoint::load_averaged(&checkpoint_path, &mut trainer)?;
@@ -524,6 +538,17 @@ pub fn train_faces<M: TrainableModel>(
             // Evaluated and kept below in the trainer's place, then swapped back.
             average.swap_into(&mut trainer);
         }
+        let recalibrating = settings.recalibrate && !averaging;
+        if recalibrating {
+            let weights = match &mut recalibrated {
+                Some(weights) => weights,
+                None => recalibrated.insert(WeightAverage::<M>::new()?),
+            };
+            weights.restart();
+            weights.add(trainer.parameters());
+            weights.measure_statistics(&mut trainer, training)?;
+            weights.swap_into(&mut trainer);
+        }
         let evaluation = evaluate::<M>(&trainer, validation, options.isa)?;
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -551,6 +576,9 @@ pub fn train_faces<M: TrainableModel>(
         };
         if let Some(average) = average.as_mut().filter(|_| averaging) {
             average.swap_into(&mut trainer);
+        }
+        if let Some(weights) = recalibrated.as_mut().filter(|_| recalibrating) {
+            weights.swap_into(&mut trainer);
         }
         kept?;
         if improved {
@@ -829,11 +857,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_without_teachers_l2_scale_or_sgd_are_recorded_as_before_them() {
+    fn settings_without_teachers_l2_scale_sgd_or_recalibration_are_recorded_as_before_them() {
         let recorded = serde_json::to_value(TrainSettings::default()).unwrap();
         assert!(recorded.get("teachers").is_none(), "{recorded}");
         assert!(recorded.get("l2_scale").is_none(), "{recorded}");
         assert!(recorded.get("optimizer").is_none(), "{recorded}");
+        assert!(recorded.get("recalibrate").is_none(), "{recorded}");
         let read: TrainSettings = serde_json::from_value(recorded).unwrap();
         assert_eq!(read, TrainSettings::default());
         let sgd = TrainSettings {
@@ -841,10 +870,12 @@ mod tests {
                 momentum: 0.9,
                 nesterov: true,
             },
+            recalibrate: true,
             ..TrainSettings::default()
         };
         let recorded = serde_json::to_value(&sgd).unwrap();
         assert!(recorded.get("optimizer").is_some(), "{recorded}");
+        assert_eq!(recorded.get("recalibrate"), Some(&serde_json::json!(true)));
         assert_eq!(
             serde_json::from_value::<TrainSettings>(recorded).unwrap(),
             sgd

@@ -865,3 +865,70 @@ fn a_run_starts_from_another_runs_checkpoint() {
     assert!(flat(&*keras_initial::<MiniXceptionPaz>(9).0) != flat(to.parameters()));
     assert!(flat(&*keras_initial::<MiniXceptionPaz>(7).0) != flat(to.parameters()));
 }
+
+/// Recalibration (`recalibrate`, `train --recalibrate-bn`): training is the
+/// same as without it, bit for bit, but each epoch is evaluated, and kept,
+/// with the epoch's weights and batch-norm statistics measured afresh on the
+/// unaugmented training faces.
+#[test]
+fn recalibrated_runs_train_alike_and_evaluate_with_statistics_of_unaugmented_faces() {
+    let plain_settings = settings(160, 2);
+    let recalibrating = TrainSettings {
+        recalibrate: true,
+        ..plain_settings.clone()
+    };
+    let (training, validation) = faces();
+    let plain = tempfile::tempdir().unwrap();
+    let plain_summary = train_paz(plain.path(), &plain_settings, &options(2));
+    let recalibrated = tempfile::tempdir().unwrap();
+    let copies = tempfile::tempdir().unwrap();
+    let mut history = Vec::new();
+    train_faces::<MiniXceptionPaz>(
+        training,
+        validation,
+        recalibrated.path(),
+        &recalibrating,
+        &options(2),
+        &mut |record| {
+            let copy = copies.path().join(format!("{}.checkpoint", record.epoch));
+            std::fs::copy(recalibrated.path().join("last.checkpoint"), copy).unwrap();
+            history.push(record.clone());
+        },
+    )
+    .unwrap();
+    // Training kept its own statistics: the same weights, statistics and
+    // optimizer state as the plain run's, and the same training figures.
+    assert!(
+        checkpoint_values(&plain.path().join("last.checkpoint"))
+            == checkpoint_values(&recalibrated.path().join("last.checkpoint"))
+    );
+    for (plain, recalibrated) in plain_summary.history.iter().zip(&history) {
+        assert_eq!(plain.train_loss, recalibrated.train_loss);
+        // The evaluation is another model's.
+        assert_ne!(plain.validation_loss, recalibrated.validation_loss);
+    }
+    // Each epoch's figures are its weights' with statistics measured on the
+    // run's training faces.
+    let trained_on = training.first(160);
+    for (epoch, record) in history.iter().enumerate() {
+        let mut trainer = paz_trainer();
+        let path = copies.path().join(format!("{}.checkpoint", epoch + 1));
+        checkpoint::load(&path, &mut trainer).unwrap();
+        let mut measured = WeightAverage::<MiniXceptionPaz>::new().unwrap();
+        measured.add(trainer.parameters());
+        measured
+            .measure_statistics(&mut trainer, &trained_on)
+            .unwrap();
+        measured.swap_into(&mut trainer);
+        let evaluation =
+            mini_xception::train::evaluate::<MiniXceptionPaz>(&trainer, validation, Isa::detect())
+                .unwrap();
+        assert_eq!(
+            evaluation.loss,
+            record.validation_loss,
+            "epoch {}",
+            epoch + 1
+        );
+        assert_eq!(evaluation.accuracy, record.validation_accuracy);
+    }
+}
