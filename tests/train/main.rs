@@ -14,7 +14,9 @@ mod support;
 use mini_xception::models::paz::MiniXceptionPaz;
 use mini_xception::runtime::train::{TrainableModel, Trainer, TrainerOptions};
 use mini_xception::runtime::{Isa, Optimizer, Sgd, flat};
-use mini_xception::train::checkpoint::{self, CheckpointError, CheckpointHeader, ScheduleState};
+use mini_xception::train::checkpoint::{
+    self, CheckpointError, CheckpointHeader, EpochRecord, ScheduleState,
+};
 use mini_xception::train::data::{Faces, load_split};
 use mini_xception::train::{
     RunOptions, Schedule, TrainSettings, WeightAverage, keras_initial, train_faces,
@@ -51,6 +53,31 @@ fn train_paz(
     let (training, validation) = faces();
     train_faces::<MiniXceptionPaz>(training, validation, out, settings, options, &mut |_| {})
         .unwrap()
+}
+
+/// Trains like [`train_paz`], copying the checkpoint of every epoch to
+/// `copies` as `EPOCH.checkpoint`; the history.
+fn train_paz_keeping_checkpoints(
+    out: &Path,
+    settings: &TrainSettings,
+    copies: &Path,
+) -> Vec<EpochRecord> {
+    let (training, validation) = faces();
+    let mut history = Vec::new();
+    train_faces::<MiniXceptionPaz>(
+        training,
+        validation,
+        out,
+        settings,
+        &options(2),
+        &mut |record| {
+            let copy = copies.join(format!("{}.checkpoint", record.epoch));
+            std::fs::copy(out.join("last.checkpoint"), copy).unwrap();
+            history.push(record.clone());
+        },
+    )
+    .unwrap();
+    history
 }
 
 /// A quick recipe on the 48x48 model, which needs no resize.
@@ -719,20 +746,7 @@ fn averaged_weights_are_the_epochs_mean_with_their_own_statistics_and_resume_exa
     let (training, validation) = faces();
     let whole = tempfile::tempdir().unwrap();
     let copies = tempfile::tempdir().unwrap();
-    let mut history = Vec::new();
-    train_faces::<MiniXceptionPaz>(
-        training,
-        validation,
-        whole.path(),
-        &settings,
-        &options(2),
-        &mut |record| {
-            let copy = copies.path().join(format!("{}.checkpoint", record.epoch));
-            std::fs::copy(whole.path().join("last.checkpoint"), copy).unwrap();
-            history.push(record.clone());
-        },
-    )
-    .unwrap();
+    let history = train_paz_keeping_checkpoints(whole.path(), &settings, copies.path());
 
     let load = |epoch: usize| {
         let mut trainer = paz_trainer();
@@ -882,20 +896,7 @@ fn recalibrated_runs_train_alike_and_evaluate_with_statistics_of_unaugmented_fac
     let plain_summary = train_paz(plain.path(), &plain_settings, &options(2));
     let recalibrated = tempfile::tempdir().unwrap();
     let copies = tempfile::tempdir().unwrap();
-    let mut history = Vec::new();
-    train_faces::<MiniXceptionPaz>(
-        training,
-        validation,
-        recalibrated.path(),
-        &recalibrating,
-        &options(2),
-        &mut |record| {
-            let copy = copies.path().join(format!("{}.checkpoint", record.epoch));
-            std::fs::copy(recalibrated.path().join("last.checkpoint"), copy).unwrap();
-            history.push(record.clone());
-        },
-    )
-    .unwrap();
+    let history = train_paz_keeping_checkpoints(recalibrated.path(), &recalibrating, copies.path());
     // Training kept its own statistics: the same weights, statistics and
     // optimizer state as the plain run's, and the same training figures.
     assert!(
