@@ -139,11 +139,12 @@ pub fn augment_into(
             *out = normalize(value);
         }
     }
-    if augmentation.erase > 0.0 && rng.random_bool(f64::from(augmentation.erase.min(1.0))) {
-        if let Some([top, left, rows, columns]) = erased_rectangle(rng, size) {
-            for out_row in out.chunks_exact_mut(width).skip(top).take(rows) {
-                out_row[left..left + columns].fill(0.0);
-            }
+    if augmentation.erase > 0.0
+        && rng.random_bool(f64::from(augmentation.erase.min(1.0)))
+        && let Some([top, left, rows, columns]) = erased_rectangle(rng, size)
+    {
+        for out_row in out.chunks_exact_mut(width).skip(top).take(rows) {
+            out_row[left..left + columns].fill(0.0);
         }
     }
 }
