@@ -394,6 +394,28 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Measure a trained run's batch-norm statistics afresh on the
+    /// unaugmented Training faces and write its weights with them (as
+    /// `train --recalibrate-bn` does each epoch); prints PublicTest's loss
+    /// and accuracy before and after.
+    Recalibrate {
+        /// The FER2013 CSV (plain or gzip-compressed).
+        #[arg(long)]
+        data: PathBuf,
+        /// The weights to write (native .safetensors, batch norms folded).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Threads (default: one per core); the result does not depend on them.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Instruction set of the kernels: avx512, avx2 or portable
+        /// (default as for `train`).
+        #[arg(long)]
+        isa: Option<String>,
+        /// A run's checkpoint (`train`'s RUN/last.checkpoint); its model,
+        /// batch size, training-face limit and L2 factors are the run's.
+        checkpoint: PathBuf,
+    },
     /// Print the Rust code a model file compiles to, formatted, or every
     /// mistake in it as file:line:col (exit code 1).
     Compile {
@@ -574,6 +596,13 @@ fn main() -> ExitCode {
             isa,
             quiet,
         }),
+        Command::Recalibrate {
+            data,
+            out,
+            threads,
+            isa,
+            checkpoint,
+        } => cli::recalibrate::run(&checkpoint, &data, &out, threads, isa.as_deref()),
         Command::Compile { model, out } => cli::compile::run(&model, out.as_deref()),
         Command::Summary { model } => cli::summary(model),
     };

@@ -25,6 +25,7 @@ pub mod detect;
 pub mod eval;
 pub mod explain;
 pub mod faces;
+pub mod recalibrate;
 pub mod train;
 pub mod video;
 

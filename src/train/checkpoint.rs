@@ -275,12 +275,21 @@ pub fn load_bytes_averaged<M: TrainableModel>(
     Ok((header, average))
 }
 
-/// Checks a checkpoint's bytes whole and splits them into the header and
-/// the arrays' bytes: four, or six with an average.
-fn parse<'b, M: TrainableModel>(
+/// The header of the checkpoint at `path` (checked whole, as every read
+/// is), for what it records before the model is known: the model's name
+/// and the run's settings.
+pub fn read_header(path: &Path) -> Result<CheckpointHeader, CheckpointError> {
+    let file = path.display().to_string();
+    let bytes = read(path, &file)?;
+    Ok(split_header(&file, &bytes)?.0)
+}
+
+/// Checks a checkpoint's bytes whole (magic and checksum) and splits them
+/// into the header and the bytes of the arrays after it.
+fn split_header<'b>(
     file: &str,
     bytes: &'b [u8],
-) -> Result<(CheckpointHeader, Vec<&'b [u8]>), CheckpointError> {
+) -> Result<(CheckpointHeader, &'b [u8]), CheckpointError> {
     let damaged = |reason: String| CheckpointError::Damaged {
         file: file.to_string(),
         reason,
@@ -314,6 +323,20 @@ fn parse<'b, M: TrainableModel>(
         })?;
     let header: CheckpointHeader = serde_json::from_slice(&content[16..header_end])
         .map_err(|e| damaged(format!("its header is not valid: {e}")))?;
+    Ok((header, &content[header_end..]))
+}
+
+/// Checks a checkpoint's bytes whole and splits them into the header and
+/// the arrays' bytes: four, or six with an average.
+fn parse<'b, M: TrainableModel>(
+    file: &str,
+    bytes: &'b [u8],
+) -> Result<(CheckpointHeader, Vec<&'b [u8]>), CheckpointError> {
+    let damaged = |reason: String| CheckpointError::Damaged {
+        file: file.to_string(),
+        reason,
+    };
+    let (header, rest) = split_header(file, bytes)?;
     if header.model != M::NAME {
         return Err(CheckpointError::Model {
             file: file.to_string(),
@@ -332,7 +355,6 @@ fn parse<'b, M: TrainableModel>(
             statistics / 4
         )));
     }
-    let rest = &content[header_end..];
     let averaged = header.averaged > 0;
     let expected = 3 * parameters + statistics + if averaged { parameters + statistics } else { 0 };
     if rest.len() != expected {

@@ -10,12 +10,14 @@ pub mod data;
 pub mod distill;
 pub mod init;
 pub mod plots;
+pub mod recalibrate;
 pub mod run;
 
 pub use augment::Augmentation;
 pub use average::WeightAverage;
 pub use distill::Teachers;
 pub use init::keras_initial;
+pub use recalibrate::{Recalibration, recalibrate, recalibrate_faces};
 pub use run::{
     OptimizerChoice, RunError, RunOptions, RunSummary, Schedule, TrainSettings, evaluate, train,
     train_faces,

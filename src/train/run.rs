@@ -608,18 +608,29 @@ fn keep_best<M: TrainableModel>(
     out: &Path,
     isa: Isa,
 ) -> Result<(), RunError> {
-    let model = fold::<M>(trainer.parameters(), trainer.statistics(), isa).map_err(|e| {
-        RunError::Output {
-            file: out.display().to_string(),
-            reason: e.to_string(),
-        }
-    })?;
-    native::save(model.model_weights(), M::NAME, out.join("best.safetensors"))?;
+    save_folded(trainer, &out.join("best.safetensors"), isa)?;
     draw_confusion(
         &evaluation.confusion,
         M::CLASS_LABELS,
         &out.join("confusion.png"),
     )?;
+    Ok(())
+}
+
+/// Writes the trainer's weights, batch norms folded, as a native
+/// safetensors file at `path`.
+pub(super) fn save_folded<M: TrainableModel>(
+    trainer: &Trainer<M>,
+    path: &Path,
+    isa: Isa,
+) -> Result<(), RunError> {
+    let model = fold::<M>(trainer.parameters(), trainer.statistics(), isa).map_err(|e| {
+        RunError::Output {
+            file: path.display().to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    native::save(model.model_weights(), M::NAME, path)?;
     Ok(())
 }
 
@@ -737,6 +748,7 @@ fn update_schedule(schedule: &mut ScheduleState, settings: &TrainSettings, loss:
 }
 
 /// Loss, accuracy and confusion of a model on a split.
+#[derive(Clone, Debug)]
 pub struct Evaluation {
     /// Mean cross-entropy plus the L2 penalties, as Keras' `val_loss`.
     pub loss: f64,

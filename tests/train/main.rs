@@ -19,7 +19,8 @@ use mini_xception::train::checkpoint::{
 };
 use mini_xception::train::data::{Faces, load_split};
 use mini_xception::train::{
-    RunOptions, Schedule, TrainSettings, WeightAverage, keras_initial, train_faces,
+    RunOptions, Schedule, TrainSettings, WeightAverage, keras_initial, recalibrate_faces,
+    train_faces,
 };
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -247,6 +248,89 @@ fn out_of_range_optimizer_and_erasing_options_are_refused() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+/// `recalibrate` (the library's [`recalibrate_faces`] and the command) gives
+/// a finished run's weights the statistics that `train --recalibrate-bn`
+/// measures: the file and the figures of a one-epoch, learning-rate-0
+/// continuation that recalibrates, bit for bit, without its training epoch.
+/// Before, the figures are the run's last epoch's. A damaged checkpoint is
+/// refused with its name, and nothing is written.
+#[test]
+fn recalibrate_gives_a_run_the_statistics_train_would_measure() {
+    let (training, validation) = faces();
+    let run = tempfile::tempdir().unwrap();
+    let summary = train_paz(run.path(), &settings(160, 2), &options(2));
+    let last = run.path().join("last.checkpoint");
+    let out = tempfile::tempdir().unwrap();
+    let recalibrated = out.path().join("recalibrated.safetensors");
+    let result = recalibrate_faces::<MiniXceptionPaz>(
+        &last,
+        training,
+        validation,
+        &recalibrated,
+        2,
+        Isa::detect(),
+    )
+    .unwrap();
+    let trained = &summary.history[1];
+    assert_eq!(result.before.loss, trained.validation_loss);
+    assert_eq!(result.before.accuracy, trained.validation_accuracy);
+    assert_ne!(result.after.loss, result.before.loss);
+
+    let continued = tempfile::tempdir().unwrap();
+    let frozen = TrainSettings {
+        init: Some(last.clone()),
+        schedule: Schedule::Constant,
+        learning_rate: 0.0,
+        recalibrate: true,
+        ..settings(160, 1)
+    };
+    let record = &train_paz(continued.path(), &frozen, &options(2)).history[0];
+    assert_eq!(result.after.loss, record.validation_loss);
+    assert_eq!(result.after.accuracy, record.validation_accuracy);
+    let written = std::fs::read(&recalibrated).unwrap();
+    assert!(written == std::fs::read(continued.path().join("best.safetensors")).unwrap());
+
+    let command = |checkpoint: &Path, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_mini-xception"))
+            .args(["recalibrate", "--threads", "1", "--data"])
+            .arg(data())
+            .arg("--out")
+            .arg(out)
+            .arg(checkpoint)
+            .output()
+            .unwrap()
+    };
+    let by_command = out.path().join("by-command.safetensors");
+    let output = command(&last, &by_command);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "recalibrated  PublicTest loss {:.4}",
+            result.after.loss
+        )),
+        "{stdout}"
+    );
+    assert!(std::fs::read(&by_command).unwrap() == written);
+
+    let truncated = out.path().join("truncated.checkpoint");
+    let bytes = std::fs::read(&last).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let refused = out.path().join("refused.safetensors");
+    let output = command(&truncated, &refused);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("truncated.checkpoint: damaged or truncated"),
+        "{stderr}"
+    );
+    assert!(!refused.exists());
 }
 
 #[test]

@@ -1,0 +1,63 @@
+//! `mini-xception recalibrate`: a run's weights with batch-norm statistics
+//! measured afresh on the unaugmented Training faces.
+
+use super::CliError;
+use mini_xception::models::{emotion::MiniXception, paz::MiniXceptionPaz, wide::MiniXceptionWide};
+use mini_xception::runtime::Isa;
+use mini_xception::runtime::train::TrainableModel;
+use mini_xception::train::checkpoint::read_header;
+use mini_xception::train::recalibrate;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(
+    checkpoint: &Path,
+    data: &Path,
+    out: &Path,
+    threads: Option<usize>,
+    isa: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // As `train`: AVX2 before AVX-512, the same weights either way.
+    let isa = super::bench::isa_named(isa, Isa::preferred(Isa::is_available))?;
+    let model = read_header(checkpoint)?.model;
+    if model == MiniXception::NAME {
+        run_model::<MiniXception>(checkpoint, data, out, threads, isa)
+    } else if model == MiniXceptionPaz::NAME {
+        run_model::<MiniXceptionPaz>(checkpoint, data, out, threads, isa)
+    } else if model == MiniXceptionWide::NAME {
+        run_model::<MiniXceptionWide>(checkpoint, data, out, threads, isa)
+    } else {
+        Err(format!(
+            "{}: a checkpoint of the model `{model}`, which this binary does not have (it has {}, {} and {})",
+            checkpoint.display(),
+            MiniXception::NAME,
+            MiniXceptionPaz::NAME,
+            MiniXceptionWide::NAME
+        )
+        .into())
+    }
+}
+
+fn run_model<M: TrainableModel>(
+    checkpoint: &Path,
+    data: &Path,
+    out: &Path,
+    threads: usize,
+    isa: Isa,
+) -> Result<ExitCode, CliError> {
+    let result = recalibrate::<M>(checkpoint, data, out, threads, isa)?;
+    for (what, evaluation) in [
+        ("as trained", &result.before),
+        ("recalibrated", &result.after),
+    ] {
+        sayln!(
+            "{what:<13} PublicTest loss {:.4}, accuracy {:.2}%",
+            evaluation.loss,
+            100.0 * evaluation.accuracy
+        );
+    }
+    sayln!("weights in {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
