@@ -208,18 +208,19 @@ pub fn is_checkpoint(path: &Path) -> bool {
 }
 
 /// The parameters and moving statistics of the checkpoint at `path` (the
-/// trained ones, not an average), to start another run from them.
+/// trained ones, not an average), to start another run from them, or to
+/// recalibrate them; returns the checkpoint's header.
 pub fn load_weights<M: TrainableModel>(
     path: &Path,
     parameters: &mut M::Parameters,
     statistics: &mut M::Statistics,
-) -> Result<(), CheckpointError> {
+) -> Result<CheckpointHeader, CheckpointError> {
     let file = path.display().to_string();
     let bytes = read(path, &file)?;
-    let (_, arrays) = parse::<M>(&file, &bytes)?;
+    let (header, arrays) = parse::<M>(&file, &bytes)?;
     copy_values(arrays[0], flat_mut(parameters));
     copy_values(arrays[1], flat_mut(statistics));
-    Ok(())
+    Ok(header)
 }
 
 fn copy_values(source: &[u8], target: &mut [f32]) {

@@ -9,8 +9,8 @@
 use super::average::WeightAverage;
 use super::checkpoint::{self, CheckpointError};
 use super::data::{Faces, load_split};
-use super::run::{Evaluation, RunError, TrainSettings, evaluate, save_folded};
-use crate::runtime::train::{TrainableModel, Trainer, TrainerOptions};
+use super::run::{Evaluation, RunError, TrainSettings, check_face_sizes, evaluate, save_folded};
+use crate::runtime::train::{TrainableModel, Trainer};
 use crate::runtime::{Isa, try_zeroed_box};
 use std::path::Path;
 
@@ -36,16 +36,12 @@ pub fn recalibrate<M: TrainableModel>(
     threads: usize,
     isa: Isa,
 ) -> Result<Recalibration, RunError> {
-    // A checkpoint of another model fails here, before the data is read.
-    checkpoint::load_weights::<M>(
-        checkpoint,
-        &mut *try_zeroed_box::<M::Parameters>()?,
-        &mut *try_zeroed_box::<M::Statistics>()?,
-    )?;
+    // Read before the data, so that a bad checkpoint fails at once.
+    let run = Run::<M>::load(checkpoint)?;
     let [height, width, _] = M::INPUT_SHAPE;
     let training = load_split(data, "Training", M::CLASSES, [height, width])?;
     let validation = load_split(data, "PublicTest", M::CLASSES, [height, width])?;
-    recalibrate_faces::<M>(checkpoint, &training, &validation, out, threads, isa)
+    run.recalibrate(&training, &validation, out, threads, isa)
 }
 
 /// [`recalibrate`] on faces already loaded at the model's input size. The
@@ -60,45 +56,55 @@ pub fn recalibrate_faces<M: TrainableModel>(
     threads: usize,
     isa: Isa,
 ) -> Result<Recalibration, RunError> {
-    let [height, width, _] = M::INPUT_SHAPE;
-    if training.size != [height, width] || validation.size != [height, width] {
-        return Err(RunError::Output {
-            file: out.display().to_string(),
-            reason: format!(
-                "the faces are {:?} and {:?}, the model takes {height}x{width}",
-                training.size, validation.size
-            ),
-        });
+    Run::<M>::load(checkpoint)?.recalibrate(training, validation, out, threads, isa)
+}
+
+/// A checkpoint's settings and trained weights.
+struct Run<M: TrainableModel> {
+    settings: TrainSettings,
+    parameters: Box<M::Parameters>,
+    statistics: Box<M::Statistics>,
+}
+
+impl<M: TrainableModel> Run<M> {
+    fn load(checkpoint: &Path) -> Result<Self, RunError> {
+        let mut parameters = try_zeroed_box::<M::Parameters>()?;
+        let mut statistics = try_zeroed_box::<M::Statistics>()?;
+        let header = checkpoint::load_weights::<M>(checkpoint, &mut parameters, &mut statistics)?;
+        let settings =
+            serde_json::from_value(header.settings).map_err(|e| CheckpointError::Damaged {
+                file: checkpoint.display().to_string(),
+                reason: format!("its run's settings are not valid: {e}"),
+            })?;
+        Ok(Self {
+            settings,
+            parameters,
+            statistics,
+        })
     }
-    let header = checkpoint::read_header(checkpoint)?;
-    let settings: TrainSettings =
-        serde_json::from_value(header.settings).map_err(|e| CheckpointError::Damaged {
-            file: checkpoint.display().to_string(),
-            reason: format!("its run's settings are not valid: {e}"),
-        })?;
-    let mut parameters = try_zeroed_box::<M::Parameters>()?;
-    let mut statistics = try_zeroed_box::<M::Statistics>()?;
-    checkpoint::load_weights::<M>(checkpoint, &mut parameters, &mut statistics)?;
-    let options = TrainerOptions {
-        batch: settings.batch,
-        threads,
-        isa,
-        optimizer: settings.optimizer.at(settings.learning_rate),
-        label_smoothing: settings.label_smoothing,
-        momentum: 0.99,
-        l2_scale: settings.l2_scale,
-    };
-    let mut trainer = Trainer::<M>::new(parameters, statistics, options)?;
-    let trained_on = match settings.limit {
-        Some(limit) if limit < training.len() => &training.first(limit),
-        _ => training,
-    };
-    let before = evaluate(&trainer, validation, isa)?;
-    let mut measured = WeightAverage::<M>::new()?;
-    measured.add(trainer.parameters());
-    measured.measure_statistics(&mut trainer, trained_on)?;
-    measured.swap_into(&mut trainer);
-    let after = evaluate(&trainer, validation, isa)?;
-    save_folded(&trainer, out, isa)?;
-    Ok(Recalibration { before, after })
+
+    fn recalibrate(
+        self,
+        training: &Faces,
+        validation: &Faces,
+        out: &Path,
+        threads: usize,
+        isa: Isa,
+    ) -> Result<Recalibration, RunError> {
+        check_face_sizes::<M>(training, validation, out)?;
+        let options = self.settings.trainer_options(threads, isa);
+        let mut trainer = Trainer::<M>::new(self.parameters, self.statistics, options)?;
+        let trained_on = match self.settings.limit {
+            Some(limit) if limit < training.len() => &training.first(limit),
+            _ => training,
+        };
+        let before = evaluate(&trainer, validation, isa)?;
+        let mut measured = WeightAverage::<M>::new()?;
+        measured.add(trainer.parameters());
+        measured.measure_statistics(&mut trainer, trained_on)?;
+        measured.swap_into(&mut trainer);
+        let after = evaluate(&trainer, validation, isa)?;
+        save_folded(&trainer, out, isa)?;
+        Ok(Recalibration { before, after })
+    }
 }

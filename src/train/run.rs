@@ -137,6 +137,22 @@ pub enum OptimizerChoice {
     Sgd { momentum: f32, nesterov: bool },
 }
 
+impl TrainSettings {
+    /// The trainer's options for these settings, on `threads` threads with
+    /// kernels for `isa`.
+    pub fn trainer_options(&self, threads: usize, isa: Isa) -> TrainerOptions {
+        TrainerOptions {
+            batch: self.batch,
+            threads,
+            isa,
+            optimizer: self.optimizer.at(self.learning_rate),
+            label_smoothing: self.label_smoothing,
+            momentum: 0.99,
+            l2_scale: self.l2_scale,
+        }
+    }
+}
+
 impl OptimizerChoice {
     fn is_adam(&self) -> bool {
         *self == Self::Adam
@@ -291,16 +307,7 @@ pub fn train_faces<M: TrainableModel>(
         file: out_name.clone(),
         source,
     })?;
-    let [height, width, _] = M::INPUT_SHAPE;
-    if training.size != [height, width] || validation.size != [height, width] {
-        return Err(RunError::Output {
-            file: out_name,
-            reason: format!(
-                "the faces are {:?} and {:?}, the model takes {height}x{width}",
-                training.size, validation.size
-            ),
-        });
-    }
+    check_face_sizes::<M>(training, validation, out)?;
     let training = match settings.limit {
         Some(limit) if limit < training.len() => &training.first(limit),
         _ => training,
@@ -309,22 +316,14 @@ pub fn train_faces<M: TrainableModel>(
     let (mut parameters, mut statistics) = keras_initial::<M>(settings.seed);
     match &settings.init {
         Some(init) if checkpoint::is_checkpoint(init) => {
-            checkpoint::load_weights::<M>(init, &mut parameters, &mut statistics)?
+            checkpoint::load_weights::<M>(init, &mut parameters, &mut statistics)?;
         }
         Some(init) => keras::load(init, |file| {
             read_training_state::<M, _>(file, &mut parameters, &mut statistics)
         })?,
         None => {}
     }
-    let trainer_options = TrainerOptions {
-        batch: settings.batch,
-        threads: options.threads,
-        isa: options.isa,
-        optimizer: settings.optimizer.at(settings.learning_rate),
-        label_smoothing: settings.label_smoothing,
-        momentum: 0.99,
-        l2_scale: settings.l2_scale,
-    };
+    let trainer_options = settings.trainer_options(options.threads, options.isa);
     let mut trainer = Trainer::<M>::new(parameters, statistics, trainer_options)?;
     let teacher_probabilities = match &settings.teachers {
         Some(teachers) if !teachers.consistent => {
@@ -598,6 +597,25 @@ pub fn train_faces<M: TrainableModel>(
         best_epoch,
         best_confusion,
     })
+}
+
+/// Refuses faces of another size than model `M` takes; `out` names the run.
+pub(super) fn check_face_sizes<M: TrainableModel>(
+    training: &Faces,
+    validation: &Faces,
+    out: &Path,
+) -> Result<(), RunError> {
+    let [height, width, _] = M::INPUT_SHAPE;
+    if training.size != [height, width] || validation.size != [height, width] {
+        return Err(RunError::Output {
+            file: out.display().to_string(),
+            reason: format!(
+                "the faces are {:?} and {:?}, the model takes {height}x{width}",
+                training.size, validation.size
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Writes the trainer's weights, folded, to `best.safetensors` in `out`,
