@@ -51,8 +51,8 @@ fn eval_public_test_with(extra: &[&str]) -> Value {
 }
 
 /// The shipped weights (`models/cards/mini_xception_fer2013.md`) count
-/// 2410 of PublicTest's 3589 faces right (67.15%; measured when they were
-/// chosen), more than the paper's 2351, and the binary runs them by default
+/// 2410 of PublicTest's 3589 faces right (67.15%, as their model card
+/// says), more than the paper's 2351, and the binary runs them by default
 /// with no file, no network and no cache: `eval` without `--weights`, with
 /// `--weights builtin` and with the repository's file give one report.
 #[test]

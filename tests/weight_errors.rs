@@ -253,7 +253,7 @@ fn flipped_bytes_give_errors_or_correct_loads_never_panics() {
     let (mut errors, mut value_changes, mut config_changes, mut moved) = (0, 0, 0, 0);
     // Every 211th byte (coprime with the layout's alignments) and the whole
     // first 2 KiB, where the superblock and root structures are.
-    // `MUTATION_STEP=1` flips every byte (minutes, not run by default).
+    // `MUTATION_STEP=1` flips every byte (slow, so not run by default).
     let step = std::env::var("MUTATION_STEP")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -1,10 +1,9 @@
 //! Denormal (subnormal) floats flushed to zero on training threads.
 //!
 //! With L2 regularisation many weights and gradients shrink toward zero and
-//! become denormal, which x86 cores compute with far more slowly: PyTorch
-//! trains mini-Xception at less than half speed without flushing them
-//! (measured in `../shared/notes/training.md`). TensorFlow's thread pools run
-//! with them flushed too, so flushing also keeps training close to Keras'.
+//! become denormal, which x86 cores compute with far more slowly.
+//! TensorFlow's thread pools run with them flushed too, so flushing also
+//! keeps training close to Keras'.
 
 /// Sets flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) on the
 /// calling thread: denormal results become zero, and denormal inputs are

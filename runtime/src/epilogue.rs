@@ -75,10 +75,10 @@ impl Epilogue for Accumulate {
 /// `out[i] = E::apply(values[i], out[i])` for every lane.
 ///
 /// Eight lanes at a time, each group read whole and written whole, as
-/// `pool::max_into` does: written as a loop over single lanes, LLVM kept the
-/// loop, so the accumulators it stores could not stay in vector registers
-/// and the whole kernel around it went scalar (five times slower). (The
-/// AVX-512 code stores its own way, `wide.rs`.)
+/// `pool::max_into` does: written as a loop over single lanes, LLVM keeps the
+/// loop, so the accumulators it stores cannot stay in vector registers and
+/// the whole kernel around it goes scalar. (The AVX-512 code stores its own
+/// way, `wide.rs`.)
 #[inline(always)]
 pub(crate) fn store<E: Epilogue, const N: usize>(out: &mut [f32; N], values: &[f32; N]) {
     let (out_lanes, out_rest) = out.as_chunks_mut::<8>();

@@ -24,17 +24,12 @@ impl Isa {
     pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
 
     /// The instruction sets in the order the default prefers them on CPUs
-    /// where AVX-512 has not been measured faster than AVX2.
-    ///
-    /// On an Intel Xeon (2-vCPU, AVX-512 F, VL, BW, DQ, VNNI) the AVX-512
-    /// code measured slower than the AVX2 code (0.445 against 0.323 ms per
-    /// image, one thread), before its kernels were reworked (`wide.rs`), and
-    /// the reworked code has not been measured on one.
+    /// other than AMD's, where the AVX-512 code is not known to beat the AVX2
+    /// code.
     pub const PREFERENCE: [Isa; 3] = [Isa::Avx2, Isa::Avx512, Isa::Portable];
 
-    /// The order on AMD CPUs: the reworked AVX-512 code measured faster than
-    /// the AVX2 code on an AMD EPYC (Zen 4; 0.263 to 0.274 against 0.319
-    /// to 0.338 ms per image, one thread, alternating, 3 December 2026).
+    /// The order on AMD CPUs, where the AVX-512 code is faster than the AVX2
+    /// code.
     pub const PREFERENCE_AMD: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
 
     /// The instruction set the forward pass uses by default on this CPU: the
@@ -320,7 +315,7 @@ mod tests {
 
     #[test]
     fn avx2_is_preferred_to_avx512_and_portable_is_the_fallback() {
-        // A CPU with every instruction set (an AVX-512 Xeon) gets AVX2.
+        // A CPU with every instruction set gets AVX2.
         assert_eq!(Isa::preferred(|_| true), Isa::Avx2);
         // One with AVX-512 but, impossibly, no AVX2 would still get AVX-512.
         assert_eq!(Isa::preferred(|isa| isa != Isa::Avx2), Isa::Avx512);

@@ -9,7 +9,7 @@
 use crate::isa::{Arithmetic, Isa, WithArithmetic, dispatch};
 use std::time::{Duration, Instant};
 
-/// Independent accumulator chains: a Zen 3 or Skylake core has 2 FMA units
+/// Independent accumulator chains: current x86-64 cores have 2 FMA units
 /// with a latency of 4 cycles, so 8 chains keep both busy; 12 leave margin
 /// and, at 8 lanes, still fit the 16 AVX2 registers.
 const CHAINS: usize = 12;
@@ -31,9 +31,9 @@ impl<const LANES: usize> WithArithmetic for Chains<LANES> {
         // and normal however long it runs.
         let (a, b) = (0.999f32, self.seed);
         // One flat run of `CHAINS` vectors: LLVM keeps it in `CHAINS`
-        // registers. As an array of `CHAINS` arrays of 16 lanes it vectorised
-        // the loop over the chains instead, with gathers and scatters, and
-        // measured AVX-512 at 1 GMAC/s against AVX2's 59 on a Zen 4 core.
+        // registers. As an array of `CHAINS` arrays of 16 lanes, LLVM
+        // vectorises the loop over the chains instead, with gathers and
+        // scatters, and the AVX-512 peak comes out far below AVX2's.
         let mut acc = [[0.5f32; LANES]; CHAINS];
         for _ in 0..self.rounds {
             for value in acc.as_flattened_mut() {
@@ -102,8 +102,8 @@ mod tests {
         }
         // Where the CPU has the instruction set, its rate is of the same
         // order as the portable code's: a vector unit is never 8 times
-        // slower than scalar code (the AVX-512 chains once ran as gathers
-        // and scatters at a sixtieth of AVX2's rate).
+        // slower than scalar code, unless its chains have been vectorised
+        // into gathers and scatters.
         let portable = multiply_adds_per_second(Isa::Portable, Duration::from_millis(20));
         for isa in [Isa::Avx2, Isa::Avx512]
             .into_iter()

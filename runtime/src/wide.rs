@@ -5,9 +5,9 @@
 //! operated on lane by lane). Compiled for AVX2 that works; compiled for
 //! AVX-512, LLVM's loop vectoriser takes the loop around such a group (over
 //! pixels) first and vectorises across it with gathers and scatters, which
-//! made the AVX-512 forward pass about twice as slow as AVX2's (its stores
-//! and max pools three to eight times; measured 3 December on a Zen 4). A
-//! loop whose body is already made of vector instructions is left alone.
+//! make the AVX-512 forward pass slower than AVX2's (its stores and max
+//! pools most of all). A loop whose body is already made of vector
+//! instructions is left alone.
 //!
 //! So the AVX-512 forward pass runs the pointwise half of each separable
 //! convolution and the residual branches (two thirds of the multiply-adds)
@@ -51,9 +51,8 @@ pub(crate) unsafe fn multiply_pixels<'a, E: Epilogue, F, const CI: usize, const 
 {
     // A function of its own, called through a pointer the optimiser cannot
     // see through: inlined into the whole forward pass, its accumulators
-    // competed for registers with everything around them and LLVM spilled
-    // one to the stack inside the multiply-add loop (a third slower for
-    // 32 channels in and out).
+    // compete for registers with everything around them and LLVM spills
+    // one to the stack inside the multiply-add loop.
     let run: unsafe fn(F, &PointwiseWeights<CI, CO>, &mut [[f32; CO]]) =
         multiply_row::<E, F, CI, CO>;
     // SAFETY: the caller guarantees AVX-512F.

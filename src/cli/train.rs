@@ -196,8 +196,7 @@ fn run_model<M: TrainableModel>(settings: &Settings) -> Result<ExitCode, CliErro
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         // AVX2 before AVX-512 whatever the CPU: only the forward pass has
         // AVX-512 kernels of its own, and the backward kernels compiled for
-        // AVX-512 made an epoch slower (7.2 s against 5.9 s on 3,000 faces,
-        // one thread, AMD EPYC Zen 4, 3 December 2026). The weights are the
+        // AVX-512 make an epoch slower than AVX2's. The weights are the
         // same, bit for bit.
         isa: super::bench::isa_named(settings.isa.as_deref(), Isa::preferred(Isa::is_available))?,
         resume: settings.resume,

@@ -37,7 +37,7 @@ pub fn crop(
         gray.height(),
     )?;
     // Row by row: `SubImage::to_image` copies pixel by pixel through the
-    // generic pixel interface: 0.4% of a 1280x720 `video` run by itself.
+    // generic pixel interface.
     let (stride, left, top) = (gray.width() as usize, left as usize, top as usize);
     let columns = left..left + width as usize;
     let mut pixels = Vec::with_capacity(columns.len() * height as usize);

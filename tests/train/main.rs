@@ -4,8 +4,8 @@
 //! run learns. `parity.rs`: the trainer against Keras.
 //!
 //! One test binary for both: each would otherwise compile the trainer for the
-//! small model of `tests/models/tiny_train.yaml` on its own, minutes of every
-//! clean build.
+//! small model of `tests/models/tiny_train.yaml` on its own, a long compile in
+//! every clean build.
 
 mod parity;
 #[path = "../support/mod.rs"]
@@ -555,8 +555,8 @@ fn a_short_run_learns() {
     // set and any number of threads. On AVX2 it gave a training loss of 3.74,
     // 2.20 then 1.84, and 11.0%, 26.2% then 37.1% on PublicTest: the moving
     // statistics of the batch norms lag the weights in the first epochs, so
-    // PublicTest accuracy is a poor and jumpy measure before the third (the
-    // second epoch gave 29.3% before a change that only reordered sums). The
+    // PublicTest accuracy is a poor and jumpy measure before the third (a
+    // change that only reorders sums moves the second epoch's by points). The
     // bounds leave room for another instruction set's rounding.
     assert!(
         last.train_loss < first.train_loss - 1.0,

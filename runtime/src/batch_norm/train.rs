@@ -366,7 +366,7 @@ pub fn batch_norm_backward_sums<const H: usize, const W: usize, const C: usize>(
 /// (ReLU's backward pass, in place), and with `GUIDED` also wherever the
 /// gradient itself is not (guided back-propagation's ReLU), then sums. Row
 /// by row, so that the masked row is summed while it is in the first-level
-/// cache: as two passes over the image, the mask had cost as much as the sums.
+/// cache, rather than in a second pass over the image.
 #[inline(always)]
 pub fn batch_norm_relu_backward_sums<
     const GUIDED: bool,

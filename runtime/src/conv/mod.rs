@@ -191,7 +191,7 @@ pub fn conv2d<
         // SAFETY: 16 lanes means `A` is `FusedWide` (the trait is sealed),
         // which only exists once AVX-512, and with it AVX2 and FMA, has been
         // checked for. Its AVX2 build is faster: with 8 output channels the
-        // AVX-512 build paired two pixels in a register and paid in shuffles.
+        // AVX-512 build pairs two pixels in a register and pays in shuffles.
         return unsafe {
             narrow(
                 #[inline(always)]
@@ -271,10 +271,9 @@ pub fn conv2d<
 /// The input channel is the outer loop and the `K` taps of a kernel row the
 /// inner ones, fully unrolled: an input cell that several taps read (`K` of
 /// them at stride 1) is then one load, which LLVM merges, where the order
-/// taps-then-channels loaded it once per tap. With 8 output channels (one
-/// register, so one broadcast per FMA) that order left the base
-/// convolutions bound by loads; this one took the second from 17% to 11%
-/// of the forward pass's profile.
+/// taps-then-channels loads it once per tap. With 8 output channels (one
+/// register, so one broadcast per FMA) that order leaves the base
+/// convolutions bound by loads.
 #[inline(always)]
 fn interior_block<
     A: Arithmetic,
@@ -322,9 +321,9 @@ const BORDER_CHAINS: usize = 4;
 ///
 /// With few output channels (the head's 7) each FMA is a whole accumulator,
 /// and one accumulator would make every FMA wait for the one before (4
-/// cycles on current cores): over 128 input channels and 9 taps the head's
-/// 4x4 pixels, all on the border, took 4% of the forward pass for 1.3% of
-/// its multiply-adds. Four chains, summed at the end, overlap.
+/// cycles on current cores), over 128 input channels and 9 taps for each of
+/// the head's 4x4 pixels, all on the border. Four chains, summed at the end,
+/// overlap.
 #[inline(always)]
 fn border_pixel<
     A: Arithmetic,

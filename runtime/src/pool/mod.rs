@@ -160,11 +160,10 @@ fn max_lanes<A: Arithmetic, const C: usize>(best: &mut [f32; C], values: &[f32; 
 /// where input and output are two fields of one scratch struct: each group
 /// of eight is read whole before it is written whole, and `f32::max` writes
 /// every lane (`vmaxps` plus a blend for its NaN rule: a NaN input never
-/// wins). Written as a lane loop on the arrays in place, it stayed scalar
-/// there (a fifth of the forward pass's time); with `if value > best` it
-/// became a masked store (`vmaskmovps`), slower still on AMD cores, and as
-/// a compare and select over the whole group the pools of the fused
-/// separable convolutions took twice as long (measured 2 December).
+/// wins). Written as a lane loop on the arrays in place, it stays scalar
+/// there; with `if value > best` it becomes a masked store (`vmaskmovps`),
+/// slower still on AMD cores; and as a compare and select over the whole
+/// group it makes the pools of the fused separable convolutions slower.
 #[inline(always)]
 fn max_into<const C: usize>(best: &mut [f32; C], values: &[f32; C]) {
     let (best_lanes, best_rest) = best.as_chunks_mut::<8>();
