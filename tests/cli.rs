@@ -122,14 +122,13 @@ fn eval_of_several_weights_counts_their_ensemble() {
 
 /// `eval` scores weights of the other compiled models with the emotion
 /// labels by the model their file names: the 48x48 model's weights of the
-/// model card (`models/cards/attempts/paz-seed1.safetensors`) count 2266
+/// training log (`tests/weights/paz48_seed1.safetensors`) count 2266
 /// right (63.14%, their training run's own PublicTest figure); in an
 /// ensemble with the 64x64 built-in weights, each member seeing the face at
 /// its own input size, 2393 (measured here; 2410 for the built-in alone).
 #[test]
 fn eval_scores_weights_of_the_48x48_model_by_the_model_their_file_names() {
-    let paz =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cards/attempts/paz-seed1.safetensors");
+    let paz = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/weights/paz48_seed1.safetensors");
     let paz = paz.to_str().unwrap();
     let alone = eval_public_test_with(&["--weights", paz]);
     assert_eq!(alone["correct"], 2266);
