@@ -24,7 +24,7 @@ use mini_xception::runtime::{FoldedTensors, flat};
 use mini_xception::train::checkpoint::{self, CheckpointHeader, ScheduleState};
 use mini_xception::train::keras_initial;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use syn::visit::Visit;
 
@@ -65,15 +65,7 @@ pub fn edited(valid: &[u8], input: &[u8]) -> Vec<u8> {
 /// A file of the shared data beside the project (`../shared`, or
 /// `MINI_XCEPTION_SHARED`); empty when it is not there.
 pub fn shared_file(relative: &str) -> Vec<u8> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let roots: Vec<PathBuf> = match std::env::var_os("MINI_XCEPTION_SHARED") {
-        Some(root) => vec![root.into()],
-        None => vec![manifest.join("../shared"), manifest.join("../../shared")],
-    };
-    roots
-        .iter()
-        .find_map(|root| std::fs::read(root.join(relative)).ok())
-        .unwrap_or_default()
+    std::fs::read(mini_xception_testdata::shared(relative)).unwrap_or_default()
 }
 
 /// Model file text through the whole compiler: no panic; every diagnostic

@@ -5,8 +5,6 @@
 use std::io::Read;
 use std::path::Path;
 
-/// The largest OpenCV cascade read: OpenCV's own are under 2 MiB.
-pub const MAX_CASCADE_BYTES: u64 = 64 << 20;
 /// The largest weight file read (Keras or native): 1 GiB, four times the
 /// weights of the largest network the compiler accepts.
 pub const MAX_WEIGHTS_BYTES: u64 = 1 << 30;
@@ -51,7 +49,7 @@ mod tests {
         // Sparse: 8 GiB declared, nothing written.
         let file = std::fs::File::create(&path).unwrap();
         file.set_len(8 << 30).unwrap();
-        let error = read_limited(&path, MAX_CASCADE_BYTES, "a cascade").unwrap_err();
+        let error = read_limited(&path, 64 << 20, "a cascade").unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
         assert_eq!(
             error.to_string(),

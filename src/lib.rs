@@ -22,12 +22,12 @@
 // this crate too.
 extern crate self as mini_xception;
 
+pub use mini_xception_detect as detect;
 pub use mini_xception_macro::mini_xception;
 pub use mini_xception_runtime as runtime;
 
 pub mod annotate;
 pub mod bench;
-pub mod detect;
 pub mod evaluate;
 pub mod explain;
 pub mod faces;

@@ -9,11 +9,7 @@ use mini_xception::detect::{Cascade, CascadeError, DetectError, DetectOptions, F
 use mini_xception::preprocess::load_gray;
 use serde::Deserialize;
 
-fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(path)
-}
+use mini_xception_testdata::shared;
 
 fn cascade_path() -> PathBuf {
     shared("models/haarcascade_frontalface_default.xml")

@@ -12,11 +12,9 @@ use mini_xception::preprocess::{
 };
 use serde::Deserialize;
 
-/// The reference folder, beside the project root.
+/// A file of the reference folder.
 fn reference(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference")
-        .join(path)
+    mini_xception_testdata::shared("reference").join(path)
 }
 
 #[derive(Deserialize)]

@@ -15,13 +15,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use mini_xception::detect::{Cascade, DetectOptions};
 use mini_xception::preprocess::load_gray;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 
-fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
-        .join(path)
-}
+use mini_xception_testdata::shared;
 
 fn detect(c: &mut Criterion) {
     let cascade = Cascade::from_xml_file(&shared("models/haarcascade_frontalface_default.xml"))

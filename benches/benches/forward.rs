@@ -13,7 +13,6 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use mini_xception::bench::SyntheticWeights;
 use mini_xception::runtime::Isa;
 use std::hint::black_box;
-use std::path::Path;
 use tract_onnx::prelude::*;
 
 mini_xception::mini_xception!("../models/mini_xception.yaml");
@@ -33,8 +32,7 @@ type TractPlan = std::sync::Arc<TypedSimplePlan>;
 
 /// The ONNX export in tract, optimised, for batches of `batch`.
 fn tract_model(batch: usize) -> Option<TractPlan> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/models/mini_xception_fer2013.onnx");
+    let path = mini_xception_testdata::shared("models/mini_xception_fer2013.onnx");
     let model = tract_onnx::onnx()
         .model_for_path(path)
         .ok()?

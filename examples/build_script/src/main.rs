@@ -24,8 +24,7 @@ mod tests {
             from_macro::MiniXception::PARAMETERS
         );
         assert_eq!(MiniXception::MACS, from_macro::MiniXception::MACS);
-        let paper = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/models/fer2013_mini_XCEPTION.102-0.66.hdf5");
+        let paper = mini_xception_testdata::shared("models/fer2013_mini_XCEPTION.102-0.66.hdf5");
         let ours = MiniXception::with_weights(
             mini_xception::keras::load(&paper, MiniXception::weights_from_source).unwrap(),
             Isa::detect(),

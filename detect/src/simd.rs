@@ -410,17 +410,11 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::Cascade;
-    use crate::detect::resize::resize_linear_exact;
-    use crate::detect::window::Verdict;
+    use crate::Cascade;
+    use crate::resize::resize_linear_exact;
+    use crate::window::Verdict;
     use image::GrayImage;
-    use std::path::Path;
-
-    fn shared(path: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared")
-            .join(path)
-    }
+    use mini_xception_testdata::{gray_photo, shared};
 
     /// Every window of `image` (with `even_columns_first`, every window at
     /// even `x`), evaluated eight at a time and finished one by one, gets the
@@ -429,7 +423,7 @@ mod tests {
     /// first stage.
     fn blocks_match_single_windows(
         avx2: Avx2,
-        model: &crate::detect::cascade::Model,
+        model: &crate::cascade::Model,
         image: &GrayImage,
         even_columns_first: bool,
         f32_sums: bool,
@@ -573,8 +567,7 @@ mod tests {
         };
         let cascade =
             Cascade::from_xml_file(&shared("models/haarcascade_frontalface_default.xml")).unwrap();
-        let photo =
-            crate::preprocess::load_gray(&shared("reference/images/12_angry_men.jpg")).unwrap();
+        let photo = gray_photo("reference/images/12_angry_men.jpg");
         // The `f32` stage sums as the scan runs them, then with every stage
         // left to the `f64` fallback.
         for f32_sums in [true, false] {

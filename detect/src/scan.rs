@@ -340,6 +340,7 @@ impl RowScan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mini_xception_testdata::{gray_photo, shared};
 
     fn model() -> Model {
         Model {
@@ -370,14 +371,10 @@ mod tests {
     /// (before grouping) at every scale of a photo, at step 1 and step 2.
     #[test]
     fn the_portable_and_avx2_scans_find_the_same_windows() {
-        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-        let cascade = crate::detect::Cascade::from_xml_file(
-            &shared.join("models/haarcascade_frontalface_default.xml"),
-        )
-        .unwrap();
-        let photo =
-            crate::preprocess::load_gray(&shared.join("reference/images/solvay_conference.jpg"))
+        let cascade =
+            crate::Cascade::from_xml_file(&shared("models/haarcascade_frontalface_default.xml"))
                 .unwrap();
+        let photo = gray_photo("reference/images/solvay_conference.jpg");
         let options = options(1.2, (0, 0), None);
         let portable =
             candidates_with(&cascade.model, &Prepared::default(), &photo, &options, None).unwrap();
@@ -401,13 +398,10 @@ mod tests {
     /// an image of another size as a fresh preparation does.
     #[test]
     fn a_warm_cache_finds_what_a_cold_one_finds() {
-        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-        let cascade = crate::detect::Cascade::from_xml_file(
-            &shared.join("models/haarcascade_frontalface_default.xml"),
-        )
-        .unwrap();
-        let photo = crate::preprocess::load_gray(&shared.join("reference/images/12_angry_men.jpg"))
-            .unwrap();
+        let cascade =
+            crate::Cascade::from_xml_file(&shared("models/haarcascade_frontalface_default.xml"))
+                .unwrap();
+        let photo = gray_photo("reference/images/12_angry_men.jpg");
         let piece = image::imageops::crop_imm(&photo, 300, 90, 641, 479).to_image();
         let options = options(1.3, (0, 0), None);
         let model = &cascade.model;

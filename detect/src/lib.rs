@@ -3,17 +3,17 @@
 //!
 //! The paper's demo finds faces with OpenCV's stock
 //! `haarcascade_frontalface_default.xml` and
-//! `detectMultiScale(gray, scaleFactor=1.3, minNeighbors=5)`; this module
+//! `detectMultiScale(gray, scaleFactor=1.3, minNeighbors=5)`; this crate
 //! reads the same XML file and reproduces that call, arithmetic included:
 //!
 //! ```no_run
 //! use std::path::Path;
-//! use mini_xception::detect::{Cascade, DetectOptions};
-//! use mini_xception::preprocess::load_gray;
+//! use mini_xception_detect::{Cascade, DetectOptions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cascade = Cascade::from_xml_file(Path::new("haarcascade_frontalface_default.xml"))?;
-//! let gray = load_gray(Path::new("photo.jpg"))?;
+//! // Any 8-bit grayscale image, e.g. `image::open(path)?.to_luma8()`.
+//! let gray = image::GrayImage::new(640, 480);
 //! for face in cascade.detect(&gray, &DetectOptions::default())? {
 //!     println!("{} {} {}x{}", face.x, face.y, face.width, face.height);
 //! }
@@ -22,8 +22,10 @@
 //! ```
 //!
 //! On the reference photos the boxes are OpenCV's exactly, given the same
-//! grayscale input, which [`load_gray`](crate::preprocess::load_gray) gives:
-//! Pillow's bytes, for JPEG too.
+//! grayscale input. For JPEG that means libjpeg-turbo's decoding, as Pillow
+//! and OpenCV do it; `mini_xception::preprocess::load_gray` gives those bytes.
+//! The crate depends on nothing of the classifier: `image` for the
+//! grayscale buffer, `roxmltree` for the cascade file, `rayon` for threads.
 //!
 //! What is reproduced, one file each (see them for the details):
 //! - `cascade` (with `xml`): the "new" XML format written by
@@ -56,6 +58,7 @@ mod simd;
 mod window;
 mod xml;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use image::GrayImage;
@@ -182,6 +185,36 @@ pub struct Cascade {
     prepared: window::Prepared,
 }
 
+/// The largest cascade file read: OpenCV's own are under 2 MiB, and a file
+/// of gigabytes named where a cascade belongs is refused, not read.
+pub const MAX_CASCADE_BYTES: u64 = 64 << 20;
+
+/// The bytes of `path`, or an error of kind `InvalidData` when it holds more
+/// than [`MAX_CASCADE_BYTES`], checked before anything is allocated.
+fn read_cascade_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let too_large = |size: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file holds {size} bytes, past the limit of {MAX_CASCADE_BYTES} for a cascade"
+            ),
+        )
+    };
+    let declared = file.metadata()?.len();
+    if declared > MAX_CASCADE_BYTES {
+        return Err(too_large(declared));
+    }
+    // Pipes and /proc files declare no size, and a file can grow after the
+    // check: never read past the limit.
+    let mut bytes = Vec::new();
+    file.take(MAX_CASCADE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CASCADE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 impl Cascade {
     /// Loads a cascade from an OpenCV XML file such as
     /// `haarcascade_frontalface_default.xml`.
@@ -190,8 +223,7 @@ impl Cascade {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = crate::files::read_limited(path, crate::files::MAX_CASCADE_BYTES, "a cascade")
-            .map_err(io)?;
+        let bytes = read_cascade_file(path).map_err(io)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             io(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -245,3 +277,8 @@ impl Cascade {
         Ok(boxes)
     }
 }
+
+/// The README's example, compiled as a doctest so that it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -3,7 +3,7 @@
 //! OpenCV's bit-exact bilinear resize for 8-bit images.
 //!
 //! This is not the `INTER_LINEAR` of `cv2.resize` (which
-//! [`crate::preprocess::resize_linear`] reproduces): the detector has used
+//! `mini_xception::preprocess::resize_linear` reproduces): the detector has used
 //! the bit-exact variant since OpenCV 3.4, and its rounding differs. Its
 //! arithmetic:
 //! - the scale is `1 / (dst / src)` in `f64`; the source position of output
