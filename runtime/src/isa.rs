@@ -1,6 +1,7 @@
-//! Instruction sets, chosen at run time: a default build runs AVX-512 code
-//! on AMD CPUs that have it, AVX2 code on other CPUs that have that
-//! (AVX-512 on request), and stays correct where neither is there.
+//! Instruction sets, chosen at run time: the forward pass runs the widest
+//! code the CPU has (AVX-512, else AVX2), training prefers AVX2 (its
+//! backward kernels have no AVX-512 code of their own), and both stay
+//! correct where neither is there.
 //!
 //! The kernels are written once, generic over [`Arithmetic`] and always
 //! inlined; [`dispatch`] calls a whole forward pass inside a function compiled
@@ -23,31 +24,22 @@ impl Isa {
     /// Every instruction set, widest first.
     pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
 
-    /// The instruction sets in the order the default prefers them on CPUs
-    /// other than AMD's, where the AVX-512 code is not known to beat the AVX2
-    /// code.
-    pub const PREFERENCE: [Isa; 3] = [Isa::Avx2, Isa::Avx512, Isa::Portable];
-
-    /// The order on AMD CPUs, where the AVX-512 code is faster than the AVX2
-    /// code.
-    pub const PREFERENCE_AMD: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+    /// The order training prefers: its backward kernels are the generic
+    /// ones, which run faster compiled for AVX2 than for AVX-512.
+    pub const TRAINING_PREFERENCE: [Isa; 3] = [Isa::Avx2, Isa::Avx512, Isa::Portable];
 
     /// The instruction set the forward pass uses by default on this CPU: the
-    /// first of [`Isa::PREFERENCE_AMD`] (on AMD CPUs) or
-    /// [`Isa::PREFERENCE`] (elsewhere) that it has.
+    /// widest it has ([`Isa::ALL`] in order), since the AVX-512 build has
+    /// kernels of its own.
     pub fn detect() -> Isa {
-        let order = if cpu_is_amd() {
-            Isa::PREFERENCE_AMD
-        } else {
-            Isa::PREFERENCE
-        };
-        Isa::first_available(order, Isa::is_available)
+        Isa::first_available(Isa::ALL, Isa::is_available)
     }
 
-    /// The first of [`Isa::PREFERENCE`] for which `available` holds, or
-    /// [`Isa::Portable`].
-    pub fn preferred(available: impl Fn(Isa) -> bool) -> Isa {
-        Isa::first_available(Isa::PREFERENCE, available)
+    /// The instruction set training uses by default: the first of
+    /// [`Isa::TRAINING_PREFERENCE`] for which `available` holds (for this
+    /// CPU, [`Isa::is_available`]). The weights do not depend on it.
+    pub fn for_training(available: impl Fn(Isa) -> bool) -> Isa {
+        Isa::first_available(Isa::TRAINING_PREFERENCE, available)
     }
 
     /// The first of `order` for which `available` holds, or
@@ -94,24 +86,6 @@ impl Isa {
     pub fn from_name(name: &str) -> Option<Isa> {
         Isa::ALL.into_iter().find(|isa| isa.name() == name)
     }
-}
-
-/// Whether the CPU's vendor string (CPUID leaf 0) is AMD's.
-fn cpu_is_amd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: every x86-64 CPU has CPUID and its leaf 0. (`__cpuid` is a
-        // safe function in newer Rust; the block keeps older ones building.)
-        #[allow(unused_unsafe)]
-        let leaf = unsafe { std::arch::x86_64::__cpuid(0) };
-        let mut vendor = [0u8; 12];
-        vendor[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
-        vendor[4..8].copy_from_slice(&leaf.edx.to_le_bytes());
-        vendor[8..].copy_from_slice(&leaf.ecx.to_le_bytes());
-        &vendor == b"AuthenticAMD"
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 /// How a kernel multiplies and adds: fused (one rounding, where the CPU has
@@ -314,43 +288,44 @@ mod tests {
     }
 
     #[test]
-    fn avx2_is_preferred_to_avx512_and_portable_is_the_fallback() {
-        // A CPU with every instruction set gets AVX2.
-        assert_eq!(Isa::preferred(|_| true), Isa::Avx2);
+    fn training_prefers_avx2_and_portable_is_the_fallback() {
+        // A CPU with every instruction set trains with AVX2.
+        assert_eq!(Isa::for_training(|_| true), Isa::Avx2);
         // One with AVX-512 but, impossibly, no AVX2 would still get AVX-512.
-        assert_eq!(Isa::preferred(|isa| isa != Isa::Avx2), Isa::Avx512);
-        assert_eq!(Isa::preferred(|isa| isa == Isa::Portable), Isa::Portable);
-        assert_eq!(Isa::preferred(|_| false), Isa::Portable);
-        // On AMD CPUs AVX-512 comes first, where there is one.
-        let amd = |available: fn(Isa) -> bool| Isa::first_available(Isa::PREFERENCE_AMD, available);
-        assert_eq!(amd(|_| true), Isa::Avx512);
-        assert_eq!(amd(|isa| isa != Isa::Avx512), Isa::Avx2);
-        assert_eq!(amd(|isa| isa == Isa::Portable), Isa::Portable);
+        assert_eq!(Isa::for_training(|isa| isa != Isa::Avx2), Isa::Avx512);
+        assert_eq!(Isa::for_training(|isa| isa == Isa::Portable), Isa::Portable);
+        assert_eq!(Isa::for_training(|_| false), Isa::Portable);
         // Every instruction set is in each order exactly once.
         for isa in Isa::ALL {
-            assert_eq!(Isa::PREFERENCE.iter().filter(|&&p| p == isa).count(), 1);
-            assert_eq!(Isa::PREFERENCE_AMD.iter().filter(|&&p| p == isa).count(), 1);
+            assert_eq!(Isa::ALL.iter().filter(|&&p| p == isa).count(), 1);
+            let in_training = Isa::TRAINING_PREFERENCE.iter().filter(|&&p| p == isa);
+            assert_eq!(in_training.count(), 1);
         }
     }
 
-    /// The default as the kernel's own report of the CPU predicts it.
+    /// The forward pass's default as the kernel's own report of the CPU
+    /// predicts it, whatever the vendor: the widest instruction set there.
     #[test]
-    fn the_default_follows_the_vendor_and_what_the_cpu_has() {
+    fn the_default_is_the_widest_instruction_set_the_cpu_has() {
         let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
-            eprintln!("no /proc/cpuinfo: the vendor cannot be checked here");
+            eprintln!("no /proc/cpuinfo: the CPU's flags cannot be checked here");
             return;
         };
-        let amd = info
+        let flags: Vec<&str> = info
             .lines()
-            .find(|line| line.starts_with("vendor_id"))
-            .is_some_and(|line| line.contains("AuthenticAMD"));
-        assert_eq!(cpu_is_amd(), amd);
-        let expected = if amd && Isa::Avx512.is_available() {
+            .find(|line| line.starts_with("flags"))
+            .map(|line| line.split_whitespace().collect())
+            .unwrap_or_default();
+        let has = |flag: &str| flags.contains(&flag);
+        let avx2 = has("avx2") && has("fma");
+        let avx512 = avx2
+            && ["avx512f", "avx512vl", "avx512bw", "avx512dq"]
+                .iter()
+                .all(|f| has(f));
+        let expected = if avx512 {
             Isa::Avx512
-        } else if Isa::Avx2.is_available() {
+        } else if avx2 {
             Isa::Avx2
-        } else if Isa::Avx512.is_available() {
-            Isa::Avx512
         } else {
             Isa::Portable
         };

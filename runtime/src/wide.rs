@@ -76,20 +76,23 @@ unsafe fn multiply_row<'a, E: Epilogue, F, const CI: usize, const CO: usize>(
     // Channels past the last multiple of 16 would be left alone: the caller
     // comes here only when `CO` is a multiple of 16.
     let mut first = 0;
-    // SAFETY (of every call below): the caller guarantees AVX-512F.
     while first + PIXEL_BLOCK <= out.len() {
+        // SAFETY: the caller guarantees AVX-512F, and the block ends inside `out`.
         unsafe { pixel_block::<E, PIXEL_BLOCK, CI, CO>(&pixel, weights, first, out) };
         first += PIXEL_BLOCK;
     }
     if first + 4 <= out.len() {
+        // SAFETY: the caller guarantees AVX-512F, and the block ends inside `out`.
         unsafe { pixel_block::<E, 4, CI, CO>(&pixel, weights, first, out) };
         first += 4;
     }
     if first + 2 <= out.len() {
+        // SAFETY: the caller guarantees AVX-512F, and the block ends inside `out`.
         unsafe { pixel_block::<E, 2, CI, CO>(&pixel, weights, first, out) };
         first += 2;
     }
     if first < out.len() {
+        // SAFETY: the caller guarantees AVX-512F, and the block ends inside `out`.
         unsafe { pixel_block::<E, 1, CI, CO>(&pixel, weights, first, out) };
     }
 }

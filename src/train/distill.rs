@@ -13,8 +13,8 @@
 
 use super::augment::plain_into;
 use super::data::Faces;
+use crate::files::sha256_hex;
 use crate::models::{LoadError, WeightsFormat, load_weights, mirror_input};
-use crate::pretrained::sha256_hex;
 use crate::runtime::softmax::softmax_slice;
 use crate::runtime::{AllocError, InferenceModel, Isa, flat_mut, try_zeroed_box};
 use rayon::prelude::*;

@@ -9,7 +9,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod distill;
 pub mod init;
-pub mod plots;
+pub mod progress;
 pub mod recalibrate;
 pub mod run;
 
@@ -17,8 +17,9 @@ pub use augment::Augmentation;
 pub use average::WeightAverage;
 pub use distill::Teachers;
 pub use init::keras_initial;
+pub use progress::{OnEpoch, Progress, StepProgress, on_epoch};
 pub use recalibrate::{Recalibration, recalibrate, recalibrate_faces};
 pub use run::{
-    OptimizerChoice, RunError, RunOptions, RunSummary, Schedule, TrainSettings, evaluate, train,
-    train_faces,
+    OptimizerChoice, RunError, RunOptions, RunSummary, Schedule, SettingsError, TrainSettings,
+    evaluate, train, train_faces,
 };

@@ -2,8 +2,8 @@
 //! prepared on a thread of its own, evaluation on `PublicTest` after each
 //! epoch, the paper's plateau schedule (or cosine decay), the best weights
 //! by validation loss, and a checkpoint after every epoch to resume from.
-//! After each epoch `history.csv` and `curves.png` are rewritten, and
-//! `confusion.png` whenever the best weights change. A run may also average
+//! After each epoch `history.csv` is rewritten, and a [`Progress`] hears of
+//! the epoch (the command-line tool draws its pictures from it). A run may also average
 //! its weights over its last epochs ([`super::average`]); from the first
 //! epoch averaged on, the average is what is evaluated and kept.
 
@@ -13,7 +13,7 @@ use super::checkpoint::{self, CheckpointError, CheckpointHeader, EpochRecord, Sc
 use super::data::{DataError, Faces, load_split};
 use super::distill::{TeacherError, Teachers, view_probabilities};
 use super::init::keras_initial;
-use super::plots::{PlotError, draw_confusion, draw_curves};
+use super::progress::{Progress, StepProgress};
 use crate::keras::{self, WeightsError};
 use crate::native::{self, NativeError};
 use crate::runtime::train::{
@@ -137,7 +137,99 @@ pub enum OptimizerChoice {
     Sgd { momentum: f32, nesterov: bool },
 }
 
+/// A training setting out of its range, found before anything runs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the training setting {setting} must be {expected}, got {found}")]
+pub struct SettingsError {
+    /// The setting, as the field of [`TrainSettings`] (and the command-line
+    /// option, with `--` and dashes) names it.
+    pub setting: &'static str,
+    /// Its range.
+    pub expected: &'static str,
+    /// What it was.
+    pub found: String,
+}
+
 impl TrainSettings {
+    /// Checks every setting against its range: counts of at least 1, rates,
+    /// factors and probabilities in theirs. [`train`] and [`train_faces`]
+    /// check the same before they start.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        fn check(
+            ok: bool,
+            setting: &'static str,
+            expected: &'static str,
+            found: impl std::fmt::Display,
+        ) -> Result<(), SettingsError> {
+            match ok {
+                true => Ok(()),
+                false => Err(SettingsError {
+                    setting,
+                    expected,
+                    found: found.to_string(),
+                }),
+            }
+        }
+        const AT_LEAST_ONE: &str = "at least 1";
+        const NON_NEGATIVE: &str = "a number of at least 0";
+        check(self.epochs >= 1, "epochs", AT_LEAST_ONE, self.epochs)?;
+        check(self.batch >= 1, "batch", AT_LEAST_ONE, self.batch)?;
+        if let Some(from) = self.average_from {
+            check(from >= 1, "average_from", AT_LEAST_ONE, from)?;
+        }
+        let rate = self.learning_rate;
+        check(
+            rate >= 0.0 && rate.is_finite(),
+            "learning_rate",
+            NON_NEGATIVE,
+            rate,
+        )?;
+        let scale = self.l2_scale;
+        check(
+            scale >= 0.0 && scale.is_finite(),
+            "l2_scale",
+            NON_NEGATIVE,
+            scale,
+        )?;
+        let smoothing = self.label_smoothing;
+        check(
+            (0.0..=1.0).contains(&smoothing),
+            "label_smoothing",
+            "in [0, 1]",
+            smoothing,
+        )?;
+        if let OptimizerChoice::Sgd { momentum, .. } = self.optimizer {
+            check(
+                (0.0..1.0).contains(&momentum),
+                "momentum",
+                "in [0, 1)",
+                momentum,
+            )?;
+        }
+        if let Some(augmentation) = &self.augmentation {
+            let erase = augmentation.erase;
+            check(
+                (0.0..=1.0).contains(&erase),
+                "erase",
+                "a probability, in [0, 1]",
+                erase,
+            )?;
+        }
+        if let Some(teachers) = &self.teachers {
+            let weight = teachers.weight;
+            check(
+                (0.0..=1.0).contains(&weight),
+                "distill_weight",
+                "in [0, 1]",
+                weight,
+            )?;
+            let temperature = teachers.temperature;
+            let positive = temperature > 0.0 && temperature.is_finite();
+            check(positive, "temperature", "a number above 0", temperature)?;
+        }
+        Ok(())
+    }
+
     /// The trainer's options for these settings, on `threads` threads with
     /// kernels for `isa`.
     pub fn trainer_options(&self, threads: usize, isa: Isa) -> TrainerOptions {
@@ -195,8 +287,6 @@ pub struct RunOptions {
     pub isa: Isa,
     /// Continue from `last.checkpoint` in the output directory.
     pub resume: bool,
-    /// Show a progress bar per epoch.
-    pub progress: bool,
 }
 
 /// Why a run stopped with an error.
@@ -225,7 +315,10 @@ pub enum RunError {
     #[error("{file}: {reason}")]
     Output { file: String, reason: String },
     #[error(transparent)]
-    Plot(#[from] PlotError),
+    Settings(#[from] SettingsError),
+    /// The run's [`Progress`] failed (to draw its pictures, say).
+    #[error("{0}")]
+    Progress(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Teacher(#[from] TeacherError),
     /// The memory ran out for a scratch space.
@@ -277,19 +370,19 @@ fn epoch_order(seed: u64, epoch: usize, faces: usize) -> Vec<usize> {
 }
 
 /// Trains model `M` on the FER2013 CSV `data`, writing `best.safetensors`,
-/// `last.checkpoint` and `history.csv` to `out`; `epoch_done` hears of every
-/// epoch as it ends.
+/// `last.checkpoint` and `history.csv` to `out`; `progress` hears of every
+/// step and epoch (a closure `|record: &EpochRecord| ...` of every epoch).
 pub fn train<M: TrainableModel>(
     data: &Path,
     out: &Path,
     settings: &TrainSettings,
     options: &RunOptions,
-    epoch_done: &mut dyn FnMut(&EpochRecord),
+    progress: &mut dyn Progress,
 ) -> Result<RunSummary, RunError> {
     let [height, width, _] = M::INPUT_SHAPE;
     let training = load_split(data, "Training", M::CLASSES, [height, width])?;
     let validation = load_split(data, "PublicTest", M::CLASSES, [height, width])?;
-    train_faces::<M>(&training, &validation, out, settings, options, epoch_done)
+    train_faces::<M>(&training, &validation, out, settings, options, progress)
 }
 
 /// [`train`] on faces already loaded (at the model's input size): for other
@@ -300,8 +393,9 @@ pub fn train_faces<M: TrainableModel>(
     out: &Path,
     settings: &TrainSettings,
     options: &RunOptions,
-    epoch_done: &mut dyn FnMut(&EpochRecord),
+    progress: &mut dyn Progress,
 ) -> Result<RunSummary, RunError> {
+    settings.validate()?;
     let out_name = out.display().to_string();
     std::fs::create_dir_all(out).map_err(|source| RunError::Io {
         file: out_name.clone(),
@@ -429,9 +523,7 @@ pub fn train_faces<M: TrainableModel>(
         }
         let epoch_learning_rate = header.schedule.learning_rate;
         let order = epoch_order(settings.seed, epoch, training.len());
-        let progress = options
-            .progress
-            .then(|| epoch_bar(epoch, settings.epochs, steps_per_epoch));
+        progress.epoch_started(epoch + 1, settings.epochs, steps_per_epoch);
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut step_error = None;
@@ -494,17 +586,15 @@ pub fn train_faces<M: TrainableModel>(
                     }
                     Err(error) => step_error = Some(error),
                 }
-                if let Some(bar) = &progress {
-                    let done = step + 1;
-                    let seen = done * settings.batch;
-                    bar.set_position(done as u64);
-                    bar.set_message(format!(
-                        "loss {:.4}  acc {:.2}%  {:.0} img/s",
-                        loss_sum / done as f64,
-                        100.0 * correct as f64 / seen as f64,
-                        seen as f64 / started.elapsed().as_secs_f64().max(1e-9)
-                    ));
-                }
+                let done = step + 1;
+                let seen = done * settings.batch;
+                progress.step_done(&StepProgress {
+                    step: done,
+                    steps: steps_per_epoch,
+                    mean_loss: loss_sum / done as f64,
+                    accuracy: correct as f64 / seen as f64,
+                    images_per_second: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                });
                 // Back to the preparing thread, unless it is done.
                 let _ = empty_sender.send(batch);
                 if step_error.is_some() {
@@ -522,9 +612,6 @@ pub fn train_faces<M: TrainableModel>(
             return Err(error.into());
         }
         let seconds = started.elapsed().as_secs_f64();
-        if let Some(bar) = progress {
-            bar.finish_and_clear();
-        }
 
         let averaging = settings.average_from.is_some_and(|from| epoch + 1 >= from);
         if averaging {
@@ -569,7 +656,7 @@ pub fn train_faces<M: TrainableModel>(
             .is_none_or(|best| record.validation_loss < best);
         update_schedule(&mut header.schedule, settings, record.validation_loss);
         let kept = if improved {
-            keep_best(&trainer, &evaluation, out, options.isa)
+            save_folded(&trainer, &out.join("best.safetensors"), options.isa)
         } else {
             Ok(())
         };
@@ -584,13 +671,17 @@ pub fn train_faces<M: TrainableModel>(
             best_confusion = evaluation.confusion;
             best_epoch = Some(epoch + 1);
         }
-        header.history.push(record.clone());
+        header.history.push(record);
         header.epochs_done = epoch + 1;
         header.steps = trainer.optimizer_state().steps;
         checkpoint::save_averaged(&checkpoint_path, &header, &trainer, average.as_ref())?;
         write_history(&out.join("history.csv"), &header.history)?;
-        draw_curves(&header.history, &out.join("curves.png"))?;
-        epoch_done(&record);
+        progress
+            .epoch_done(
+                &header.history,
+                improved.then_some(best_confusion.as_slice()),
+            )
+            .map_err(RunError::Progress)?;
     }
     Ok(RunSummary {
         history: header.history,
@@ -615,23 +706,6 @@ pub(super) fn check_face_sizes<M: TrainableModel>(
             ),
         });
     }
-    Ok(())
-}
-
-/// Writes the trainer's weights, folded, to `best.safetensors` in `out`,
-/// and their confusion matrix to `confusion.png`.
-fn keep_best<M: TrainableModel>(
-    trainer: &Trainer<M>,
-    evaluation: &Evaluation,
-    out: &Path,
-    isa: Isa,
-) -> Result<(), RunError> {
-    save_folded(trainer, &out.join("best.safetensors"), isa)?;
-    draw_confusion(
-        &evaluation.confusion,
-        M::CLASS_LABELS,
-        &out.join("confusion.png"),
-    )?;
     Ok(())
 }
 
@@ -871,20 +945,104 @@ fn write_history(path: &Path, history: &[EpochRecord]) -> Result<(), RunError> {
         .map_err(|source| RunError::Io { file, source })
 }
 
-fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(steps as u64);
-    let style = indicatif::ProgressStyle::with_template(&format!(
-        "epoch {}/{epochs} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{eta}} left)",
-        epoch + 1
-    ))
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every setting out of its range is refused, naming the setting, its
+    /// range and the value; the paper's recipe passes.
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        assert_eq!(TrainSettings::default().validate(), Ok(()));
+        let refused = |settings: TrainSettings| settings.validate().unwrap_err().to_string();
+        let paper = TrainSettings::default;
+        assert_eq!(
+            refused(TrainSettings {
+                batch: 0,
+                ..paper()
+            }),
+            "the training setting batch must be at least 1, got 0"
+        );
+        assert_eq!(
+            refused(TrainSettings {
+                epochs: 0,
+                ..paper()
+            }),
+            "the training setting epochs must be at least 1, got 0"
+        );
+        assert_eq!(
+            refused(TrainSettings {
+                average_from: Some(0),
+                ..paper()
+            }),
+            "the training setting average_from must be at least 1, got 0"
+        );
+        assert_eq!(
+            refused(TrainSettings {
+                learning_rate: f32::NAN,
+                ..paper()
+            }),
+            "the training setting learning_rate must be a number of at least 0, got NaN"
+        );
+        assert_eq!(
+            refused(TrainSettings {
+                l2_scale: -1.0,
+                ..paper()
+            }),
+            "the training setting l2_scale must be a number of at least 0, got -1"
+        );
+        assert_eq!(
+            refused(TrainSettings {
+                label_smoothing: 1.5,
+                ..paper()
+            }),
+            "the training setting label_smoothing must be in [0, 1], got 1.5"
+        );
+        let sgd = OptimizerChoice::Sgd {
+            momentum: 1.0,
+            nesterov: true,
+        };
+        assert_eq!(
+            refused(TrainSettings {
+                optimizer: sgd,
+                ..paper()
+            }),
+            "the training setting momentum must be in [0, 1), got 1"
+        );
+        let erasing = Augmentation {
+            erase: 2.0,
+            ..Augmentation::PAPER
+        };
+        assert_eq!(
+            refused(TrainSettings {
+                augmentation: Some(erasing),
+                ..paper()
+            }),
+            "the training setting erase must be a probability, in [0, 1], got 2"
+        );
+        let teachers = |weight, temperature| Teachers {
+            files: Vec::new(),
+            sha256: Vec::new(),
+            weight,
+            temperature,
+            consistent: false,
+            model: None,
+        };
+        assert_eq!(
+            refused(TrainSettings {
+                teachers: Some(teachers(1.5, 2.0)),
+                ..paper()
+            }),
+            "the training setting distill_weight must be in [0, 1], got 1.5"
+        );
+        assert_eq!(
+            refused(TrainSettings {
+                teachers: Some(teachers(0.5, 0.0)),
+                ..paper()
+            }),
+            "the training setting temperature must be a number above 0, got 0"
+        );
+    }
 
     #[test]
     fn settings_without_teachers_l2_scale_sgd_or_recalibration_are_recorded_as_before_them() {

@@ -1,7 +1,6 @@
 //! `mini-xception classify`: each image is one face crop.
 
-use super::{CliError, WeightsChoice, classifier};
-use crate::ModelChoice;
+use crate::args::{CliError, ModelChoice, TtaChoice, WeightsChoice, classifier};
 use mini_xception::models::Tta;
 use mini_xception::preprocess::load_gray;
 use mini_xception::runtime::argmax;
@@ -9,19 +8,43 @@ use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The arguments of `mini-xception classify`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model to run.
+    #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
+    pub model: ModelChoice,
+    /// `builtin` (this project's emotion weights, inside the binary; the
+    /// emotion model's default), `paper` (the paper's emotion weights,
+    /// fetched once with pip and cached) or a Keras HDF5 or native
+    /// .safetensors file.
+    #[arg(long, value_name = "builtin|paper|FILE")]
+    pub weights: Option<WeightsChoice>,
+    /// One JSON object per image and line: path, label, probs.
+    #[arg(long)]
+    pub json: bool,
+    /// Test-time augmentation.
+    #[arg(long, value_enum, default_value_t = TtaChoice::None)]
+    pub tta: TtaChoice,
+    /// The images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
 /// Classifies every image; an unreadable one is reported and skipped. Fails
 /// (exit code 1) when any image failed.
-pub fn run(
-    model: ModelChoice,
-    weights: Option<&WeightsChoice>,
-    tta: Tta,
-    json: bool,
-    images: &[PathBuf],
-) -> Result<ExitCode, CliError> {
-    let mut classifier = classifier(model, weights, tta)?;
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let Args {
+        model,
+        weights,
+        json,
+        tta,
+        images,
+    } = args;
+    let mut classifier = classifier(model, weights.as_ref(), Tta::from(tta))?;
     let labels = classifier.labels();
     let mut failed = 0;
-    for path in images {
+    for path in &images {
         let outcome = load_gray(path).map_err(CliError::from).and_then(|face| {
             classifier
                 .classify(&face)

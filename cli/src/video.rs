@@ -1,34 +1,47 @@
 //! `mini-xception video`: the faces pipeline on every frame of a video, with
 //! each face's label smoothed over its last frames.
 
-use super::CliError;
-use super::faces::face_json;
+use crate::args::{CliError, PipelineArgs};
+use crate::faces::face_json;
 use mini_xception::annotate::annotate;
-use mini_xception::faces::Pipeline;
 use mini_xception::runtime::argmax;
 use mini_xception::video::{
     AnalyzedFrame, FrameReader, FrameWriter, LabelSmoother, analyze_frames,
 };
 use serde_json::{Value, json};
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// The settings of a run.
-pub struct Settings<'a> {
-    pub pipeline: Pipeline,
-    pub input: &'a Path,
-    pub out: Option<&'a Path>,
+/// The arguments of `mini-xception video`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Write the video with boxes and labels drawn (format from the
+    /// extension, encoded by ffmpeg).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object per frame and line (the default without
+    /// --out): frame, time, faces (box, track, label, frame_label,
+    /// emotion, gender).
+    #[arg(long)]
     pub json: bool,
+    /// The video (any format ffmpeg reads).
+    pub input: PathBuf,
 }
 
-pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
-    let mut pipeline = settings.pipeline;
-    let mut reader = FrameReader::open(settings.input)?;
+/// Labels the faces of every frame, printing each frame's JSON line or
+/// writing the annotated video.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let settings = args;
+    let mut pipeline = settings.pipeline.load()?;
+    let mut reader = FrameReader::open(&settings.input)?;
     let info = reader.info();
     let mut writer = settings
         .out
+        .as_deref()
         .map(|out| FrameWriter::create(out, info.width, info.height, info.fps))
         .transpose()?;
     // Without an output video the frames' JSON lines are the result.
@@ -114,7 +127,7 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
             frames as f64 / elapsed,
         );
     }
-    if let Some(out) = settings.out {
+    if let Some(out) = &settings.out {
         eprintln!("mini-xception: wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -1,8 +1,7 @@
 //! `mini-xception explain`: the saliency of each face's predicted (or
 //! given) label, drawn as a PNG beside the input.
 
-use super::{CliError, WeightsChoice, load_source, weights_source};
-use crate::ModelChoice;
+use crate::args::{CliError, DetectArgs, ModelChoice, WeightsChoice, load_source, weights_source};
 use mini_xception::detect::{Cascade, DetectOptions};
 use mini_xception::explain::{Explainer, Method};
 use mini_xception::faces::{EMOTION_OFFSETS, face_crop};
@@ -11,6 +10,37 @@ use mini_xception::preprocess::load_gray;
 use mini_xception::runtime::train::TrainableModel;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The arguments of `mini-xception explain`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model to explain.
+    #[arg(long, value_enum, default_value_t = ModelChoice::Emotion)]
+    pub model: ModelChoice,
+    /// `builtin` (the emotion model's default), `paper` or a Keras HDF5 or
+    /// native .safetensors file.
+    #[arg(long, value_name = "builtin|paper|FILE")]
+    pub weights: Option<WeightsChoice>,
+    /// Guided back-propagation (the paper's) or Grad-CAM.
+    #[arg(long, value_enum, default_value_t = MethodChoice::GuidedBackprop)]
+    pub method: MethodChoice,
+    /// Explain this label (a name such as `happy`, or an index) instead of
+    /// the predicted one.
+    #[arg(long, value_name = "L")]
+    pub label: Option<String>,
+    /// Write the PNGs to DIR instead of beside the images.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Find the faces of each photo (as `faces` does) and explain each,
+    /// as <name>.face<i>.<method>.png; without it each image is one face crop.
+    #[arg(long)]
+    pub faces: bool,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    /// The images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
 
 /// The saliency method on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -30,22 +60,40 @@ impl From<MethodChoice> for Method {
     }
 }
 
-/// What `explain` was asked for.
-pub struct Settings<'a> {
-    pub model: ModelChoice,
-    pub weights: Option<&'a WeightsChoice>,
-    pub method: Method,
+/// What `explain` was asked for, with the cascade loaded.
+struct Settings<'a> {
+    model: ModelChoice,
+    weights: Option<&'a WeightsChoice>,
+    method: Method,
     /// A label name or index; the predicted label when absent.
-    pub label: Option<&'a str>,
+    label: Option<&'a str>,
     /// Where the PNGs go (default: beside each input).
-    pub out: Option<&'a Path>,
+    out: Option<&'a Path>,
     /// Find the faces of each photo with this cascade and options, instead
     /// of taking each image as one face crop.
-    pub faces: Option<(Cascade, DetectOptions)>,
-    pub images: &'a [PathBuf],
+    faces: Option<(Cascade, DetectOptions)>,
+    images: &'a [PathBuf],
 }
 
-pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
+/// Explains every image (or every face of it); an unreadable one is
+/// reported and skipped. Fails (exit code 1) when any image failed.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let faces = if args.faces {
+        args.detect.set_threads()?;
+        let cascade = Cascade::from_xml_file(&args.detect.cascade_path()?)?;
+        Some((cascade, args.detect.detect_options()))
+    } else {
+        None
+    };
+    let settings = Settings {
+        model: args.model,
+        weights: args.weights.as_ref(),
+        method: args.method.into(),
+        label: args.label.as_deref(),
+        out: args.out.as_deref(),
+        faces,
+        images: &args.images,
+    };
     match settings.model {
         ModelChoice::Emotion => run_model::<MiniXception>(settings),
         ModelChoice::Gender => run_model::<GenderMiniXception>(settings),

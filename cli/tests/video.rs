@@ -4,6 +4,7 @@
 //! The clips are made here, in a temporary folder, so no video is kept in the
 //! repository.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use image::GrayImage;

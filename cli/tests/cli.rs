@@ -1,5 +1,6 @@
 //! The `mini-xception` command line, run as a user runs it.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use serde::Deserialize;
@@ -65,7 +66,9 @@ fn the_default_weights_are_the_shipped_ones_and_beat_the_papers() {
 
     let named = eval_public_test_with(&["--weights", "builtin"]);
     assert_eq!(named, default);
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_WEIGHTS);
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(SHIPPED_WEIGHTS);
     let from_file = eval_public_test_with(&["--weights", shipped.to_str().unwrap()]);
     assert_eq!(from_file, default);
 }
@@ -495,7 +498,10 @@ fn faces_lists_every_face_with_emotion_and_gender() {
 /// mistakes prints each with its place and fails, writing nothing.
 #[test]
 fn compile_prints_the_code_or_every_mistake() {
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mini_xception_paz.yaml");
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/mini_xception_paz.yaml"
+    );
     let output = run(&["compile", model], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let code = stdout(&output);

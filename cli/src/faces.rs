@@ -1,24 +1,35 @@
 //! `mini-xception faces`: every face of each photo, with its emotion and gender.
 
-use super::CliError;
+use crate::args::{CliError, PipelineArgs};
 use mini_xception::faces::{Face, Pipeline};
 use mini_xception::preprocess::{load_image, to_gray};
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The settings of a run.
-pub struct Settings<'a> {
-    pub pipeline: Pipeline,
+/// The arguments of `mini-xception faces`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// One JSON object per image and line: path, faces (box, label, emotion, gender).
+    #[arg(long)]
     pub json: bool,
-    pub out: Option<&'a Path>,
-    pub images: &'a [PathBuf],
+    /// Write a copy of each photo with boxes and labels drawn, as
+    /// DIR/<name>_faces.png.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The photos.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
 }
 
-pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
-    let mut pipeline = settings.pipeline;
+/// Finds and labels the faces of every photo; an unreadable one is reported
+/// and skipped. Fails (exit code 1) when any photo failed.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let mut pipeline = args.pipeline.load()?;
     let mut failed = 0;
-    for path in settings.images {
+    for path in &args.images {
         // Decoded once: the gray copy is what the demo analyses, the colour
         // one is what gets drawn on.
         let analyzed = load_image(path)
@@ -32,7 +43,7 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
                 continue;
             }
         };
-        if let Some(out) = settings.out {
+        if let Some(out) = &args.out {
             match write_annotated(image, path, out, &faces, &pipeline) {
                 Ok(written) => eprintln!("mini-xception: wrote {}", written.display()),
                 Err(error) => {
@@ -41,7 +52,7 @@ pub fn run(settings: Settings<'_>) -> Result<ExitCode, CliError> {
                 }
             }
         }
-        if settings.json {
+        if args.json {
             let faces: Vec<Value> = faces
                 .iter()
                 .map(|face| face_json(pipeline.emotion_labels(), pipeline.gender_labels(), face))

@@ -4,6 +4,7 @@
 //! `tests/explain/keras_saliency.safetensors`), each within 1e-4 of the
 //! map's largest value. Then the command itself, on files.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use mini_xception::explain::{Explainer, Method};

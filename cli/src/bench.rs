@@ -1,10 +1,34 @@
 //! `mini-xception bench`: median one-image latency and batch throughput.
 
-use super::CliError;
+use crate::args::CliError;
 use mini_xception::bench::{self, BenchReport, SyntheticWeights};
 use mini_xception::models::{emotion, gender, paz};
 use mini_xception::runtime::Isa;
 use std::process::ExitCode;
+
+/// The arguments of `mini-xception bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value_t = BenchModel::Emotion)]
+    pub model: BenchModel,
+    /// Threads for the batch throughput.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Seconds of measurement, split between latency and throughput.
+    #[arg(long, default_value_t = 4.0)]
+    pub seconds: f64,
+    /// Instruction set: avx512, avx2 or portable (default: the widest this CPU has,
+    /// which is the fastest).
+    #[arg(long)]
+    pub isa: Option<String>,
+    /// One JSON object: latency_ms_median, images_per_s, threads, batch, model, isa,
+    /// macs_per_image, peak_macs_per_s, latency_peak_fraction, throughput_peak_fraction.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Which model to time; the 48x48 variant is here too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -17,19 +41,9 @@ pub enum BenchModel {
     Paz,
 }
 
-/// The settings of a run.
-pub struct Settings {
-    pub model: BenchModel,
-    pub threads: usize,
-    pub batch: usize,
-    pub seconds: f64,
-    pub isa: Option<String>,
-    pub json: bool,
-}
-
 macro_rules! time_model {
     ($settings:expr, $isa:expr, $module:ident, $model:ident, $scratch:ident, $input:ident) => {{
-        let settings: &Settings = $settings;
+        let settings: &Args = $settings;
         let model = $module::$model::from_source(&mut SyntheticWeights::new(1))
             .map_err(|error| error.to_string())?
             .with_isa($isa);
@@ -76,7 +90,7 @@ pub fn isa_named(name: Option<&str>, default: Isa) -> Result<Isa, CliError> {
     Ok(isa)
 }
 
-pub fn run(settings: Settings) -> Result<ExitCode, CliError> {
+pub fn run(settings: Args) -> Result<ExitCode, CliError> {
     let isa = isa_named(settings.isa.as_deref(), Isa::detect())?;
     if settings.threads == 0 || settings.batch == 0 {
         return Err("--threads and --batch must be at least 1".into());

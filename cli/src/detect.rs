@@ -1,26 +1,47 @@
 //! `mini-xception detect`: the Haar cascade alone, with its time.
 
-use super::CliError;
-use mini_xception::detect::{Cascade, DetectOptions};
+use crate::args::{CliError, DetectArgs};
+use mini_xception::detect::Cascade;
 use mini_xception::preprocess::load_gray;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub fn run(
-    cascade: &Path,
-    options: &DetectOptions,
-    repeat: usize,
-    json: bool,
-    images: &[PathBuf],
-) -> Result<ExitCode, CliError> {
+/// The arguments of `mini-xception detect`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    /// Detect this many times per photo and report the median time.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// One JSON object per photo and line: path, boxes ([x, y, w, h]), ms_median.
+    #[arg(long)]
+    pub json: bool,
+    /// The photos.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+/// Detects the faces of every photo; an unreadable one is reported and
+/// skipped. Fails (exit code 1) when any photo failed.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let Args {
+        detect,
+        repeat,
+        json,
+        images,
+    } = args;
+    detect.set_threads()?;
+    let cascade = detect.cascade_path()?;
+    let options = &detect.detect_options();
     if repeat == 0 {
         return Err("--repeat must be at least 1".into());
     }
-    let cascade = Cascade::from_xml_file(cascade)?;
+    let cascade = Cascade::from_xml_file(&cascade)?;
     let mut failed = 0;
-    for path in images {
+    for path in &images {
         let gray = match load_gray(path) {
             Ok(gray) => gray,
             Err(error) => {

@@ -8,7 +8,7 @@
 //! every clean build.
 
 mod parity;
-#[path = "../support/mod.rs"]
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
 use mini_xception::models::paz::MiniXceptionPaz;
@@ -19,7 +19,7 @@ use mini_xception::train::checkpoint::{
 };
 use mini_xception::train::data::{Faces, load_split};
 use mini_xception::train::{
-    RunOptions, Schedule, TrainSettings, WeightAverage, keras_initial, recalibrate_faces,
+    RunOptions, Schedule, TrainSettings, WeightAverage, keras_initial, on_epoch, recalibrate_faces,
     train_faces,
 };
 use sha2::Digest;
@@ -28,7 +28,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-mini_xception::mini_xception!("tests/models/tiny_train.yaml");
+mini_xception::mini_xception!("../tests/models/tiny_train.yaml");
 
 fn data() -> PathBuf {
     support::shared("data/fer2013/fer2013.csv.gz")
@@ -52,8 +52,7 @@ fn train_paz(
     options: &RunOptions,
 ) -> mini_xception::train::RunSummary {
     let (training, validation) = faces();
-    train_faces::<MiniXceptionPaz>(training, validation, out, settings, options, &mut |_| {})
-        .unwrap()
+    train_faces::<MiniXceptionPaz>(training, validation, out, settings, options, &mut ()).unwrap()
 }
 
 /// Trains like [`train_paz`], copying the checkpoint of every epoch to
@@ -71,11 +70,11 @@ fn train_paz_keeping_checkpoints(
         out,
         settings,
         &options(2),
-        &mut |record| {
+        &mut on_epoch(|record| {
             let copy = copies.join(format!("{}.checkpoint", record.epoch));
             std::fs::copy(out.join("last.checkpoint"), copy).unwrap();
             history.push(record.clone());
-        },
+        }),
     )
     .unwrap();
     history
@@ -96,7 +95,6 @@ fn options(threads: usize) -> RunOptions {
         threads,
         isa: Isa::detect(),
         resume: false,
-        progress: false,
     }
 }
 
@@ -221,12 +219,8 @@ fn out_of_range_optimizer_and_erasing_options_are_refused() {
     let out = tempfile::tempdir().unwrap();
     for (optimizer, momentum, expected) in [
         ("adam", "0.9", "--momentum is SGD's"),
-        ("sgd", "1.5", "--momentum must lie in [0, 1), got 1.5"),
-        (
-            "nesterov",
-            "-0.1",
-            "--momentum must lie in [0, 1), got -0.1",
-        ),
+        ("sgd", "1.5", "momentum must be in [0, 1), got 1.5"),
+        ("nesterov", "-0.1", "momentum must be in [0, 1), got -0.1"),
     ] {
         let output = train_command(out.path(), false)
             .args(["--optimizer", optimizer, &format!("--momentum={momentum}")])
@@ -244,7 +238,8 @@ fn out_of_range_optimizer_and_erasing_options_are_refused() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !output.status.success() && stderr.contains("--erase is a probability, in [0, 1]; got 1.5"),
+        !output.status.success()
+            && stderr.contains("erase must be a probability, in [0, 1], got 1.5"),
         "{stderr}"
     );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
@@ -706,7 +701,7 @@ fn a_distilled_run_follows_its_teacher() {
             resume: true,
             ..options(2)
         },
-        &mut |_| {},
+        &mut (),
     );
     let error = resumed.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
@@ -924,7 +919,7 @@ fn averaged_weights_are_the_epochs_mean_with_their_own_statistics_and_resume_exa
         resumed.path(),
         &settings,
         &resume,
-        &mut |_| {},
+        &mut (),
     )
     .unwrap();
     assert!(

@@ -8,8 +8,8 @@
 //! none of them the pictures are drawn without text, and [`font_available`]
 //! says so; the numbers are in `history.csv` either way.
 
-use super::checkpoint::EpochRecord;
 use image::RgbImage;
+use mini_xception::train::checkpoint::EpochRecord;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 use std::path::Path;

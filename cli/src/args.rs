@@ -1,41 +1,128 @@
-//! The subcommands of `mini-xception`.
+//! What several subcommands share: how faces are found, which model and
+//! weights run, and test-time augmentation, as command-line arguments and
+//! as the loaded pipeline and classifiers.
 
-/// `print!` for a command's output: a closed standard output (the reader,
-/// such as `head`, has had enough) is an error the command returns, which
-/// `main` ends quietly, where `print!` would panic.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        write!(std::io::stdout().lock(), $($arg)*)?;
-    }};
-}
-
-/// `println!` for a command's output; see [`say!`].
-macro_rules! sayln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)?;
-    }};
-}
-
-pub mod bench;
-pub mod classify;
-pub mod compile;
-pub mod detect;
-pub mod eval;
-pub mod explain;
-pub mod faces;
-pub mod recalibrate;
-pub mod train;
-pub mod video;
-
-use crate::ModelChoice;
+use clap::ValueEnum;
 use mini_xception::models::{
     EmotionClassifier, FaceClassifier, GenderClassifier, LoadError, Tta, builtin, emotion, gender,
     load_weights,
 };
 use mini_xception::runtime::InferenceModel;
 use std::path::{Path, PathBuf};
+
+/// How faces are found (`detect`, `faces` and `video`).
+#[derive(clap::Args)]
+pub struct DetectArgs {
+    /// An OpenCV Haar cascade XML file (default: OpenCV's
+    /// haarcascade_frontalface_default.xml, fetched once with pip from
+    /// opencv-python-headless and cached).
+    #[arg(long)]
+    cascade: Option<PathBuf>,
+    /// detectMultiScale's scaleFactor.
+    #[arg(long, default_value_t = 1.3)]
+    scale_factor: f64,
+    /// detectMultiScale's minNeighbors.
+    #[arg(long, default_value_t = 5)]
+    min_neighbors: usize,
+    /// The smallest face, in pixels (both sides).
+    #[arg(long, default_value_t = 0)]
+    min_size: u32,
+    /// Threads for detection on large images (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// How faces are found and labelled (`faces` and `video`).
+#[derive(clap::Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    detect: DetectArgs,
+    /// Emotion weights: `builtin` (this project's, inside the binary; the
+    /// default), `paper` (the paper's, fetched once with pip) or a Keras HDF5
+    /// or native .safetensors file.
+    #[arg(long, value_name = "builtin|paper|FILE")]
+    weights: Option<WeightsChoice>,
+    /// Gender weights; without them no gender is given.
+    #[arg(long)]
+    gender_weights: Option<PathBuf>,
+    /// Test-time augmentation of both classifiers.
+    #[arg(long, value_enum, default_value_t = TtaChoice::None)]
+    tta: TtaChoice,
+}
+
+impl PipelineArgs {
+    /// Sizes the detector's thread pool and loads the cascade and models.
+    pub fn load(&self) -> Result<mini_xception::faces::Pipeline, CliError> {
+        self.detect.set_threads()?;
+        pipeline(
+            &self.detect.cascade_path()?,
+            self.detect.detect_options(),
+            self.weights.as_ref(),
+            self.gender_weights.as_deref(),
+            self.tta.into(),
+        )
+    }
+}
+
+impl DetectArgs {
+    pub fn detect_options(&self) -> mini_xception::detect::DetectOptions {
+        mini_xception::detect::DetectOptions {
+            scale_factor: self.scale_factor,
+            min_neighbors: self.min_neighbors,
+            min_size: (self.min_size, self.min_size),
+            max_size: None,
+        }
+    }
+
+    /// The cascade file: the given one, else OpenCV's cached copy.
+    pub fn cascade_path(&self) -> Result<PathBuf, CliError> {
+        match &self.cascade {
+            Some(path) => Ok(path.clone()),
+            None => Ok(mini_xception::pretrained::face_cascade()?),
+        }
+    }
+
+    /// Sizes rayon's global pool, which the detector runs on.
+    pub fn set_threads(&self) -> Result<(), CliError> {
+        if let Some(threads) = self.threads {
+            if threads == 0 {
+                return Err("--threads must be at least 1".into());
+            }
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build_global()?;
+        }
+        Ok(())
+    }
+}
+
+/// Which compiled-in model to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelChoice {
+    /// Seven emotions, 64x64 (models/mini_xception.yaml).
+    Emotion,
+    /// Woman or man, 64x64 (models/gender_mini_xception.yaml).
+    Gender,
+}
+
+/// Test-time augmentation of the classifiers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum TtaChoice {
+    /// One forward pass per face.
+    #[default]
+    None,
+    /// Average the probabilities of each face and its mirror image (two passes).
+    Flip,
+}
+
+impl From<TtaChoice> for mini_xception::models::Tta {
+    fn from(choice: TtaChoice) -> Self {
+        match choice {
+            TtaChoice::None => Self::None,
+            TtaChoice::Flip => Self::Flip,
+        }
+    }
+}
 
 /// An error for the user: printed after `mini-xception: `.
 pub type CliError = Box<dyn std::error::Error>;
@@ -166,14 +253,4 @@ fn emotion_classifier(
         EmotionClassifier::with_weights(load_source::<emotion::MiniXception>(&source)?)?
             .with_tta(tta),
     )
-}
-
-/// Prints the model's summary table.
-pub fn summary(model: ModelChoice) -> Result<std::process::ExitCode, CliError> {
-    let table = match model {
-        ModelChoice::Emotion => emotion::MiniXception::summary(),
-        ModelChoice::Gender => gender::GenderMiniXception::summary(),
-    };
-    say!("{table}");
-    Ok(std::process::ExitCode::SUCCESS)
 }

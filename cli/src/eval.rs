@@ -1,7 +1,6 @@
 //! `mini-xception eval`: accuracy on one split of FER2013.
 
-use super::{CliError, WeightsChoice, classifier};
-use crate::ModelChoice;
+use crate::args::{CliError, ModelChoice, TtaChoice, WeightsChoice, classifier};
 use indicatif::{ProgressBar, ProgressStyle};
 use mini_xception::evaluate::{Evaluation, evaluate, ratio};
 use mini_xception::fer2013;
@@ -13,16 +12,43 @@ use mini_xception::models::{
 use mini_xception::native;
 use mini_xception::runtime::InferenceModel;
 use serde_json::{Map, Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(
-    data: &Path,
-    split: &str,
-    weights: &[WeightsChoice],
-    tta: Tta,
-    json: bool,
-) -> Result<ExitCode, CliError> {
+/// The arguments of `mini-xception eval`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// fer2013.csv or fer2013.csv.gz (Kaggle layout: emotion,pixels,Usage).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The `Usage` value of the rows to evaluate.
+    #[arg(long, default_value = "PublicTest")]
+    pub split: String,
+    /// `builtin` (the default: this project's weights, inside the binary),
+    /// `paper` or a Keras HDF5 or native .safetensors file (of the
+    /// emotion model, or of the 48x48 or wide model, which the file
+    /// names). Given more than once, the ensemble of them all: the mean
+    /// of their probabilities (e.g. a set of distillation teachers).
+    #[arg(long, value_name = "builtin|paper|FILE")]
+    pub weights: Vec<WeightsChoice>,
+    /// One JSON object: split, total, correct, accuracy, per_class, confusion.
+    #[arg(long)]
+    pub json: bool,
+    /// Test-time augmentation.
+    #[arg(long, value_enum, default_value_t = TtaChoice::None)]
+    pub tta: TtaChoice,
+}
+
+/// Evaluates the weights (or their ensemble) on the split and reports it.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let Args {
+        data,
+        split,
+        weights,
+        json,
+        tta,
+    } = args;
+    let (data, split, tta) = (data.as_path(), split.as_str(), Tta::from(tta));
     let mut classifier = if weights.len() > 1 {
         let members = weights
             .iter()

@@ -1,26 +1,45 @@
 //! `mini-xception recalibrate`: a run's weights with batch-norm statistics
 //! measured afresh on the unaugmented Training faces.
 
-use super::CliError;
+use crate::args::CliError;
 use mini_xception::models::{emotion::MiniXception, paz::MiniXceptionPaz, wide::MiniXceptionWide};
 use mini_xception::runtime::Isa;
 use mini_xception::runtime::train::TrainableModel;
 use mini_xception::train::checkpoint::read_header;
 use mini_xception::train::recalibrate;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(
-    checkpoint: &Path,
-    data: &Path,
-    out: &Path,
-    threads: Option<usize>,
-    isa: Option<&str>,
-) -> Result<ExitCode, CliError> {
-    let threads =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+/// The arguments of `mini-xception recalibrate`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The FER2013 CSV (plain or gzip-compressed).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The weights to write (native .safetensors, batch norms folded).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Threads (default: one per core); the result does not depend on them.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Instruction set of the kernels: avx512, avx2 or portable
+    /// (default as for `train`).
+    #[arg(long)]
+    pub isa: Option<String>,
+    /// A run's checkpoint (`train`'s RUN/last.checkpoint); its model,
+    /// batch size, training-face limit and L2 factors are the run's.
+    pub checkpoint: PathBuf,
+}
+
+/// Recalibrates the checkpoint's weights and writes them to `--out`.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let (checkpoint, data, out) = (&args.checkpoint, &args.data, &args.out);
+    let isa = args.isa.as_deref();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // As `train`: AVX2 before AVX-512, the same weights either way.
-    let isa = super::bench::isa_named(isa, Isa::preferred(Isa::is_available))?;
+    let isa = crate::bench::isa_named(isa, Isa::for_training(Isa::is_available))?;
     let model = read_header(checkpoint)?.model;
     if model == MiniXception::NAME {
         run_model::<MiniXception>(checkpoint, data, out, threads, isa)
