@@ -12,6 +12,7 @@ pub mod init;
 pub mod progress;
 pub mod recalibrate;
 pub mod run;
+pub mod settings;
 
 pub use augment::Augmentation;
 pub use average::WeightAverage;
@@ -19,7 +20,5 @@ pub use distill::Teachers;
 pub use init::keras_initial;
 pub use progress::{OnEpoch, Progress, StepProgress, on_epoch};
 pub use recalibrate::{Recalibration, recalibrate, recalibrate_faces};
-pub use run::{
-    OptimizerChoice, RunError, RunOptions, RunSummary, Schedule, SettingsError, TrainSettings,
-    evaluate, train, train_faces,
-};
+pub use run::{RunError, RunOptions, RunSummary, evaluate, train, train_faces};
+pub use settings::{OptimizerChoice, Schedule, SettingsError, TrainSettings};

@@ -9,7 +9,8 @@
 use super::average::WeightAverage;
 use super::checkpoint::{self, CheckpointError};
 use super::data::{Faces, load_split};
-use super::run::{Evaluation, RunError, TrainSettings, check_face_sizes, evaluate, save_folded};
+use super::run::{Evaluation, RunError, check_face_sizes, evaluate, save_folded};
+use super::settings::TrainSettings;
 use crate::runtime::train::{TrainableModel, Trainer};
 use crate::runtime::{Isa, try_zeroed_box};
 use std::path::Path;
