@@ -49,3 +49,8 @@ pub mod video;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The training guide's Rust example, compiled as a doctest.
+#[doc = include_str!("../docs/training.md")]
+#[cfg(doctest)]
+pub struct TrainingGuideDoctests;
