@@ -2,102 +2,13 @@
 //! weights and scratch types, shape contracts and a summary.
 
 use crate::shape::{Block, ConvBlock, ModuleBlock, Network, Shape, cost};
-use crate::slots::{self, Life};
-use crate::spec::PaddingSpec;
+use crate::slots::{self, Access};
+use crate::tokens::{
+    doc, number, padding_name, padding_rule, padding_value, runtime, shape_array, snake_case,
+    tensor_type, thousands,
+};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-
-/// Where the generated code finds the runtime.
-fn runtime() -> TokenStream {
-    quote!(::mini_xception::runtime)
-}
-
-/// An integer literal, with `_` between groups of thousands from 10,000 up.
-fn number(value: usize) -> Literal {
-    if value < 10_000 {
-        return Literal::usize_unsuffixed(value);
-    }
-    let grouped = thousands(value).replace(',', "_");
-    grouped
-        .parse()
-        .unwrap_or_else(|_| Literal::usize_unsuffixed(value))
-}
-
-/// `58423` as `58,423`.
-fn thousands(value: usize) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// A doc comment's text; the leading space makes it print as `/// text`.
-fn doc(text: impl std::fmt::Display) -> String {
-    format!(" {text}")
-}
-
-fn shape_array(shape: Shape) -> TokenStream {
-    let (h, w, c) = (
-        number(shape.height),
-        number(shape.width),
-        number(shape.channels),
-    );
-    quote!([#h, #w, #c])
-}
-
-fn tensor_type(shape: Shape) -> TokenStream {
-    let (h, w, c) = (
-        number(shape.height),
-        number(shape.width),
-        number(shape.channels),
-    );
-    quote!(Tensor<#h, #w, #c>)
-}
-
-fn padding_value(padding: PaddingSpec) -> TokenStream {
-    match padding {
-        PaddingSpec::Valid => quote!(Valid),
-        PaddingSpec::Same => quote!(Same),
-    }
-}
-
-fn padding_rule(padding: PaddingSpec) -> TokenStream {
-    match padding {
-        PaddingSpec::Valid => quote!(Padding::Valid),
-        PaddingSpec::Same => quote!(Padding::Same),
-    }
-}
-
-fn padding_name(padding: PaddingSpec) -> &'static str {
-    match padding {
-        PaddingSpec::Valid => "valid",
-        PaddingSpec::Same => "same",
-    }
-}
-
-pub(crate) fn snake_case(name: &str) -> String {
-    let mut out = String::new();
-    for (i, ch) in name.chars().enumerate() {
-        if ch.is_uppercase() {
-            let previous_lower = name[..name.char_indices().nth(i).map_or(0, |(b, _)| b)]
-                .chars()
-                .last()
-                .is_some_and(|p| p.is_lowercase() || p.is_ascii_digit());
-            if i > 0 && previous_lower {
-                out.push('_');
-            }
-            out.extend(ch.to_lowercase());
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
 
 /// A row of the summary table, and the facts it is made from.
 struct SummaryRow {
@@ -492,29 +403,17 @@ struct Scratch {
 }
 
 fn scratch(stored: &[Stored], statements: &[Statement], result: usize) -> Scratch {
-    let reads = |statement: &Statement| match statement.input {
-        Operand::Stored(index) => Some(index),
-        Operand::Input => None,
-    };
-    // The pooled result is read after the last statement.
-    let end = statements.len();
-    let lives: Vec<Life> = (0..stored.len())
-        .map(|index| {
-            let uses = statements
-                .iter()
-                .enumerate()
-                .filter(|(_, statement)| {
-                    statement.output == index || reads(statement) == Some(index)
-                })
-                .map(|(at, _)| at);
-            let first = uses.clone().min().unwrap_or(end);
-            let last = uses
-                .max()
-                .unwrap_or(first)
-                .max(if index == result { end } else { 0 });
-            Life { first, last }
+    let accesses: Vec<Access> = statements
+        .iter()
+        .map(|statement| Access {
+            writes: statement.output,
+            reads: match statement.input {
+                Operand::Stored(index) => Some(index),
+                Operand::Input => None,
+            },
         })
         .collect();
+    let lives = slots::lives(stored.len(), &accesses, result);
     let sizes: Vec<usize> = stored
         .iter()
         .map(|tensor| tensor.shape.height * tensor.shape.width * tensor.shape.channels)
@@ -572,6 +471,361 @@ fn scratch(stored: &[Stored], statements: &[Statement], result: usize) -> Scratc
     }
 }
 
+/// The names of a model's generated items.
+struct Names {
+    /// The model type, as the file names it.
+    model: Ident,
+    weights: Ident,
+    scratch: Ident,
+    input: Ident,
+    /// The input's tensor type.
+    input_type: TokenStream,
+    /// The number of classes, as a literal.
+    classes: Literal,
+}
+
+impl Names {
+    fn of(network: &Network) -> Self {
+        Self {
+            model: format_ident!("{}", network.name),
+            weights: format_ident!("{}Weights", network.name),
+            scratch: format_ident!("{}Scratch", network.name),
+            input: format_ident!("{}Input", network.name),
+            input_type: tensor_type(network.input),
+            classes: number(network.labels.len()),
+        }
+    }
+}
+
+/// The layer table of the summary, with the totals it adds up to.
+struct Summary {
+    rows: Vec<TokenStream>,
+    parameters: usize,
+    trainable: usize,
+    macs: usize,
+}
+
+/// The summary's rows: the input, every layer the blocks gave, and the
+/// pooling and softmax of the head.
+fn summary(network: &Network, layers: Vec<SummaryRow>) -> Summary {
+    let classes = network.labels.len();
+    let input_row = SummaryRow {
+        name: "input".into(),
+        operation: "Input".into(),
+        output: vec![
+            network.input.height,
+            network.input.width,
+            network.input.channels,
+        ],
+        parameters: (0, 0),
+        macs: 0,
+    };
+    let pooled = |name: &str, operation: &str| SummaryRow {
+        name: name.into(),
+        operation: operation.into(),
+        output: vec![classes],
+        parameters: (0, 0),
+        macs: 0,
+    };
+    let rows: Vec<SummaryRow> = std::iter::once(input_row)
+        .chain(layers)
+        .chain([
+            pooled("global_average_pool", "GlobalAveragePooling2D"),
+            pooled("softmax", "Softmax"),
+        ])
+        .collect();
+    let parameters: usize = rows.iter().map(|r| r.parameters.0).sum();
+    let trainable: usize = rows.iter().map(|r| r.parameters.0 - r.parameters.1).sum();
+    let macs: usize = rows.iter().map(|r| r.macs).sum();
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let SummaryRow {
+                name,
+                operation,
+                output,
+                parameters: (total, frozen),
+                macs,
+            } = row;
+            let output = output.iter().map(|&d| number(d));
+            let (total, frozen, macs) = (number(*total), number(*frozen), number(*macs));
+            quote! {
+                LayerSummary {
+                    name: #name,
+                    operation: #operation,
+                    output: &[#(#output),*],
+                    parameters: #total,
+                    non_trainable_parameters: #frozen,
+                    macs: #macs,
+                },
+            }
+        })
+        .collect();
+    Summary {
+        rows,
+        parameters,
+        trainable,
+        macs,
+    }
+}
+
+/// The model type's constants and methods, and the forward pass that
+/// `dispatch` compiles once per instruction set.
+fn model_items(
+    network: &Network,
+    source: &str,
+    names: &Names,
+    summary: &Summary,
+    forward: &[TokenStream],
+    result: &TokenStream,
+) -> TokenStream {
+    let Names {
+        model: name,
+        weights: weights_name,
+        scratch: scratch_name,
+        input_type,
+        classes: classes_lit,
+        ..
+    } = names;
+    let model_name = &network.name;
+    let input_shape = shape_array(network.input);
+    let labels = &network.labels;
+    let (parameters_lit, trainable_lit, macs_lit) = (
+        number(summary.parameters),
+        number(summary.trainable),
+        number(summary.macs),
+    );
+    let layer_rows = &summary.rows;
+    quote! {
+    impl #name {
+        /// The type's name in the model file.
+        pub const NAME: &'static str = #model_name;
+        /// The model file, as given to `mini_xception!`.
+        pub const SOURCE: &'static str = #source;
+        /// `[height, width, channels]` of the input.
+        pub const INPUT_SHAPE: [usize; 3] = #input_shape;
+        /// The number of classes.
+        pub const NUM_CLASSES: usize = #classes_lit;
+        /// The class labels, in output order.
+        pub const LABELS: [&'static str; #classes_lit] = [#(#labels),*];
+        /// Parameters as Keras counts them, batch norm statistics included.
+        pub const PARAMETERS: usize = #parameters_lit;
+        /// Parameters that training updates (all but the batch norm statistics).
+        pub const TRAINABLE_PARAMETERS: usize = #trainable_lit;
+        /// Multiply-accumulates per image.
+        pub const MACS: usize = #macs_lit;
+        /// One row per layer, for [`Self::summary`].
+        pub const LAYERS: &'static [LayerSummary] = &[#(#layer_rows)*];
+
+        /// A model with the given weights, running this CPU's default instruction set ([`Isa::detect`]).
+        pub fn new(weights: #weights_name) -> Self {
+            Self { weights, isa: Isa::detect() }
+        }
+
+        /// The same model running `isa`, or the portable code where this CPU lacks it.
+        pub fn with_isa(self, isa: Isa) -> Self {
+            let isa = if isa.is_available() { isa } else { Isa::Portable };
+            Self { isa, ..self }
+        }
+
+        /// The instruction set the forward pass runs.
+        pub fn isa(&self) -> Isa {
+            self.isa
+        }
+
+        /// A model with weights read from `source`.
+        pub fn from_source<S: ParameterSource>(source: &mut S) -> Result<Self, S::Error> {
+            #weights_name::from_source(source).map(Self::new)
+        }
+
+        /// The model's weights.
+        pub fn weights(&self) -> &#weights_name {
+            &self.weights
+        }
+
+        /// The class scores before softmax (the global average pooling output).
+        pub fn logits(&self, input: &#input_type, scratch: &mut #scratch_name) -> [f32; #classes_lit] {
+            dispatch(self.isa, ForwardPass { weights: &self.weights, input, scratch })
+        }
+
+        /// The class probabilities. Allocates nothing.
+        pub fn forward(&self, input: &#input_type, scratch: &mut #scratch_name) -> [f32; #classes_lit] {
+            softmax(&self.logits(input, scratch))
+        }
+
+        /// The class probabilities of every input, one image per thread
+        /// task with one scratch space per thread (give as many as there
+        /// are threads). Allocates nothing per image. Returns how many
+        /// images ran: all, unless `outputs` is shorter.
+        pub fn forward_batch(
+            &self,
+            inputs: &[#input_type],
+            outputs: &mut [[f32; #classes_lit]],
+            scratches: &mut [#scratch_name],
+        ) -> usize {
+            run_batch(inputs, outputs, scratches, |input, scratch| self.forward(input, scratch))
+        }
+
+        /// A Keras-style table of the layers, their output shapes, parameters and MACs.
+        pub fn summary() -> String {
+            render_summary(Self::NAME, Self::SOURCE, Self::LAYERS)
+        }
+    }
+
+    /// One forward pass, compiled once per instruction set by [`dispatch`].
+    struct ForwardPass<'a> {
+        weights: &'a #weights_name,
+        input: &'a #input_type,
+        scratch: &'a mut #scratch_name,
+    }
+
+    impl WithArithmetic for ForwardPass<'_> {
+        type Output = [f32; #classes_lit];
+
+        #[inline(always)]
+        fn run<A: Arithmetic>(self, arithmetic: A) -> [f32; #classes_lit] {
+            let (w, s, input) = (self.weights, self.scratch, self.input);
+            #(#forward)*
+            global_average_pool(#result)
+        }
+    }
+
+    }
+}
+
+/// Reading, zeroing and listing the weights.
+fn weights_items(names: &Names, option_bindings: &[TokenStream], parts: &Parts) -> TokenStream {
+    let weights_name = &names.weights;
+    let Parts {
+        weight_reads,
+        weight_zeroed,
+        weight_tensors,
+        weight_tensors_mut,
+        ..
+    } = parts;
+    quote! {
+    impl #weights_name {
+        /// Reads every parameter from `source` and folds each batch norm
+        /// into the convolution before it.
+        pub fn from_source<S: ParameterSource>(source: &mut S) -> Result<Self, S::Error> {
+            #(#option_bindings)*
+            Ok(Self {
+                #(#weight_reads)*
+            })
+        }
+
+        /// All-zero weights, to be filled from a saved file through [`FoldedTensors::tensors_mut`].
+        ///
+        /// # Panics
+        ///
+        /// When the memory runs out; [`Self::try_zeroed`] returns the error instead.
+        pub fn zeroed() -> Self {
+            Self::try_zeroed().unwrap_or_else(|error| panic!("{error}"))
+        }
+
+        /// All-zero weights, or the error when the memory runs out.
+        pub fn try_zeroed() -> Result<Self, AllocError> {
+            Ok(Self {
+                #(#weight_zeroed)*
+            })
+        }
+    }
+
+    impl FoldedTensors for #weights_name {
+        fn tensors<'a>(&'a self, prefix: &str) -> Vec<TensorView<'a>> {
+            [#(#weight_tensors)*].into_iter().flatten().collect()
+        }
+
+        fn tensors_mut<'a>(&'a mut self, prefix: &str) -> Vec<TensorViewMut<'a>> {
+            [#(#weight_tensors_mut)*].into_iter().flatten().collect()
+        }
+    }
+
+    }
+}
+
+/// The model as the runtime's `InferenceModel` sees it.
+fn inference_model_impl(network: &Network, names: &Names) -> TokenStream {
+    let Names {
+        model: name,
+        weights: weights_name,
+        scratch: scratch_name,
+        input_type,
+        ..
+    } = names;
+    let model_name = &network.name;
+    let input_shape = shape_array(network.input);
+    quote! {
+    impl InferenceModel for #name {
+        type Input = #input_type;
+        type Weights = #weights_name;
+        type Scratch = #scratch_name;
+
+        const NAME: &'static str = #model_name;
+        const INPUT_SHAPE: [usize; 3] = #input_shape;
+        const CLASS_LABELS: &'static [&'static str] = &Self::LABELS;
+
+        fn weights_from_source<S: ParameterSource>(source: &mut S) -> Result<#weights_name, S::Error> {
+            #weights_name::from_source(source)
+        }
+
+        fn try_zeroed_weights() -> Result<#weights_name, AllocError> {
+            #weights_name::try_zeroed()
+        }
+
+        fn with_weights(weights: #weights_name, isa: Isa) -> Self {
+            Self::new(weights).with_isa(isa)
+        }
+
+        fn model_weights(&self) -> &#weights_name {
+            &self.weights
+        }
+
+        fn try_new_scratch() -> Result<#scratch_name, AllocError> {
+            #scratch_name::try_new()
+        }
+
+        fn logits_into(&self, input: &#input_type, scratch: &mut #scratch_name, logits: &mut [f32]) {
+            for (out, value) in logits.iter_mut().zip(self.logits(input, scratch)) {
+                *out = value;
+            }
+        }
+    }
+
+    }
+}
+
+/// Allocating the scratch space.
+fn scratch_items(names: &Names, scratch_inits: &[TokenStream]) -> TokenStream {
+    let scratch_name = &names.scratch;
+    quote! {
+    impl #scratch_name {
+        /// Zeroed tensors, each allocated directly on the heap.
+        ///
+        /// # Panics
+        ///
+        /// When the memory runs out; [`Self::try_new`] returns the error instead.
+        pub fn new() -> Self {
+            Self::try_new().unwrap_or_else(|error| panic!("{error}"))
+        }
+
+        /// Zeroed tensors, or the error when the memory runs out.
+        pub fn try_new() -> Result<Self, AllocError> {
+            Ok(Self {
+                #(#scratch_inits)*
+            })
+        }
+    }
+
+    impl Default for #scratch_name {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    }
+}
+
 /// Generates the model. `source` is the path as the user wrote it,
 /// `absolute` the file the compiler must watch for changes, if any (a build
 /// script tells cargo itself).
@@ -600,81 +854,30 @@ pub fn expand(
         return quote!(compile_error!("a model must end with its head"););
     };
     let scratch = scratch(&parts.stored, &parts.statements, logits);
-
-    let name = format_ident!("{}", network.name);
-    let weights_name = format_ident!("{}Weights", network.name);
-    let scratch_name = format_ident!("{}Scratch", network.name);
-    let input_name = format_ident!("{}Input", network.name);
-    let parameters_name = format_ident!("{}Parameters", network.name);
-    let statistics_name = format_ident!("{}Statistics", network.name);
-    let workspace_name = format_ident!("{}Workspace", network.name);
+    let names = Names::of(network);
+    let summary = summary(network, std::mem::take(&mut parts.summary));
+    let option_bindings = layer_option_bindings(&parts.options_used, network.batch_norm_epsilon);
+    let model_items = model_items(
+        network,
+        source,
+        &names,
+        &summary,
+        &scratch.statements,
+        &scratch.result,
+    );
+    let weights_items = weights_items(&names, &option_bindings, &parts);
+    let inference_model_impl = inference_model_impl(network, &names);
+    let scratch_items = scratch_items(&names, &scratch.inits);
     let training = crate::expand_train::expand_training(network, options.inline_training);
-    let module_name = format_ident!("{}_model", snake_case(&network.name));
-    let classes = network.labels.len();
-    let classes_lit = number(classes);
-    let input_type = tensor_type(network.input);
-    let input_shape = shape_array(network.input);
-    let labels = &network.labels;
+
     let model_name = &network.name;
-
-    let input_row = SummaryRow {
-        name: "input".into(),
-        operation: "Input".into(),
-        output: vec![
-            network.input.height,
-            network.input.width,
-            network.input.channels,
-        ],
-        parameters: (0, 0),
-        macs: 0,
-    };
-    let pooled = |name: &str, operation: &str| SummaryRow {
-        name: name.into(),
-        operation: operation.into(),
-        output: vec![classes],
-        parameters: (0, 0),
-        macs: 0,
-    };
-    let rows: Vec<SummaryRow> = std::iter::once(input_row)
-        .chain(parts.summary.drain(..))
-        .chain([
-            pooled("global_average_pool", "GlobalAveragePooling2D"),
-            pooled("softmax", "Softmax"),
-        ])
-        .collect();
-    let parameters: usize = rows.iter().map(|r| r.parameters.0).sum();
-    let trainable: usize = rows.iter().map(|r| r.parameters.0 - r.parameters.1).sum();
-    let macs: usize = rows.iter().map(|r| r.macs).sum();
-    let layer_rows = rows.iter().map(|row| {
-        let SummaryRow {
-            name,
-            operation,
-            output,
-            parameters: (total, frozen),
-            macs,
-        } = row;
-        let output = output.iter().map(|&d| number(d));
-        let (total, frozen, macs) = (number(*total), number(*frozen), number(*macs));
-        quote! {
-            LayerSummary {
-                name: #name,
-                operation: #operation,
-                output: &[#(#output),*],
-                parameters: #total,
-                non_trainable_parameters: #frozen,
-                macs: #macs,
-            },
-        }
-    });
-    let (parameters_lit, trainable_lit, macs_lit) =
-        (number(parameters), number(trainable), number(macs));
-
+    let classes = network.labels.len();
     let model_doc = doc(format!(
         "The `{model_name}` model compiled from `{source}`: input {}, {classes} classes ({}), {} Keras parameters, {} multiply-accumulates per image.",
         network.input,
-        labels.join(", "),
-        thousands(parameters),
-        thousands(macs)
+        network.labels.join(", "),
+        thousands(summary.parameters),
+        thousands(summary.macs)
     ));
     let weights_doc = doc(format!(
         "The weights of [`{model_name}`], batch norm folded into the convolutions before it."
@@ -689,23 +892,24 @@ pub fn expand(
         "The input of [`{model_name}`]: a normalised {} image.",
         network.input
     ));
-    let option_bindings = layer_option_bindings(&parts.options_used, network.batch_norm_epsilon);
-    let Scratch {
-        fields: scratch_fields,
-        inits: scratch_inits,
-        statements: forward,
-        result,
+    let Names {
+        model: name,
+        weights: weights_name,
+        scratch: scratch_name,
+        input: input_name,
+        input_type,
         ..
-    } = scratch;
+    } = &names;
+    let parameters_name = format_ident!("{}Parameters", network.name);
+    let statistics_name = format_ident!("{}Statistics", network.name);
+    let workspace_name = format_ident!("{}Workspace", network.name);
+    let module_name = format_ident!("{}_model", snake_case(&network.name));
+    let scratch_fields = &scratch.fields;
     let Parts {
         weight_fields,
-        weight_reads,
-        weight_zeroed,
-        weight_tensors,
-        weight_tensors_mut,
         contracts,
         ..
-    } = parts;
+    } = &parts;
 
     quote! {
         #[doc = #model_doc]
@@ -746,195 +950,13 @@ pub fn expand(
                 #(#scratch_fields)*
             }
 
-            impl #name {
-                /// The type's name in the model file.
-                pub const NAME: &'static str = #model_name;
-                /// The model file, as given to `mini_xception!`.
-                pub const SOURCE: &'static str = #source;
-                /// `[height, width, channels]` of the input.
-                pub const INPUT_SHAPE: [usize; 3] = #input_shape;
-                /// The number of classes.
-                pub const NUM_CLASSES: usize = #classes_lit;
-                /// The class labels, in output order.
-                pub const LABELS: [&'static str; #classes_lit] = [#(#labels),*];
-                /// Parameters as Keras counts them, batch norm statistics included.
-                pub const PARAMETERS: usize = #parameters_lit;
-                /// Parameters that training updates (all but the batch norm statistics).
-                pub const TRAINABLE_PARAMETERS: usize = #trainable_lit;
-                /// Multiply-accumulates per image.
-                pub const MACS: usize = #macs_lit;
-                /// One row per layer, for [`Self::summary`].
-                pub const LAYERS: &'static [LayerSummary] = &[#(#layer_rows)*];
+            #model_items
 
-                /// A model with the given weights, running this CPU's default instruction set ([`Isa::detect`]).
-                pub fn new(weights: #weights_name) -> Self {
-                    Self { weights, isa: Isa::detect() }
-                }
+            #weights_items
 
-                /// The same model running `isa`, or the portable code where this CPU lacks it.
-                pub fn with_isa(self, isa: Isa) -> Self {
-                    let isa = if isa.is_available() { isa } else { Isa::Portable };
-                    Self { isa, ..self }
-                }
+            #inference_model_impl
 
-                /// The instruction set the forward pass runs.
-                pub fn isa(&self) -> Isa {
-                    self.isa
-                }
-
-                /// A model with weights read from `source`.
-                pub fn from_source<S: ParameterSource>(source: &mut S) -> Result<Self, S::Error> {
-                    #weights_name::from_source(source).map(Self::new)
-                }
-
-                /// The model's weights.
-                pub fn weights(&self) -> &#weights_name {
-                    &self.weights
-                }
-
-                /// The class scores before softmax (the global average pooling output).
-                pub fn logits(&self, input: &#input_type, scratch: &mut #scratch_name) -> [f32; #classes_lit] {
-                    dispatch(self.isa, ForwardPass { weights: &self.weights, input, scratch })
-                }
-
-                /// The class probabilities. Allocates nothing.
-                pub fn forward(&self, input: &#input_type, scratch: &mut #scratch_name) -> [f32; #classes_lit] {
-                    softmax(&self.logits(input, scratch))
-                }
-
-                /// The class probabilities of every input, one image per thread
-                /// task with one scratch space per thread (give as many as there
-                /// are threads). Allocates nothing per image. Returns how many
-                /// images ran: all, unless `outputs` is shorter.
-                pub fn forward_batch(
-                    &self,
-                    inputs: &[#input_type],
-                    outputs: &mut [[f32; #classes_lit]],
-                    scratches: &mut [#scratch_name],
-                ) -> usize {
-                    run_batch(inputs, outputs, scratches, |input, scratch| self.forward(input, scratch))
-                }
-
-                /// A Keras-style table of the layers, their output shapes, parameters and MACs.
-                pub fn summary() -> String {
-                    render_summary(Self::NAME, Self::SOURCE, Self::LAYERS)
-                }
-            }
-
-            /// One forward pass, compiled once per instruction set by [`dispatch`].
-            struct ForwardPass<'a> {
-                weights: &'a #weights_name,
-                input: &'a #input_type,
-                scratch: &'a mut #scratch_name,
-            }
-
-            impl WithArithmetic for ForwardPass<'_> {
-                type Output = [f32; #classes_lit];
-
-                #[inline(always)]
-                fn run<A: Arithmetic>(self, arithmetic: A) -> [f32; #classes_lit] {
-                    let (w, s, input) = (self.weights, self.scratch, self.input);
-                    #(#forward)*
-                    global_average_pool(#result)
-                }
-            }
-
-            impl #weights_name {
-                /// Reads every parameter from `source` and folds each batch norm
-                /// into the convolution before it.
-                pub fn from_source<S: ParameterSource>(source: &mut S) -> Result<Self, S::Error> {
-                    #(#option_bindings)*
-                    Ok(Self {
-                        #(#weight_reads)*
-                    })
-                }
-
-                /// All-zero weights, to be filled from a saved file through [`FoldedTensors::tensors_mut`].
-                ///
-                /// # Panics
-                ///
-                /// When the memory runs out; [`Self::try_zeroed`] returns the error instead.
-                pub fn zeroed() -> Self {
-                    Self::try_zeroed().unwrap_or_else(|error| panic!("{error}"))
-                }
-
-                /// All-zero weights, or the error when the memory runs out.
-                pub fn try_zeroed() -> Result<Self, AllocError> {
-                    Ok(Self {
-                        #(#weight_zeroed)*
-                    })
-                }
-            }
-
-            impl FoldedTensors for #weights_name {
-                fn tensors<'a>(&'a self, prefix: &str) -> Vec<TensorView<'a>> {
-                    [#(#weight_tensors)*].into_iter().flatten().collect()
-                }
-
-                fn tensors_mut<'a>(&'a mut self, prefix: &str) -> Vec<TensorViewMut<'a>> {
-                    [#(#weight_tensors_mut)*].into_iter().flatten().collect()
-                }
-            }
-
-            impl InferenceModel for #name {
-                type Input = #input_type;
-                type Weights = #weights_name;
-                type Scratch = #scratch_name;
-
-                const NAME: &'static str = #model_name;
-                const INPUT_SHAPE: [usize; 3] = #input_shape;
-                const CLASS_LABELS: &'static [&'static str] = &Self::LABELS;
-
-                fn weights_from_source<S: ParameterSource>(source: &mut S) -> Result<#weights_name, S::Error> {
-                    #weights_name::from_source(source)
-                }
-
-                fn try_zeroed_weights() -> Result<#weights_name, AllocError> {
-                    #weights_name::try_zeroed()
-                }
-
-                fn with_weights(weights: #weights_name, isa: Isa) -> Self {
-                    Self::new(weights).with_isa(isa)
-                }
-
-                fn model_weights(&self) -> &#weights_name {
-                    &self.weights
-                }
-
-                fn try_new_scratch() -> Result<#scratch_name, AllocError> {
-                    #scratch_name::try_new()
-                }
-
-                fn logits_into(&self, input: &#input_type, scratch: &mut #scratch_name, logits: &mut [f32]) {
-                    for (out, value) in logits.iter_mut().zip(self.logits(input, scratch)) {
-                        *out = value;
-                    }
-                }
-            }
-
-            impl #scratch_name {
-                /// Zeroed tensors, each allocated directly on the heap.
-                ///
-                /// # Panics
-                ///
-                /// When the memory runs out; [`Self::try_new`] returns the error instead.
-                pub fn new() -> Self {
-                    Self::try_new().unwrap_or_else(|error| panic!("{error}"))
-                }
-
-                /// Zeroed tensors, or the error when the memory runs out.
-                pub fn try_new() -> Result<Self, AllocError> {
-                    Ok(Self {
-                        #(#scratch_inits)*
-                    })
-                }
-            }
-
-            impl Default for #scratch_name {
-                fn default() -> Self {
-                    Self::new()
-                }
-            }
+            #scratch_items
 
             #training
         }

@@ -4,29 +4,9 @@
 //! call per layer, forward in order and backward in reverse.
 
 use crate::shape::{Block, ConvBlock, ModuleBlock, Network, Shape};
-use crate::spec::PaddingSpec;
+use crate::tokens::{literal, padding_value, tensor_type};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
-
-fn tensor(shape: Shape) -> TokenStream {
-    let (h, w, c) = (
-        Literal::usize_unsuffixed(shape.height),
-        Literal::usize_unsuffixed(shape.width),
-        Literal::usize_unsuffixed(shape.channels),
-    );
-    quote!(Tensor<#h, #w, #c>)
-}
-
-fn lit(value: usize) -> Literal {
-    Literal::usize_unsuffixed(value)
-}
-
-fn padding(padding: PaddingSpec) -> TokenStream {
-    match padding {
-        PaddingSpec::Valid => quote!(Valid),
-        PaddingSpec::Same => quote!(Same),
-    }
-}
 
 /// Everything generated for training, gathered in one pass over the blocks.
 struct TrainParts {
@@ -46,7 +26,7 @@ struct TrainParts {
 impl TrainParts {
     /// A workspace field holding one `shape` tensor per image of the batch.
     fn batch(&mut self, field: &Ident, shape: Shape, text: &str) {
-        let ty = tensor(shape);
+        let ty = tensor_type(shape);
         let doc = format!(" {text}");
         self.workspace_fields.push(quote! {
             #[doc = #doc]
@@ -62,7 +42,7 @@ impl TrainParts {
     fn batch_norm(&mut self, field: &Ident, path: &str, channels: usize) {
         let norm = format_ident!("{field}_norm");
         let batch = format_ident!("{field}_batch");
-        let c = lit(channels);
+        let c = literal(channels);
         let doc = format!(" `{path}`: the batch norm's gamma and beta.");
         self.parameter_fields.push(quote! {
             #[doc = #doc]
@@ -111,7 +91,7 @@ impl TrainParts {
         l2: f32,
     ) {
         let parameters = &self.parameters;
-        let shape = shape.iter().map(|&d| lit(d));
+        let shape = shape.iter().map(|&d| literal(d));
         let l2 = Literal::f32_unsuffixed(l2);
         self.tensors.push(quote! {
             TrainingTensor {
@@ -130,7 +110,7 @@ impl TrainParts {
         let field = format_ident!("{}", conv.field);
         let path = &conv.path;
         let (k, ci, co) = (conv.kernel, conv.input.channels, conv.output.channels);
-        let (kl, cil, col) = (lit(k), lit(ci), lit(co));
+        let (kl, cil, col) = (literal(k), literal(ci), literal(co));
         let doc = format!(
             " `{path}`: the {k}x{k} kernel{}.",
             if conv.bias {
@@ -170,14 +150,19 @@ impl TrainParts {
             &format!("The gradient of the `{path}` output."),
         );
         let (pad, stride, relu, bias) = (
-            padding(conv.padding),
-            lit(conv.stride),
+            padding_value(conv.padding),
+            literal(conv.stride),
             conv.relu,
-            conv.bias,
+            if conv.bias {
+                quote!(train::Bias::Learned)
+            } else {
+                quote!(train::Bias::Absent)
+            },
         );
         let norm = format_ident!("{field}_norm");
         let batch = format_ident!("{field}_batch");
         let relu_rule = relu_rule(relu);
+        let activation = activation(relu);
         if conv.batch_norm {
             let pre = format_ident!("{field}_conv");
             self.batch(
@@ -187,24 +172,25 @@ impl TrainParts {
             );
             self.batch_norm(&field, path, co);
             self.forward.push(quote! {
-                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#pre, Some(scratch));
-                train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
+                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut work.#pre, Some(scratch));
+                train::batch_norm_forward(isa, &work.#pre, &p.#norm, settings, #activation, &mut s.#norm, &mut work.#batch, &mut work.#field, scratch);
             });
             self.backward.push(quote! {
-                train::batch_norm_backward(isa, &w.#pre, &w.#field, &p.#norm, &w.#batch, #relu_rule, &mut w.#gradient, &mut g.#norm, scratch);
-                train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, &mut w.#transposed, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
+                train::batch_norm_backward(isa, &work.#pre, &work.#field, &p.#norm, &work.#batch, #relu_rule, &mut work.#gradient, &mut g.#norm, scratch);
+                train::conv2d_backward(isa, #input, &work.#gradient, &p.#field, &mut work.#transposed, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
             });
         } else {
-            let relu_forward = relu.then(|| quote!(train::relu_forward(isa, &mut w.#field);));
-            let relu_backward =
-                relu.then(|| quote!(train::relu_backward(isa, relu, &mut w.#gradient, &w.#field);));
+            let relu_forward = relu.then(|| quote!(train::relu_forward(isa, &mut work.#field);));
+            let relu_backward = relu.then(
+                || quote!(train::relu_backward(isa, relu, &mut work.#gradient, &work.#field);),
+            );
             self.forward.push(quote! {
-                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut w.#field, None);
+                train::conv2d_forward(isa, #input, &p.#field, #pad, Stride::<#stride>, &mut work.#field, None);
                 #relu_forward
             });
             self.backward.push(quote! {
                 #relu_backward
-                train::conv2d_backward(isa, #input, &w.#gradient, &p.#field, &mut w.#transposed, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
+                train::conv2d_backward(isa, #input, &work.#gradient, &p.#field, &mut work.#transposed, #pad, Stride::<#stride>, #bias, #input_gradient, images, |g| &mut g.#field);
             });
         }
     }
@@ -212,7 +198,7 @@ impl TrainParts {
     fn module(&mut self, module: &ModuleBlock, input: &TokenStream, input_gradient: &TokenStream) {
         let path = &module.path;
         let k = module.kernel;
-        let kl = lit(k);
+        let kl = literal(k);
         let mut step_input = input.clone();
         let mut step_shape = module.input;
         let mut backward = Vec::new();
@@ -220,7 +206,7 @@ impl TrainParts {
             let field = format_ident!("{}_separable_{i}", module.field);
             let layer = format!("{path}.separable[{i}]");
             let (ci, co) = (step_shape.channels, output.channels);
-            let (cil, col) = (lit(ci), lit(co));
+            let (cil, col) = (literal(ci), literal(co));
             let doc = format!(" `{layer}`: the depthwise and pointwise kernels (no bias).");
             self.parameter_fields.push(quote! {
                 #[doc = #doc]
@@ -281,21 +267,22 @@ impl TrainParts {
             self.batch_norm(&field, &layer, co);
             let relu = i == 0;
             let relu_rule = relu_rule(relu);
+            let activation = activation(relu);
             self.forward.push(quote! {
-                train::separable_forward(isa, #step_input, &p.#field, &mut w.#depthwise, &mut w.#pre, Some(scratch));
-                train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, #relu, &mut s.#norm, &mut w.#batch, &mut w.#field, scratch);
+                train::separable_forward(isa, #step_input, &p.#field, &mut work.#depthwise, &mut work.#pre, Some(scratch));
+                train::batch_norm_forward(isa, &work.#pre, &p.#norm, settings, #activation, &mut s.#norm, &mut work.#batch, &mut work.#field, scratch);
             });
             let step_input_gradient = if i == 0 {
                 input_gradient.clone()
             } else {
                 let previous = format_ident!("{}_separable_0_gradient", module.field);
-                quote!(Some(&mut w.#previous))
+                quote!(Some(&mut work.#previous))
             };
             backward.push(quote! {
-                train::batch_norm_backward(isa, &w.#pre, &w.#field, &p.#norm, &w.#batch, #relu_rule, &mut w.#gradient, &mut g.#norm, scratch);
-                train::separable_backward(isa, #step_input, &w.#depthwise, &w.#gradient, &p.#field, &mut w.#transposed, &mut w.#depthwise_gradient, #step_input_gradient, images, |g| &mut g.#field);
+                train::batch_norm_backward(isa, &work.#pre, &work.#field, &p.#norm, &work.#batch, #relu_rule, &mut work.#gradient, &mut g.#norm, scratch);
+                train::separable_backward(isa, #step_input, &work.#depthwise, &work.#gradient, &p.#field, &mut work.#transposed, &mut work.#depthwise_gradient, #step_input_gradient, images, |g| &mut g.#field);
             });
-            step_input = quote!(&w.#field);
+            step_input = quote!(&work.#field);
             step_shape = output;
         }
 
@@ -315,22 +302,22 @@ impl TrainParts {
         );
         let (pool_forward, pool_backward) = match &module.pool {
             Some(pool) => {
-                let (size, stride) = (lit(pool.size), lit(pool.stride));
+                let (size, stride) = (literal(pool.size), literal(pool.stride));
                 (
-                    quote!(train::max_pool_forward(isa, &w.#last, Window::<#size>, Stride::<#stride>, Same, &mut w.#output);),
-                    quote!(train::max_pool_backward(isa, &w.#last, &w.#output_gradient, Window::<#size>, Stride::<#stride>, Same, &mut w.#last_gradient);),
+                    quote!(train::max_pool_forward(isa, &work.#last, Window::<#size>, Stride::<#stride>, Same, &mut work.#output);),
+                    quote!(train::max_pool_backward(isa, &work.#last, &work.#output_gradient, Window::<#size>, Stride::<#stride>, Same, &mut work.#last_gradient);),
                 )
             }
             None => (
-                quote!(train::copy_batch(&w.#last, &mut w.#output);),
-                quote!(train::copy_batch(&w.#output_gradient, &mut w.#last_gradient);),
+                quote!(train::copy_batch(&work.#last, &mut work.#output);),
+                quote!(train::copy_batch(&work.#output_gradient, &mut work.#last_gradient);),
             ),
         };
 
         let residual = format_ident!("{}_residual", module.field);
         let layer = format!("{path}.residual");
         let (ci, co) = (module.input.channels, module.output.channels);
-        let (cil, col) = (lit(ci), lit(co));
+        let (cil, col) = (literal(ci), literal(co));
         let doc = format!(" `{layer}`: the 1x1 kernel (no bias).");
         self.parameter_fields.push(quote! {
             #[doc = #doc]
@@ -367,23 +354,23 @@ impl TrainParts {
         });
         self.workspace_inits
             .push(quote!(#residual_transposed: PointwiseWeights::zeroed_boxed(),));
-        let stride = lit(module.residual_stride);
+        let stride = literal(module.residual_stride);
         self.forward.push(quote! {
             #pool_forward
-            train::pointwise_forward(isa, #input, &p.#residual, Stride::<#stride>, &mut w.#pre, Some(scratch));
-            train::batch_norm_forward(isa, &w.#pre, &p.#norm, settings, false, &mut s.#norm, &mut w.#batch, &mut w.#residual, scratch);
-            train::add_forward(isa, &mut w.#output, &w.#residual);
+            train::pointwise_forward(isa, #input, &p.#residual, Stride::<#stride>, &mut work.#pre, Some(scratch));
+            train::batch_norm_forward(isa, &work.#pre, &p.#norm, settings, train::Activation::Linear, &mut s.#norm, &mut work.#batch, &mut work.#residual, scratch);
+            train::add_forward(isa, &mut work.#output, &work.#residual);
         });
         // Backward: the add sends the output gradient to both branches; the
         // main branch writes the input gradient, the residual branch adds to it.
         let mut module_backward = vec![quote! {
             #pool_backward
-            train::copy_batch(&w.#output_gradient, &mut w.#gradient);
+            train::copy_batch(&work.#output_gradient, &mut work.#gradient);
         }];
         module_backward.extend(backward.into_iter().rev());
         module_backward.push(quote! {
-            train::batch_norm_backward(isa, &w.#pre, &w.#residual, &p.#norm, &w.#batch, None, &mut w.#gradient, &mut g.#norm, scratch);
-            train::pointwise_backward(isa, #input, &w.#gradient, &p.#residual, &mut w.#residual_transposed, Stride::<#stride>, #input_gradient, images, |g| &mut g.#residual);
+            train::batch_norm_backward(isa, &work.#pre, &work.#residual, &p.#norm, &work.#batch, None, &mut work.#gradient, &mut g.#norm, scratch);
+            train::pointwise_backward(isa, #input, &work.#gradient, &p.#residual, &mut work.#residual_transposed, Stride::<#stride>, #input_gradient, images, |g| &mut g.#residual);
         });
         self.backward.push(quote!(#(#module_backward)*));
     }
@@ -391,6 +378,15 @@ impl TrainParts {
 
 /// The ReLU rule of a batch norm's backward pass: the pass's `relu` when the
 /// layer has a ReLU, else none.
+/// What follows a batch norm in the generated forward pass.
+fn activation(relu: bool) -> TokenStream {
+    if relu {
+        quote!(train::Activation::Relu)
+    } else {
+        quote!(train::Activation::Linear)
+    }
+}
+
 fn relu_rule(relu: bool) -> TokenStream {
     if relu {
         quote!(Some(relu))
@@ -448,8 +444,8 @@ pub fn expand_training(network: &Network, inline: bool) -> TokenStream {
             Block::Module(module) => parts.module(module, &input, &input_gradient),
         }
         let (output, gradient) = output_fields(block);
-        input = quote!(&w.#output);
-        input_gradient = quote!(Some(&mut w.#gradient));
+        input = quote!(&work.#output);
+        input_gradient = quote!(Some(&mut work.#gradient));
     }
     let Some(Block::Conv(head)) = network.blocks.last() else {
         return quote!(compile_error!("a model must end with its head"););
@@ -463,7 +459,11 @@ pub fn expand_training(network: &Network, inline: bool) -> TokenStream {
             let output = format_ident!("{}_output", module.field);
             let output_gradient = format_ident!("{}_output_gradient", module.field);
             let shape = module.output;
-            let (h, w, c) = (lit(shape.height), lit(shape.width), lit(shape.channels));
+            let (h, w, c) = (
+                literal(shape.height),
+                literal(shape.width),
+                literal(shape.channels),
+            );
             quote! {
                 Some(train::FeatureMap {
                     shape: [#h, #w, #c],
@@ -476,7 +476,7 @@ pub fn expand_training(network: &Network, inline: bool) -> TokenStream {
     };
     let head_field = format_ident!("{}", head.field);
     let head_gradient = format_ident!("{}_gradient", head.field);
-    let classes = lit(network.labels.len());
+    let classes = literal(network.labels.len());
     let model_name = &network.name;
     let epsilon = Literal::f32_unsuffixed(network.batch_norm_epsilon);
     let TrainParts {
@@ -491,7 +491,7 @@ pub fn expand_training(network: &Network, inline: bool) -> TokenStream {
         ..
     } = parts;
     let backward = backward.into_iter().rev();
-    let widest = lit(widest_batch_norm);
+    let widest = literal(widest_batch_norm);
     let crate_path = "::mini_xception::runtime::bytemuck";
     let inline = inline.then(|| quote!(#[inline]));
     let parameters_doc = format!(
@@ -551,12 +551,12 @@ pub fn expand_training(network: &Network, inline: bool) -> TokenStream {
                 s: &mut #statistics,
                 settings: train::BatchNormSettings,
                 inputs: &[#input_name],
-                w: &mut #workspace,
+                work: &mut #workspace,
                 scratch: &mut train::ReductionScratch,
                 logits: &mut [f32],
             ) {
                 #(#forward)*
-                train::logits_forward(&w.#head_field, logits.as_chunks_mut::<#classes>().0);
+                train::logits_forward(&work.#head_field, logits.as_chunks_mut::<#classes>().0);
             }
 
             #inline
@@ -565,7 +565,7 @@ pub fn expand_training(network: &Network, inline: bool) -> TokenStream {
                 isa: Isa,
                 p: &#parameters,
                 inputs: &[#input_name],
-                w: &mut #workspace,
+                work: &mut #workspace,
                 scratch: &mut train::ReductionScratch,
                 logit_gradients: &[f32],
                 relu: train::ReluBackward,
@@ -573,7 +573,7 @@ pub fn expand_training(network: &Network, inline: bool) -> TokenStream {
                 g: &mut #parameters,
                 images: &mut [#parameters],
             ) {
-                train::logits_backward(logit_gradients.as_chunks::<#classes>().0, &mut w.#head_gradient);
+                train::logits_backward(logit_gradients.as_chunks::<#classes>().0, &mut work.#head_gradient);
                 #(#backward)*
             }
 

@@ -44,6 +44,7 @@ pub mod limits;
 mod shape;
 mod slots;
 mod spec;
+mod tokens;
 mod validate;
 
 #[cfg(test)]

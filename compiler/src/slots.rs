@@ -15,6 +15,36 @@ pub(crate) struct Life {
     pub(crate) last: usize,
 }
 
+/// What a statement of the forward pass does with the stored tensors: the
+/// one it writes, and the one it reads (none when it reads the input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Access {
+    pub(crate) writes: usize,
+    pub(crate) reads: Option<usize>,
+}
+
+/// The life of each of `count` stored tensors over `statements`, in order:
+/// from the first statement that touches it to the last; `result` lives to
+/// the end, since it is read after the last statement.
+pub(crate) fn lives(count: usize, statements: &[Access], result: usize) -> Vec<Life> {
+    let end = statements.len();
+    (0..count)
+        .map(|index| {
+            let uses = statements
+                .iter()
+                .enumerate()
+                .filter(|(_, access)| access.writes == index || access.reads == Some(index))
+                .map(|(at, _)| at);
+            let first = uses.clone().min().unwrap_or(end);
+            let last = uses
+                .max()
+                .unwrap_or(first)
+                .max(if index == result { end } else { 0 });
+            Life { first, last }
+        })
+        .collect()
+}
+
 /// Each tensor's slot, and each slot's length in values.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct SlotPlan {
@@ -50,6 +80,35 @@ pub(crate) fn plan(sizes: &[usize], lives: &[Life]) -> SlotPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chain that reads the input, then each tensor the one before; a
+    /// tensor lives from its writer to its reader, and the result to the end.
+    #[test]
+    fn a_tensor_lives_from_its_writer_to_its_last_reader_and_the_result_to_the_end() {
+        let chain = [
+            Access {
+                writes: 0,
+                reads: None,
+            },
+            Access {
+                writes: 1,
+                reads: Some(0),
+            },
+            Access {
+                writes: 2,
+                reads: Some(1),
+            },
+            // A residual add: tensor 1 is read again.
+            Access {
+                writes: 2,
+                reads: Some(1),
+            },
+        ];
+        assert_eq!(
+            lives(3, &chain, 2),
+            vec![life(0, 1), life(1, 3), life(2, 4)]
+        );
+    }
 
     fn life(first: usize, last: usize) -> Life {
         Life { first, last }

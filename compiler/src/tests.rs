@@ -111,7 +111,8 @@ fn paz_model_expansion() {
     // Training keeps a module's output apart from its last separable
     // convolution's, whose output the batch norm's backward pass still needs.
     assert!(
-        training.contains("train::copy_batch(&w.module_3_separable_1, &mut w.module_3_output);"),
+        training
+            .contains("train::copy_batch(&work.module_3_separable_1, &mut work.module_3_output);"),
         "{training}"
     );
 }
@@ -150,16 +151,16 @@ fn a_file_under_trybuild_resolves_from_the_crate_of_the_calling_file() {
 
 #[test]
 fn snake_case_of_model_names() {
-    assert_eq!(crate::expand::snake_case("MiniXception"), "mini_xception");
+    assert_eq!(crate::tokens::snake_case("MiniXception"), "mini_xception");
     assert_eq!(
-        crate::expand::snake_case("GenderMiniXception"),
+        crate::tokens::snake_case("GenderMiniXception"),
         "gender_mini_xception"
     );
     assert_eq!(
-        crate::expand::snake_case("MiniXception48"),
+        crate::tokens::snake_case("MiniXception48"),
         "mini_xception48"
     );
-    assert_eq!(crate::expand::snake_case("Model2D"), "model2_d");
+    assert_eq!(crate::tokens::snake_case("Model2D"), "model2_d");
 }
 
 #[test]

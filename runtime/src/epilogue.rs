@@ -9,7 +9,7 @@
 /// The operation fused into a kernel's stores.
 pub trait Epilogue: Copy {
     /// Which operation this is, for kernels that apply it to a whole vector
-    /// register at once (`wide.rs`).
+    /// register at once (`pointwise/avx512.rs`).
     const KIND: EpilogueKind;
 
     /// The value to store, given the `value` computed and the value `stored`
@@ -78,7 +78,7 @@ impl Epilogue for Accumulate {
 /// `pool::max_into` does: written as a loop over single lanes, LLVM keeps the
 /// loop, so the accumulators it stores cannot stay in vector registers and
 /// the whole kernel around it goes scalar. (The AVX-512 code stores its own
-/// way, `wide.rs`.)
+/// way, `pointwise/avx512.rs`.)
 #[inline(always)]
 pub(crate) fn store<E: Epilogue, const N: usize>(out: &mut [f32; N], values: &[f32; N]) {
     let (out_lanes, out_rest) = out.as_chunks_mut::<8>();

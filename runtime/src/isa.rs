@@ -7,7 +7,7 @@
 //! inlined; [`dispatch`] calls a whole forward pass inside a function compiled
 //! for the chosen instruction set, so the compiler vectorises every kernel
 //! for it. The AVX-512 build has kernels of its own where LLVM's did badly
-//! (`wide.rs`).
+//! (`pointwise/avx512.rs`, `pool/avx512.rs`).
 
 /// An instruction set the forward pass can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,7 +92,7 @@ impl Isa {
 /// FMA) or as a multiply then an add (everywhere else, where a fused
 /// multiply-add would be a slow library call).
 ///
-/// Sealed: [`FusedWide`] stands for a CPU checked to have AVX-512, and the
+/// Sealed: [`Avx512Arithmetic`] stands for a CPU checked to have AVX-512, and the
 /// kernels rely on it (they use AVX-512 instructions directly when
 /// `LANES` is 16), so no type outside this module may claim 16 lanes.
 pub trait Arithmetic: Copy + sealed::Sealed {
@@ -104,30 +104,30 @@ pub trait Arithmetic: Copy + sealed::Sealed {
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
 }
 
-/// Fused multiply-add, for code compiled with FMA and 256-bit vectors (AVX2).
+/// Fused multiply-add (one rounding), for code compiled for AVX2 and FMA: 256-bit vectors.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Fused;
+pub struct Avx2Arithmetic;
 
-/// Fused multiply-add, for code compiled with 512-bit vectors (AVX-512).
+/// Fused multiply-add (one rounding), for code compiled for AVX-512: 512-bit vectors.
 ///
 /// Only [`dispatch`] makes one, inside its function compiled for AVX-512
 /// and after checking that the CPU has it: its kernels use AVX-512
 /// instructions directly.
 #[derive(Clone, Copy, Debug)]
-pub struct FusedWide(());
+pub struct Avx512Arithmetic(());
 
 mod sealed {
     pub trait Sealed {}
-    impl Sealed for super::Fused {}
-    impl Sealed for super::FusedWide {}
-    impl Sealed for super::Unfused {}
+    impl Sealed for super::Avx2Arithmetic {}
+    impl Sealed for super::Avx512Arithmetic {}
+    impl Sealed for super::PortableArithmetic {}
 }
 
 /// Separate multiply and add.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Unfused;
+pub struct PortableArithmetic;
 
-impl Arithmetic for Fused {
+impl Arithmetic for Avx2Arithmetic {
     const LANES: usize = 8;
 
     #[inline(always)]
@@ -136,7 +136,7 @@ impl Arithmetic for Fused {
     }
 }
 
-impl Arithmetic for FusedWide {
+impl Arithmetic for Avx512Arithmetic {
     const LANES: usize = 16;
 
     #[inline(always)]
@@ -145,7 +145,7 @@ impl Arithmetic for FusedWide {
     }
 }
 
-impl Arithmetic for Unfused {
+impl Arithmetic for PortableArithmetic {
     // SSE2, the x86-64 baseline; other targets' portable code is shaped
     // the same.
     const LANES: usize = 4;
@@ -203,43 +203,43 @@ pub fn dispatch<W: WithArithmetic>(isa: Isa, work: W) -> W::Output {
         }
     }
     let _ = isa;
-    work.run(Unfused)
+    work.run(PortableArithmetic)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
 unsafe fn run_avx512<W: WithArithmetic>(work: W) -> W::Output {
-    work.run(FusedWide(()))
+    work.run(Avx512Arithmetic(()))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<W: WithArithmetic>(work: W) -> W::Output {
-    work.run(Fused)
+    work.run(Avx2Arithmetic)
 }
 
 /// Runs `work` compiled for AVX2 and FMA only, from inside the AVX-512
 /// build: for kernels whose AVX-512 build LLVM vectorises worse than their
-/// AVX2 one (`wide.rs` says why). Mark the closure `#[inline(always)]` and
-/// give its kernels [`Fused`]: its body is then compiled into
-/// [`run_narrow`], for AVX2.
+/// AVX2 one (`pointwise/avx512.rs` says why). Mark the closure `#[inline(always)]` and
+/// give its kernels [`Avx2Arithmetic`]: its body is then compiled into
+/// [`run_compiled_for_avx2`], for AVX2.
 ///
 /// # Safety
 ///
 /// The CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) unsafe fn narrow<R, F: FnMut() -> R>(work: F) -> R {
-    // Called directly, `run_narrow` was inlined into its AVX-512 caller,
+pub(crate) unsafe fn compiled_for_avx2<R, F: FnMut() -> R>(work: F) -> R {
+    // Called directly, `run_compiled_for_avx2` was inlined into its AVX-512 caller,
     // `#[inline(never)]` notwithstanding, and vectorised for AVX-512 there
     // after all (seen with Rust 1.95); through a pointer the optimiser
     // cannot see through, it keeps its own body.
-    let run: unsafe fn(F) -> R = run_narrow::<R, F>;
+    let run: unsafe fn(F) -> R = run_compiled_for_avx2::<R, F>;
     // SAFETY: the caller guarantees AVX2 and FMA.
     unsafe { std::hint::black_box(run)(work) }
 }
 
-/// The body of [`narrow`].
+/// The body of [`compiled_for_avx2`].
 ///
 /// # Safety
 ///
@@ -247,7 +247,7 @@ pub(crate) unsafe fn narrow<R, F: FnMut() -> R>(work: F) -> R {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
-unsafe fn run_narrow<R, F: FnMut() -> R>(mut work: F) -> R {
+unsafe fn run_compiled_for_avx2<R, F: FnMut() -> R>(mut work: F) -> R {
     work()
 }
 
@@ -337,7 +337,10 @@ mod tests {
         // (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24: the last term is lost when the
         // product is rounded before the add.
         let x = 1.0 + 2f32.powi(-12);
-        assert_eq!(Fused::mul_add(x, x, -1.0), 2f32.powi(-11) + 2f32.powi(-24));
-        assert_eq!(Unfused::mul_add(x, x, -1.0), 2f32.powi(-11));
+        assert_eq!(
+            Avx2Arithmetic::mul_add(x, x, -1.0),
+            2f32.powi(-11) + 2f32.powi(-24)
+        );
+        assert_eq!(PortableArithmetic::mul_add(x, x, -1.0), 2f32.powi(-11));
     }
 }

@@ -41,13 +41,12 @@ pub mod tensor;
 #[cfg(test)]
 mod test_support;
 pub mod train;
-mod wide;
 
 pub use adam::Adam;
 pub use batch::run_batch;
 pub use batch_norm::{
     BatchNorm, BatchNormParameters, BatchStatistics, FoldBatchNorm, MovingStatistics,
-    batch_norm_backward_input, batch_norm_backward_sums, batch_norm_forward,
+    batch_norm_backward_input, batch_norm_backward_sums, batch_norm_image_forward,
     batch_norm_relu_backward_sums, centered_square_sums, channel_sums, image_moments,
 };
 pub use conv::{
@@ -64,7 +63,10 @@ pub use epilogue::{Accumulate, Epilogue, EpilogueKind, Identity, Relu};
 pub use folded::FoldedTensors;
 pub use geometry::{Padding, PaddingMode, Same, Stride, Valid, Window};
 pub use global_pool::{global_average_pool, global_average_pool_backward};
-pub use isa::{Arithmetic, Compiled, Fused, FusedWide, Isa, Unfused, WithArithmetic, dispatch};
+pub use isa::{
+    Arithmetic, Avx2Arithmetic, Avx512Arithmetic, Compiled, Isa, PortableArithmetic,
+    WithArithmetic, dispatch,
+};
 pub use loss::{
     LabelOutOfRange, l2_backward, l2_penalty, softmax_cross_entropy, softmax_cross_entropy_into,
 };
@@ -75,7 +77,7 @@ pub use pointwise::{
     PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input,
     pointwise_conv2d_backward_input_add_transposed, pointwise_conv2d_backward_kernel,
 };
-pub use pool::{max_pool, max_pool_backward};
+pub use pool::{max_pool, max_pool_image_backward};
 pub use separable::{SeparableConv2dWeights, separable_conv2d, separable_conv2d_max_pool};
 pub use sgd::Sgd;
 pub use slot::Slot;

@@ -83,7 +83,7 @@ fn blocked<'a, A: Arithmetic, const B: usize, const CI: usize, const CO: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::isa::Unfused;
+    use crate::isa::PortableArithmetic;
     use crate::test_support::random_values;
 
     fn check<const CI: usize, const CO: usize>() {
@@ -93,7 +93,12 @@ mod tests {
         random_values(1, xs.as_flattened_mut());
         random_values(2, gs.as_flattened_mut());
         let mut gradient = [[0.5f32; CO]; CI];
-        accumulate_outer_products::<Unfused, CI, CO>(count, |j| &xs[j], |j| &gs[j], &mut gradient);
+        accumulate_outer_products::<PortableArithmetic, CI, CO>(
+            count,
+            |j| &xs[j],
+            |j| &gs[j],
+            &mut gradient,
+        );
         for ci in 0..CI {
             for co in 0..CO {
                 let mut expected = 0.5f32;

@@ -191,7 +191,7 @@ pub fn separable_conv2d_max_pool<
 mod tests {
     use super::*;
     use crate::epilogue::Relu;
-    use crate::isa::Fused;
+    use crate::isa::Avx2Arithmetic;
     use crate::pool::max_pool;
     use crate::reference;
     use crate::test_support::{assert_close, random_tensor, random_values};
@@ -225,7 +225,7 @@ mod tests {
             &weights,
             Same,
             Stride::<1>,
-            Fused,
+            Avx2Arithmetic,
             Identity,
             &mut output,
         );
@@ -254,7 +254,7 @@ mod tests {
             &weights,
             Same,
             Stride::<1>,
-            Fused,
+            Avx2Arithmetic,
             Relu,
             &mut output,
         );
@@ -280,7 +280,7 @@ mod tests {
             &weights,
             Same,
             Stride::<1>,
-            Fused,
+            Avx2Arithmetic,
             Identity,
             &mut convolved,
         );
@@ -291,7 +291,7 @@ mod tests {
         separable_conv2d_max_pool(
             &input,
             &weights,
-            Fused,
+            Avx2Arithmetic,
             Window::<3>,
             Stride::<2>,
             Same,

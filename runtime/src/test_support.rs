@@ -5,6 +5,16 @@ use ndarray::ArrayView3;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// Whether this CPU runs AVX-512 code, said when it does not (the AVX-512
+/// kernels' tests then check nothing).
+pub fn avx512_here() -> bool {
+    let here = crate::isa::Isa::Avx512.is_available();
+    if !here {
+        eprintln!("this CPU has no AVX-512: the AVX-512 kernels do not run here");
+    }
+    here
+}
+
 /// Fills `values` with uniform values in `[-1, 1)` from a seeded generator.
 pub fn random_values(seed: u64, values: &mut [f32]) {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -6,7 +6,7 @@ mod train;
 
 pub use train::{
     BatchNormParameters, BatchStatistics, MovingStatistics, batch_norm_backward_input,
-    batch_norm_backward_sums, batch_norm_forward, batch_norm_relu_backward_sums,
+    batch_norm_backward_sums, batch_norm_image_forward, batch_norm_relu_backward_sums,
     centered_square_sums, channel_sums, image_moments,
 };
 

@@ -7,7 +7,7 @@
 //! pieces that the trainer runs in parallel and sums in image order:
 //! [`channel_sums`] and [`centered_square_sums`] give each image's share of the
 //! statistics, [`BatchStatistics::from_sums`] combines them, and
-//! [`batch_norm_forward`] normalises each image; backward,
+//! [`batch_norm_image_forward`] normalises each image; backward,
 //! [`batch_norm_backward_sums`] gives each image's share of the parameter
 //! gradients and [`batch_norm_backward_input`] the input gradient.
 
@@ -310,7 +310,7 @@ pub fn image_moments<const H: usize, const W: usize, const C: usize>(
 /// `output = gamma * (input - mean) / sqrt(variance + epsilon) + beta` with the
 /// batch's statistics, then ReLU when `relu` is set.
 #[inline(always)]
-pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
+pub fn batch_norm_image_forward<const H: usize, const W: usize, const C: usize>(
     input: &Tensor<H, W, C>,
     statistics: &BatchStatistics<C>,
     parameters: &BatchNormParameters<C>,
@@ -535,7 +535,7 @@ mod tests {
         }
         for (relu, image) in [(false, 0), (true, 1)] {
             let mut output = Tensor::<H, W, C>::zeroed_boxed();
-            batch_norm_forward(&batch[image], &stats, &parameters, relu, &mut output);
+            batch_norm_image_forward(&batch[image], &stats, &parameters, relu, &mut output);
             for (&y, &e) in output.as_slice().iter().zip(expected[image].iter()) {
                 let e = if relu { e.max(0.0) } else { e };
                 assert!((y - e).abs() < 1e-5, "{y} vs {e}");
@@ -639,7 +639,7 @@ mod tests {
         let (batch, parameters) = setup();
         let stats = statistics(&batch);
         let mut output = Tensor::<H, W, C>::zeroed_boxed();
-        batch_norm_forward(&batch[0], &stats, &parameters, true, &mut output);
+        batch_norm_image_forward(&batch[0], &stats, &parameters, true, &mut output);
         assert!(output.as_slice().contains(&0.0) && output.as_slice().iter().any(|&y| y > 0.0));
         let gradient = random_tensor::<H, W, C>(60);
 
@@ -659,7 +659,7 @@ mod tests {
         let (batch, parameters) = setup();
         let stats = statistics(&batch);
         let mut output = Tensor::<H, W, C>::zeroed_boxed();
-        batch_norm_forward(&batch[0], &stats, &parameters, true, &mut output);
+        batch_norm_image_forward(&batch[0], &stats, &parameters, true, &mut output);
         let gradient = random_tensor::<H, W, C>(61);
         let mut guided = gradient.clone();
         batch_norm_relu_backward_sums::<true, H, W, C>(&batch[0], &output, &mut guided, &stats);

@@ -268,7 +268,7 @@ pub fn bias_backward<const OH: usize, const OW: usize, const CO: usize>(
 mod tests {
     use super::*;
     use crate::geometry::{Same, Valid};
-    use crate::isa::{Fused, Unfused};
+    use crate::isa::{Avx2Arithmetic, PortableArithmetic};
     use crate::reference;
     use crate::test_support::{
         assert_gradient_close, numeric_gradient, random_tensor, random_values, weighted_sum, widen,
@@ -325,7 +325,7 @@ mod tests {
             &weights,
             padding,
             Stride::<S>,
-            Unfused,
+            PortableArithmetic,
             &mut input_gradient,
         );
         let numeric = numeric_gradient(&x, 1e-3, |x| loss(x, &kernel, &bias));
@@ -337,7 +337,7 @@ mod tests {
             &output_gradient,
             padding,
             Stride::<S>,
-            Fused,
+            Avx2Arithmetic,
             &mut kernel_gradient,
         );
         let numeric = numeric_gradient(&kernel, 1e-3, |k| loss(&x, k, &bias));
@@ -379,7 +379,7 @@ mod tests {
             &output_gradient,
             Valid,
             Stride::<1>,
-            Unfused,
+            PortableArithmetic,
             &mut once,
         );
         let mut twice = once;
@@ -388,7 +388,7 @@ mod tests {
             &output_gradient,
             Valid,
             Stride::<1>,
-            Unfused,
+            PortableArithmetic,
             &mut twice,
         );
         let (once, twice) = (

@@ -14,7 +14,7 @@ use crate::folded::{FoldedTensors, TensorView, TensorViewMut};
 use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
 #[cfg(target_arch = "x86_64")]
-use crate::isa::{Fused, narrow};
+use crate::isa::{Avx2Arithmetic, compiled_for_avx2};
 use crate::parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, try_zeroed_box, zeroed_box};
 use bytemuck::Zeroable;
@@ -142,21 +142,21 @@ const PIXEL_BLOCK: usize = 4;
 /// call is compiled):
 ///
 /// ```compile_fail,E0080
-/// use mini_xception_runtime::{Conv2dWeights, Identity, Stride, Tensor, Unfused, Valid, conv2d};
+/// use mini_xception_runtime::{Conv2dWeights, Identity, Stride, Tensor, PortableArithmetic, Valid, conv2d};
 ///
 /// let input = Tensor::<8, 8, 3>::zeroed_boxed();
 /// let weights = Conv2dWeights::<3, 3, 16>::zeroed_boxed();
 /// // A 3x3 `valid` convolution of 8x8 gives 6x6, not 8x8.
 /// let mut output = Tensor::<8, 8, 16>::zeroed_boxed();
-/// conv2d(&input, &weights, Valid, Stride::<1>, Unfused, Identity, &mut output);
+/// conv2d(&input, &weights, Valid, Stride::<1>, PortableArithmetic, Identity, &mut output);
 /// ```
 ///
 /// ```
-/// # use mini_xception_runtime::{Conv2dWeights, Identity, Stride, Tensor, Unfused, Valid, conv2d};
+/// # use mini_xception_runtime::{Conv2dWeights, Identity, Stride, Tensor, PortableArithmetic, Valid, conv2d};
 /// # let input = Tensor::<8, 8, 3>::zeroed_boxed();
 /// # let weights = Conv2dWeights::<3, 3, 16>::zeroed_boxed();
 /// let mut output = Tensor::<6, 6, 16>::zeroed_boxed();
-/// conv2d(&input, &weights, Valid, Stride::<1>, Unfused, Identity, &mut output);
+/// conv2d(&input, &weights, Valid, Stride::<1>, PortableArithmetic, Identity, &mut output);
 /// ```
 #[inline(always)]
 pub fn conv2d<
@@ -188,12 +188,12 @@ pub fn conv2d<
     };
     #[cfg(target_arch = "x86_64")]
     if A::LANES >= 16 {
-        // SAFETY: 16 lanes means `A` is `FusedWide` (the trait is sealed),
+        // SAFETY: 16 lanes means `A` is `Avx512Arithmetic` (the trait is sealed),
         // which only exists once AVX-512, and with it AVX2 and FMA, has been
         // checked for. Its AVX2 build is faster: with 8 output channels the
         // AVX-512 build pairs two pixels in a register and pays in shuffles.
         return unsafe {
-            narrow(
+            compiled_for_avx2(
                 #[inline(always)]
                 || {
                     conv2d(
@@ -201,7 +201,7 @@ pub fn conv2d<
                         weights,
                         _padding,
                         _stride,
-                        Fused,
+                        Avx2Arithmetic,
                         _epilogue,
                         &mut *output,
                     )
@@ -380,7 +380,7 @@ mod tests {
     use super::*;
     use crate::epilogue::{Identity, Relu};
     use crate::geometry::{Same, Valid};
-    use crate::isa::{Fused, Unfused};
+    use crate::isa::{Avx2Arithmetic, PortableArithmetic};
     use crate::reference;
     use crate::test_support::{assert_close, random_tensor, random_values};
     use ndarray::{ArrayView1, ArrayView4};
@@ -422,7 +422,7 @@ mod tests {
             &weights,
             padding,
             Stride::<S>,
-            Unfused,
+            PortableArithmetic,
             Identity,
             &mut output,
         );
@@ -445,7 +445,7 @@ mod tests {
             &weights,
             padding,
             Stride::<S>,
-            Fused,
+            Avx2Arithmetic,
             Identity,
             &mut output,
         );
@@ -456,7 +456,7 @@ mod tests {
             &weights,
             padding,
             Stride::<S>,
-            Fused,
+            Avx2Arithmetic,
             Relu,
             &mut output,
         );
@@ -503,7 +503,7 @@ mod tests {
             &weights,
             Same,
             Stride::<1>,
-            Unfused,
+            PortableArithmetic,
             Identity,
             &mut output,
         );
@@ -530,7 +530,7 @@ mod tests {
             &weights,
             Same,
             Stride::<1>,
-            Unfused,
+            PortableArithmetic,
             Identity,
             &mut output,
         );

@@ -257,7 +257,7 @@ pub fn depthwise_conv2d_backward_input_same<
 mod tests {
     use super::*;
     use crate::geometry::{Same, Valid};
-    use crate::isa::{Fused, Unfused};
+    use crate::isa::{Avx2Arithmetic, PortableArithmetic};
     use crate::reference;
     use crate::test_support::{
         assert_gradient_close, numeric_gradient, random_tensor, random_values, weighted_sum, widen,
@@ -303,7 +303,7 @@ mod tests {
             &weights,
             padding,
             Stride::<S>,
-            Fused,
+            Avx2Arithmetic,
             &mut input_gradient,
         );
         let numeric = numeric_gradient(&x, 1e-3, |x| loss(x, &kernel));
@@ -314,7 +314,12 @@ mod tests {
                 .as_mut_slice()
                 .copy_from_slice(output_gradient.as_slice());
             input_gradient.as_mut_slice().fill(f32::NAN);
-            depthwise_conv2d_backward_input_same(&same_shape, &weights, Fused, &mut input_gradient);
+            depthwise_conv2d_backward_input_same(
+                &same_shape,
+                &weights,
+                Avx2Arithmetic,
+                &mut input_gradient,
+            );
             assert_gradient_close(
                 "input (turned kernel)",
                 input_gradient.as_slice(),
@@ -329,7 +334,7 @@ mod tests {
             &output_gradient,
             padding,
             Stride::<S>,
-            Unfused,
+            PortableArithmetic,
             &mut kernel_gradient,
         );
         let numeric = numeric_gradient(&kernel, 1e-3, |k| loss(&x, k));

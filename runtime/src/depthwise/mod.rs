@@ -11,7 +11,7 @@ pub use backward::{
 use crate::geometry::{Padding, PaddingMode, Stride, window_output_follows};
 use crate::isa::Arithmetic;
 #[cfg(target_arch = "x86_64")]
-use crate::isa::{Fused, narrow};
+use crate::isa::{Avx2Arithmetic, compiled_for_avx2};
 use crate::parameters::{ParameterKind, ParameterSource, ParameterSpec};
 use crate::tensor::{Tensor, zeroed_box};
 use bytemuck::Zeroable;
@@ -119,14 +119,21 @@ pub(crate) fn depthwise_row<
 ) {
     #[cfg(target_arch = "x86_64")]
     if A::LANES >= 16 {
-        // SAFETY: 16 lanes means `A` is `FusedWide` (the trait is sealed),
+        // SAFETY: 16 lanes means `A` is `Avx512Arithmetic` (the trait is sealed),
         // which only exists once AVX-512, and with it AVX2 and FMA, has been
         // checked for. Its AVX2 build is as fast and keeps clear of the
-        // AVX-512 build's gathers (`wide.rs`).
+        // AVX-512 build's gathers (`pointwise/avx512.rs`).
         return unsafe {
-            narrow(
+            compiled_for_avx2(
                 #[inline(always)]
-                || depthwise_row::<P, Fused, S, H, W, K, C, OW>(input, weights, oy, &mut *out_row),
+                || {
+                    depthwise_row::<P, Avx2Arithmetic, S, H, W, K, C, OW>(
+                        input,
+                        weights,
+                        oy,
+                        &mut *out_row,
+                    )
+                },
             )
         };
     }
@@ -239,7 +246,7 @@ fn window(position: usize, padding: usize, taps: usize, size: usize) -> (usize, 
 mod tests {
     use super::*;
     use crate::geometry::{Same, Valid};
-    use crate::isa::Unfused;
+    use crate::isa::PortableArithmetic;
     use crate::reference;
     use crate::test_support::{assert_close, random_tensor, random_values};
     use ndarray::ArrayView3;
@@ -260,7 +267,14 @@ mod tests {
         let mut weights = DepthwiseWeights::<K, C>::zeroed_boxed();
         random_values(17, weights.kernel.as_flattened_mut().as_flattened_mut());
         let mut output = Tensor::<OH, OW, C>::zeroed_boxed();
-        depthwise_conv2d(&input, &weights, padding, Stride::<S>, Unfused, &mut output);
+        depthwise_conv2d(
+            &input,
+            &weights,
+            padding,
+            Stride::<S>,
+            PortableArithmetic,
+            &mut output,
+        );
         let kernel =
             ArrayView3::from_shape((K, K, C), weights.kernel.as_flattened().as_flattened())
                 .unwrap();

@@ -202,7 +202,7 @@ pub fn transpose_into<const CI: usize, const CO: usize>(
 mod tests {
     use super::*;
     use crate::geometry::Padding;
-    use crate::isa::{Fused, Unfused};
+    use crate::isa::{Avx2Arithmetic, PortableArithmetic};
     use crate::reference;
     use crate::test_support::{
         assert_gradient_close, numeric_gradient, random_tensor, random_values, weighted_sum, widen,
@@ -242,7 +242,7 @@ mod tests {
             &output_gradient,
             &weights,
             Stride::<S>,
-            Fused,
+            Avx2Arithmetic,
             &mut input_gradient,
         );
         let numeric = numeric_gradient(&x, 1e-3, |x| loss(x, &kernel));
@@ -258,7 +258,7 @@ mod tests {
             &output_gradient,
             &transposed,
             Stride::<S>,
-            Fused,
+            Avx2Arithmetic,
             &mut sum,
         );
         for ((&s, &b), &g) in sum
@@ -279,7 +279,7 @@ mod tests {
             pointwise_conv2d_backward_input_transposed(
                 &same_shape,
                 &transposed,
-                Fused,
+                Avx2Arithmetic,
                 &mut through_transpose,
             );
             assert_gradient_close(
@@ -295,7 +295,7 @@ mod tests {
             &input,
             &output_gradient,
             Stride::<S>,
-            Unfused,
+            PortableArithmetic,
             &mut kernel_gradient,
         );
         let numeric = numeric_gradient(&kernel, 1e-3, |k| loss(&x, k));

@@ -2,6 +2,8 @@
 //! sampled pixel. With a 1x1 window `same` and `valid` padding agree, so there
 //! is no padding to choose. Its backward pass is in `backward.rs`.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod backward;
 
 pub use backward::{
@@ -182,9 +184,9 @@ pub(crate) fn multiply_pixels<'a, A: Arithmetic, E: Epilogue, const CI: usize, c
 ) {
     #[cfg(target_arch = "x86_64")]
     if A::LANES >= 16 && CO.is_multiple_of(16) {
-        // SAFETY: 16 lanes means `A` is `FusedWide` (the trait is sealed),
+        // SAFETY: 16 lanes means `A` is `Avx512Arithmetic` (the trait is sealed),
         // which only exists once AVX-512 has been checked for.
-        unsafe { crate::wide::multiply_pixels::<E, _, CI, CO>(pixel, weights, out) };
+        unsafe { avx512::multiply_pixels::<E, _, CI, CO>(pixel, weights, out) };
         return;
     }
     if !CO.is_multiple_of(CHANNEL_BLOCK) {
@@ -252,7 +254,7 @@ mod tests {
     use super::*;
     use crate::epilogue::{Accumulate, Identity, Relu};
     use crate::geometry::Padding;
-    use crate::isa::{Fused, Unfused};
+    use crate::isa::{Avx2Arithmetic, PortableArithmetic};
     use crate::reference;
     use crate::test_support::{assert_close, random_tensor, random_values};
     use ndarray::{ArrayView1, ArrayView4};
@@ -275,7 +277,7 @@ mod tests {
             &input,
             &weights,
             Stride::<S>,
-            Unfused,
+            PortableArithmetic,
             Identity,
             &mut output,
         );
@@ -284,7 +286,14 @@ mod tests {
         let expected = reference::conv2d(input.view(), kernel, Some(bias), S, Padding::Same);
         assert_close(output.view(), expected.view(), 1e-5);
         output.as_mut_slice().fill(f32::NAN);
-        pointwise_conv2d(&input, &weights, Stride::<S>, Fused, Identity, &mut output);
+        pointwise_conv2d(
+            &input,
+            &weights,
+            Stride::<S>,
+            Avx2Arithmetic,
+            Identity,
+            &mut output,
+        );
         let kernel = ArrayView4::from_shape((1, 1, CI, CO), weights.kernel.as_flattened()).unwrap();
         let bias = ArrayView1::from(&weights.bias);
         // Keras' residual branch is a 1x1 conv with `same` padding.
@@ -293,10 +302,24 @@ mod tests {
         // As the residual branch, added onto what the output holds.
         let main_branch = random_tensor::<OH, OW, CO>(24);
         let mut sum = main_branch.clone();
-        pointwise_conv2d(&input, &weights, Stride::<S>, Fused, Accumulate, &mut sum);
+        pointwise_conv2d(
+            &input,
+            &weights,
+            Stride::<S>,
+            Avx2Arithmetic,
+            Accumulate,
+            &mut sum,
+        );
         assert_close(sum.view(), (&expected + &main_branch.view()).view(), 1e-5);
         output.as_mut_slice().fill(f32::NAN);
-        pointwise_conv2d(&input, &weights, Stride::<S>, Fused, Relu, &mut output);
+        pointwise_conv2d(
+            &input,
+            &weights,
+            Stride::<S>,
+            Avx2Arithmetic,
+            Relu,
+            &mut output,
+        );
         assert_close(output.view(), expected.mapv(|v| v.max(0.0)).view(), 1e-5);
     }
 

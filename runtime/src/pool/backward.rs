@@ -13,7 +13,7 @@ use crate::tensor::Tensor;
 /// first in row-major order within the window wins (it takes a later cell
 /// only when strictly greater). Padded cells never win.
 #[inline(always)]
-pub fn max_pool_backward<
+pub fn max_pool_image_backward<
     P: PaddingMode,
     const K: usize,
     const S: usize,
@@ -33,7 +33,7 @@ pub fn max_pool_backward<
     const {
         assert!(
             window_output_follows(P::PADDING, [H, W], K, S, [OH, OW]),
-            "max_pool_backward: the output shape does not follow from the input shape, window, padding and stride"
+            "max_pool_image_backward: the output shape does not follow from the input shape, window, padding and stride"
         )
     };
     let pad_top = P::PADDING.padding_before(H, K, S);
@@ -166,7 +166,7 @@ mod tests {
         let output_gradient = random_tensor::<OH, OW, C>(seed + 1);
         let mut input_gradient = Tensor::<H, W, C>::zeroed_boxed();
         input_gradient.as_mut_slice().fill(f32::NAN);
-        max_pool_backward(
+        max_pool_image_backward(
             &input,
             &output_gradient,
             Window::<K>,
@@ -212,7 +212,7 @@ mod tests {
             *g = [1.0, 10.0, 100.0, 1000.0][i];
         }
         let mut input_gradient = Tensor::<4, 4, 1>::zeroed_boxed();
-        max_pool_backward(
+        max_pool_image_backward(
             &input,
             &output_gradient,
             Window::<3>,
@@ -233,7 +233,7 @@ mod tests {
         // A later cell wins only when strictly greater, and a cell shared by
         // two windows gathers both gradients.
         input.data[0][2][0] = 0.5;
-        max_pool_backward(
+        max_pool_image_backward(
             &input,
             &output_gradient,
             Window::<3>,

@@ -1,9 +1,11 @@
 //! Max pooling over square windows, `valid` or TensorFlow `same`, and its
 //! backward pass (`backward.rs`).
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod backward;
 
-pub use backward::max_pool_backward;
+pub use backward::max_pool_image_backward;
 
 use crate::geometry::{Padding, PaddingMode, Stride, Window, window_output_follows};
 use crate::isa::Arithmetic;
@@ -137,7 +139,7 @@ pub(crate) fn max_pool_row<
 }
 
 /// [`max_into`], or with 16-lane registers one AVX-512 maximum per 16
-/// channels (`wide.rs` says why).
+/// channels (`avx512.rs` says why).
 #[inline(always)]
 fn max_lanes<A: Arithmetic, const C: usize>(best: &mut [f32; C], values: &[f32; C]) {
     #[cfg(target_arch = "x86_64")]
@@ -145,9 +147,9 @@ fn max_lanes<A: Arithmetic, const C: usize>(best: &mut [f32; C], values: &[f32; 
         let (best_lanes, _) = best.as_chunks_mut::<16>();
         let (value_lanes, _) = values.as_chunks::<16>();
         for (best, values) in best_lanes.iter_mut().zip(value_lanes) {
-            // SAFETY: 16 lanes means `A` is `FusedWide` (the trait is
+            // SAFETY: 16 lanes means `A` is `Avx512Arithmetic` (the trait is
             // sealed), which only exists once AVX-512 has been checked for.
-            unsafe { crate::wide::max16(best, values) };
+            unsafe { avx512::max16(best, values) };
         }
         return;
     }

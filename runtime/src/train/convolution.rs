@@ -154,7 +154,7 @@ struct ConvBackward<
     padding: P,
     input_gradient: Option<&'a mut Tensor<H, W, CI>>,
     gradient: &'a mut Conv2dWeights<K, CI, CO>,
-    bias: bool,
+    bias: Bias,
 }
 
 impl<
@@ -192,10 +192,19 @@ impl<
             arithmetic,
             &mut self.gradient.kernel,
         );
-        if self.bias {
+        if self.bias == Bias::Learned {
             bias_backward(self.output_gradient, &mut self.gradient.bias);
         }
     }
+}
+
+/// Whether a convolution has a bias of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bias {
+    /// It has one, trained with the kernel.
+    Learned,
+    /// It has none: a batch norm follows, whose beta plays its part.
+    Absent,
 }
 
 /// The backward pass of [`conv2d_forward`]: each image's kernel gradient (and
@@ -223,7 +232,7 @@ pub fn conv2d_backward<
     transposed: &mut Conv2dWeights<K, CO, CI>,
     padding: P,
     _stride: Stride<S>,
-    bias: bool,
+    bias: Bias,
     input_gradients: Option<&mut [Tensor<H, W, CI>]>,
     image_gradients: &mut [G],
     slot: fn(&mut G) -> &mut Conv2dWeights<K, CI, CO>,

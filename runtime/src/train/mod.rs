@@ -24,8 +24,8 @@ mod trainer;
 
 pub use batch::{ReductionScratch, sum_image_gradients, zeroed_batch};
 pub use convolution::{
-    conv2d_backward, conv2d_forward, pointwise_backward, pointwise_forward, separable_backward,
-    separable_forward,
+    Bias, conv2d_backward, conv2d_forward, pointwise_backward, pointwise_forward,
+    separable_backward, separable_forward,
 };
 pub use head::{distilled_loss_backward, logits_backward, logits_forward, loss_backward};
 pub use model::{
@@ -33,7 +33,8 @@ pub use model::{
     TrainingTensor, fold, read_training_state, unfold,
 };
 pub use normalize::{
-    BatchNormSettings, Normalization, batch_moments, batch_norm_backward, batch_norm_forward,
+    Activation, BatchNormSettings, Normalization, batch_moments, batch_norm_backward,
+    batch_norm_forward,
 };
 pub use pool::{
     ReluBackward, add_forward, copy_batch, max_pool_backward, max_pool_forward, relu_backward,

@@ -102,8 +102,18 @@ pub fn batch_moments<const H: usize, const W: usize, const C: usize>(
         .for_each(|(input, values)| store_image_moments(isa, input, values));
 }
 
-/// Batch norm of every image: `outputs[i] = bn(inputs[i])` (then ReLU when
-/// `relu`). In training mode ([`Normalization::Batch`]) with the batch's
+/// What follows a batch norm in the forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// A ReLU, applied as each image is normalised.
+    Relu,
+    /// Nothing: the value is the batch norm's (the residual branches, whose
+    /// sum the next layer takes).
+    Linear,
+}
+
+/// Batch norm of every image: `outputs[i] = bn(inputs[i])`, then the
+/// `activation`. In training mode ([`Normalization::Batch`]) with the batch's
 /// mean and biased variance, which are kept in `statistics` for the
 /// backward pass, while the moving statistics move toward the batch's; in
 /// inference mode with the moving statistics, kept in `statistics` as
@@ -120,7 +130,7 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
     inputs: &[Tensor<H, W, C>],
     parameters: &BatchNormParameters<C>,
     settings: BatchNormSettings,
-    relu: bool,
+    activation: Activation,
     moving: &mut MovingStatistics<C>,
     statistics: &mut BatchStatistics<C>,
     outputs: &mut [Tensor<H, W, C>],
@@ -142,6 +152,7 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
         }
     };
     let statistics = &*statistics;
+    let relu = activation == Activation::Relu;
     outputs
         .par_iter_mut()
         .zip(inputs)
@@ -151,7 +162,7 @@ pub fn batch_norm_forward<const H: usize, const W: usize, const C: usize>(
                 Compiled(
                     #[inline(always)]
                     || {
-                        crate::batch_norm::batch_norm_forward(
+                        crate::batch_norm::batch_norm_image_forward(
                             input, statistics, parameters, relu, output,
                         )
                     },
@@ -299,7 +310,7 @@ mod tests {
             &convolved,
             &parameters,
             settings,
-            true,
+            Activation::Relu,
             &mut moving,
             &mut statistics,
             &mut outputs,

@@ -70,7 +70,7 @@ pub fn max_pool_backward<
                 Compiled(
                     #[inline(always)]
                     || {
-                        per_image::max_pool_backward(
+                        per_image::max_pool_image_backward(
                             input,
                             output_gradient,
                             window,

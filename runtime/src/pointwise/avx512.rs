@@ -1,28 +1,24 @@
-//! The AVX-512 code's own kernels, written with its instructions rather
-//! than left to LLVM's vectorisers.
+//! The pointwise kernel of the AVX-512 build, written with its instructions
+//! rather than left to LLVM's vectorisers.
 //!
 //! The kernels give LLVM groups of lanes to vectorise (`[f32; 16]` arrays
 //! operated on lane by lane). Compiled for AVX2 that works; compiled for
 //! AVX-512, LLVM's loop vectoriser takes the loop around such a group (over
-//! pixels) first and vectorises across it with gathers and scatters, which
-//! make the AVX-512 forward pass slower than AVX2's (its stores and max
-//! pools most of all). A loop whose body is already made of vector
-//! instructions is left alone.
+//! pixels) first and vectorises across it with gathers and scatters. A loop
+//! whose body is already made of vector instructions is left alone.
 //!
 //! So the AVX-512 forward pass runs the pointwise half of each separable
 //! convolution and the residual branches (two thirds of the multiply-adds)
-//! with the kernel below, 16 output channels to a register, and its max
-//! pools with one `vmaxps` per 16 channels; every other kernel runs as it is
-//! compiled for AVX2 ([`narrow`](crate::isa::narrow)).
+//! with the kernel below, 16 output channels to a register; its max pools
+//! have their own (`pool/avx512.rs`), and every other kernel runs as it is
+//! compiled for AVX2 ([`compiled_for_avx2`](crate::isa::compiled_for_avx2)).
 //!
-//! Only kernels running with [`FusedWide`](crate::isa::FusedWide) call
-//! these, and only [`dispatch`](crate::isa::dispatch) makes a `FusedWide`,
-//! after checking that the CPU has AVX-512.
+//! Only kernels running with [`Avx512Arithmetic`](crate::isa::Avx512Arithmetic)
+//! call these, and only [`dispatch`](crate::isa::dispatch) makes one, after
+//! checking that the CPU has AVX-512.
 
-#![cfg(target_arch = "x86_64")]
-
+use super::PointwiseWeights;
 use crate::epilogue::{Epilogue, EpilogueKind};
-use crate::pointwise::PointwiseWeights;
 use std::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_set1_ps,
     _mm512_setzero_ps, _mm512_storeu_ps,
@@ -154,31 +150,14 @@ unsafe fn apply<E: Epilogue>(value: __m512, out: &mut [f32; 16]) {
     }
 }
 
-/// `best[i] = max(best[i], values[i])` for the 16 lanes; a NaN in `values`
-/// never wins (`vmaxps` gives its second operand, `best`, when either is NaN).
-///
-/// # Safety
-///
-/// The CPU has AVX-512F.
-#[inline(always)]
-pub(crate) unsafe fn max16(best: &mut [f32; 16], values: &[f32; 16]) {
-    // SAFETY: as in `apply`.
-    unsafe {
-        let old = _mm512_loadu_ps(best.as_ptr());
-        let new = _mm512_loadu_ps(values.as_ptr());
-        _mm512_storeu_ps(best.as_mut_ptr(), _mm512_max_ps(new, old));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use crate::epilogue::{Accumulate, Epilogue, Identity, Relu};
-    use crate::geometry::{Same, Stride, Window};
+    use crate::geometry::Stride;
     use crate::isa::{Arithmetic, Isa, WithArithmetic, dispatch};
     use crate::pointwise::{PointwiseWeights, pointwise_conv2d};
-    use crate::separable::{SeparableConv2dWeights, separable_conv2d_max_pool};
     use crate::tensor::Tensor;
-    use crate::test_support::{random_tensor, random_values};
+    use crate::test_support::{avx512_here, random_tensor, random_values};
 
     /// A strided pointwise convolution with epilogue `E`, run by [`dispatch`].
     struct Pointwise<
@@ -257,25 +236,16 @@ mod tests {
             outputs[1].as_slice(),
             "AVX-512 and AVX2 differ"
         );
-        for (wide, portable) in outputs[0].as_slice().iter().zip(outputs[2].as_slice()) {
+        for (avx512, portable) in outputs[0].as_slice().iter().zip(outputs[2].as_slice()) {
             assert!(
-                (wide - portable).abs() <= 1e-5 * (1.0 + portable.abs()),
-                "{wide} vs {portable}"
+                (avx512 - portable).abs() <= 1e-5 * (1.0 + portable.abs()),
+                "{avx512} vs {portable}"
             );
         }
     }
 
-    /// Whether this CPU runs the code of this file, said when it does not.
-    fn avx512_here() -> bool {
-        let here = Isa::Avx512.is_available();
-        if !here {
-            eprintln!("this CPU has no AVX-512: nothing of wide.rs runs here");
-        }
-        here
-    }
-
     #[test]
-    fn the_wide_pointwise_kernel_matches_the_avx2_one_bit_for_bit() {
+    fn the_avx512_pointwise_kernel_matches_the_avx2_build_bit_for_bit() {
         if !avx512_here() {
             return;
         }
@@ -286,76 +256,5 @@ mod tests {
         check_pointwise::<Accumulate, 2, 15, 16, 32, 8>(Accumulate);
         // 24 channels: not a multiple of 16, so the generic kernel runs.
         check_pointwise::<Relu, 1, 5, 8, 24, 5>(Relu);
-    }
-
-    /// A separable convolution and its max pool, run by [`dispatch`].
-    struct SeparablePool<'a, const H: usize, const CI: usize, const CO: usize, const OH: usize> {
-        input: &'a Tensor<H, H, CI>,
-        weights: &'a SeparableConv2dWeights<3, CI, CO>,
-        output: &'a mut Tensor<OH, OH, CO>,
-    }
-
-    impl<const H: usize, const CI: usize, const CO: usize, const OH: usize> WithArithmetic
-        for SeparablePool<'_, H, CI, CO, OH>
-    {
-        type Output = ();
-
-        #[inline(always)]
-        fn run<A: Arithmetic>(self, arithmetic: A) {
-            separable_conv2d_max_pool(
-                self.input,
-                self.weights,
-                arithmetic,
-                Window::<3>,
-                Stride::<2>,
-                Same,
-                self.output,
-            );
-        }
-    }
-
-    fn check_separable_pool<const H: usize, const CI: usize, const CO: usize, const OH: usize>() {
-        let input = random_tensor::<H, H, CI>(41);
-        let mut weights = SeparableConv2dWeights::<3, CI, CO>::zeroed_boxed();
-        random_values(
-            42,
-            weights
-                .depthwise
-                .kernel
-                .as_flattened_mut()
-                .as_flattened_mut(),
-        );
-        random_values(43, weights.pointwise.kernel.as_flattened_mut());
-        random_values(44, &mut weights.pointwise.bias);
-        let outputs: Vec<_> = [Isa::Avx512, Isa::Avx2]
-            .into_iter()
-            .map(|isa| {
-                let mut output = Tensor::<OH, OH, CO>::zeroed_boxed();
-                output.as_mut_slice().fill(f32::NAN);
-                let work = SeparablePool {
-                    input: &input,
-                    weights: &weights,
-                    output: &mut output,
-                };
-                dispatch(isa, work);
-                output
-            })
-            .collect();
-        assert!(outputs[0].as_slice().iter().all(|v| v.is_finite()));
-        assert_eq!(
-            outputs[0].as_slice(),
-            outputs[1].as_slice(),
-            "AVX-512 and AVX2 differ"
-        );
-    }
-
-    #[test]
-    fn the_wide_max_pool_and_the_narrowed_depthwise_match_avx2_bit_for_bit() {
-        if !avx512_here() {
-            return;
-        }
-        check_separable_pool::<30, 32, 32, 15>();
-        check_separable_pool::<15, 16, 64, 8>();
-        check_separable_pool::<9, 8, 24, 5>();
     }
 }
