@@ -99,6 +99,22 @@ struct Batch<I> {
     teacher: Vec<f32>,
 }
 
+impl<I: crate::runtime::bytemuck::Zeroable> Batch<I> {
+    /// A batch of `settings.batch` images of model `M`, with room for the
+    /// teachers' probabilities when the run distils.
+    fn new<M: TrainableModel<Input = I>>(settings: &TrainSettings) -> Self {
+        let teacher = match settings.teachers {
+            Some(_) => settings.batch * M::CLASSES,
+            None => 0,
+        };
+        Self {
+            inputs: crate::runtime::train::zeroed_batch(settings.batch),
+            labels: vec![0; settings.batch],
+            teacher: vec![0.0; teacher],
+        }
+    }
+}
+
 /// The seed of one image's augmentation: a function of the run's seed, the
 /// epoch and the image's place in it, so that any epoch can be redone alone.
 fn image_seed(seed: u64, epoch: usize, position: usize) -> u64 {
@@ -148,9 +164,8 @@ pub fn train_faces<M: TrainableModel>(
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, RunError> {
     settings.validate()?;
-    let out_name = out.display().to_string();
     std::fs::create_dir_all(out).map_err(|source| RunError::Io {
-        file: out_name.clone(),
+        file: out.display().to_string(),
         source,
     })?;
     check_face_sizes::<M>(training, validation, out)?;
@@ -159,41 +174,14 @@ pub fn train_faces<M: TrainableModel>(
         _ => training,
     };
 
-    let (mut parameters, mut statistics) = keras_initial::<M>(settings.seed);
-    match &settings.init {
-        Some(init) if checkpoint::is_checkpoint(init) => {
-            checkpoint::load_weights::<M>(init, &mut parameters, &mut statistics)?;
-        }
-        Some(init) => keras::load(init, |file| {
-            read_training_state::<M, _>(file, &mut parameters, &mut statistics)
-        })?,
-        None => {}
-    }
-    let trainer_options = settings.trainer_options(options.threads, options.isa);
-    let mut trainer = Trainer::<M>::new(parameters, statistics, trainer_options)?;
+    let mut trainer = initial_trainer::<M>(settings, options)?;
     let teacher_probabilities = match &settings.teachers {
         Some(teachers) if !teachers.consistent => {
             Some(trainer.install(|| teachers.probabilities_for::<M>(training, options.isa))?)
         }
         _ => None,
     };
-    // Consistent teaching: the teachers run on each augmented image as the
-    // batches are prepared.
-    let teacher_models = match &settings.teachers {
-        Some(teachers) if teachers.consistent => {
-            let models = teachers.file_models(M::NAME)?;
-            if let Some(model) = models.into_iter().find(|model| model != M::NAME) {
-                return Err(TeacherError::Model {
-                    teacher: model,
-                    student: M::NAME,
-                    reason: "consistent teaching runs teachers of the student's model only",
-                }
-                .into());
-            }
-            Some(teachers.models::<M>(options.isa)?)
-        }
-        _ => None,
-    };
+    let teacher_models = consistent_teachers::<M>(settings, options.isa)?;
     let mut teacher_view = match teacher_models.as_deref().zip(settings.teachers.as_ref()) {
         Some((models, teachers)) => Some(TeacherView::<M> {
             models,
@@ -203,186 +191,64 @@ pub fn train_faces<M: TrainableModel>(
         }),
         None => None,
     };
-    let distillation = settings.teachers.as_ref().map(|t| Distillation {
-        weight: t.weight,
-        temperature: t.temperature,
-    });
-    let settings_json = serde_json::to_value(settings).map_err(|e| RunError::Output {
-        file: out_name.clone(),
-        reason: e.to_string(),
-    })?;
     let checkpoint_path = out.join("last.checkpoint");
-    let mut header = CheckpointHeader {
-        model: M::NAME.to_string(),
-        sizes: [
-            std::mem::size_of::<M::Parameters>() / 4,
-            std::mem::size_of::<M::Statistics>() / 4,
-        ],
-        epochs_done: 0,
-        steps: 0,
-        schedule: ScheduleState {
-            learning_rate: settings.learning_rate,
-            best_validation_loss: None,
-            plateau_wait: 0,
-            epochs_since_best: 0,
-        },
-        history: Vec::new(),
-        settings: settings_json.clone(),
-        averaged: 0,
-    };
-    let mut average = None;
+    let (mut header, mut average) =
+        start_or_resume(settings, options, &checkpoint_path, &mut trainer)?;
     // The epoch's weights with recalibrated statistics, when asked for.
     let mut recalibrated = None;
-    if options.resume && checkpoint_path.exists() {
-        let (restored, restored_average) =
-            checkpoint::load_averaged(&checkpoint_path, &mut trainer)?;
-        if restored.settings != settings_json {
-            return Err(RunError::OtherRun {
-                file: checkpoint_path.display().to_string(),
-                found: restored.settings.to_string(),
-            });
-        }
-        header = restored;
-        average = restored_average;
-    }
 
     let steps_per_epoch = training.len() / settings.batch.max(1);
-    let total_steps = (steps_per_epoch * settings.epochs).max(1);
+    let schedule = StepSchedule {
+        settings,
+        steps_per_epoch,
+        total_steps: (steps_per_epoch * settings.epochs).max(1),
+    };
     let mut best_confusion = Vec::new();
     let mut best_epoch = header
         .history
         .iter()
         .min_by(|a, b| a.validation_loss.total_cmp(&b.validation_loss))
         .map(|r| r.epoch);
-    let mut buffers: Vec<Batch<M::Input>> = (0..3)
-        .map(|_| Batch {
-            inputs: crate::runtime::train::zeroed_batch(settings.batch),
-            labels: vec![0; settings.batch],
-            teacher: vec![
-                0.0;
-                if settings.teachers.is_some() {
-                    settings.batch * M::CLASSES
-                } else {
-                    0
-                }
-            ],
-        })
-        .collect();
+    let mut buffers: Vec<Batch<M::Input>> = (0..3).map(|_| Batch::new::<M>(settings)).collect();
 
     for epoch in header.epochs_done..settings.epochs {
         if header.schedule.epochs_since_best >= settings.early_stop && epoch > 0 {
             break;
         }
         let epoch_learning_rate = header.schedule.learning_rate;
-        let order = epoch_order(settings.seed, epoch, training.len());
         progress.epoch_started(epoch + 1, settings.epochs, steps_per_epoch);
         let started = Instant::now();
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        let mut step_error = None;
-        std::thread::scope(|scope| {
-            let (full_sender, full_receiver) = mpsc::sync_channel::<Batch<M::Input>>(buffers.len());
-            let (empty_sender, empty_receiver) =
-                mpsc::sync_channel::<Batch<M::Input>>(buffers.len());
-            for batch in buffers.drain(..) {
-                let _ = empty_sender.send(batch);
-            }
-            let order = &order;
-            let teacher_probabilities = teacher_probabilities.as_deref();
-            let mut teacher_view = teacher_view.as_mut();
-            // Prepares the coming batches while the trainer runs this one,
-            // and hands back its channel, with the batches still in it.
-            let producer = scope.spawn(move || {
-                for step in 0..steps_per_epoch {
-                    let Ok(mut batch) = empty_receiver.recv() else {
-                        break;
-                    };
-                    fill_batch::<M>(
-                        training,
-                        teacher_probabilities,
-                        teacher_view.as_deref_mut(),
-                        order,
-                        settings,
-                        epoch,
-                        step,
-                        &mut batch,
-                    );
-                    if full_sender.send(batch).is_err() {
-                        break;
-                    }
-                }
-                empty_receiver
-            });
-            for step in 0..steps_per_epoch {
-                let Ok(batch) = full_receiver.recv() else {
-                    break;
-                };
-                trainer.set_learning_rate(step_learning_rate(
-                    settings,
-                    epoch_learning_rate,
-                    epoch * steps_per_epoch + step,
-                    total_steps,
-                ));
-                let report = match distillation {
-                    Some(distillation) => trainer.step_distilled(
-                        &batch.inputs,
-                        &batch.labels,
-                        &batch.teacher,
-                        distillation,
-                    ),
-                    None => trainer.step(&batch.inputs, &batch.labels),
-                };
-                match report {
-                    Ok(report) => {
-                        loss_sum += report.loss;
-                        correct += report.correct;
-                    }
-                    Err(error) => step_error = Some(error),
-                }
-                let done = step + 1;
-                let seen = done * settings.batch;
-                progress.step_done(&StepProgress {
-                    step: done,
-                    steps: steps_per_epoch,
-                    mean_loss: loss_sum / done as f64,
-                    accuracy: correct as f64 / seen as f64,
-                    images_per_second: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                });
-                // Back to the preparing thread, unless it is done.
-                let _ = empty_sender.send(batch);
-                if step_error.is_some() {
-                    break;
-                }
-            }
-            // Without a sender the preparing thread stops waiting, if it was.
-            drop(empty_sender);
-            if let Ok(empty_receiver) = producer.join() {
-                buffers.extend(empty_receiver.try_iter());
-            }
-            buffers.extend(full_receiver.try_iter());
-        });
-        if let Some(error) = step_error {
-            return Err(error.into());
-        }
+        let teachers = EpochTeachers {
+            probabilities: teacher_probabilities.as_deref(),
+            view: teacher_view.as_mut(),
+        };
+        let (loss_sum, correct) = train_epoch(
+            &mut trainer,
+            &mut buffers,
+            training,
+            teachers,
+            &schedule,
+            epoch,
+            epoch_learning_rate,
+            started,
+            progress,
+        )?;
         let seconds = started.elapsed().as_secs_f64();
 
+        // The weights evaluated and kept: the average, or the epoch's with
+        // recalibrated statistics, in the trainer's place until swapped back.
         let averaging = settings.average_from.is_some_and(|from| epoch + 1 >= from);
-        if averaging {
-            let average = match &mut average {
-                Some(average) => average,
-                None => average.insert(WeightAverage::<M>::new()?),
-            };
-            average.add(trainer.parameters());
-            average.measure_statistics(&mut trainer, training)?;
-            // Evaluated and kept below in the trainer's place, then swapped back.
-            average.swap_into(&mut trainer);
-        }
         let recalibrating = settings.recalibrate && !averaging;
-        if recalibrating {
-            let weights = match &mut recalibrated {
-                Some(weights) => weights,
-                None => recalibrated.insert(WeightAverage::<M>::new()?),
-            };
-            weights.restart();
+        let evaluated = match (averaging, recalibrating) {
+            (true, _) => Some(average.get_or_insert_with_result(WeightAverage::<M>::new)?),
+            (false, true) => {
+                let weights = recalibrated.get_or_insert_with_result(WeightAverage::<M>::new)?;
+                weights.restart();
+                Some(weights)
+            }
+            (false, false) => None,
+        };
+        if let Some(weights) = evaluated {
             weights.add(trainer.parameters());
             weights.measure_statistics(&mut trainer, training)?;
             weights.swap_into(&mut trainer);
@@ -390,12 +256,7 @@ pub fn train_faces<M: TrainableModel>(
         let evaluation = evaluate::<M>(&trainer, validation, options.isa)?;
         let record = EpochRecord {
             epoch: epoch + 1,
-            learning_rate: step_learning_rate(
-                settings,
-                epoch_learning_rate,
-                epoch * steps_per_epoch,
-                total_steps,
-            ),
+            learning_rate: schedule.rate(epoch_learning_rate, epoch * steps_per_epoch),
             train_loss: loss_sum / steps_per_epoch.max(1) as f64,
             train_accuracy: correct as f64 / (steps_per_epoch * settings.batch).max(1) as f64,
             validation_loss: evaluation.loss,
@@ -440,6 +301,243 @@ pub fn train_faces<M: TrainableModel>(
         best_epoch,
         best_confusion,
     })
+}
+
+/// `Option::get_or_insert_with` for a constructor that can fail.
+trait GetOrInsertWithResult<T> {
+    fn get_or_insert_with_result<E>(
+        &mut self,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<&mut T, E>;
+}
+
+impl<T> GetOrInsertWithResult<T> for Option<T> {
+    fn get_or_insert_with_result<E>(
+        &mut self,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<&mut T, E> {
+        match self {
+            Some(value) => Ok(value),
+            None => Ok(self.insert(make()?)),
+        }
+    }
+}
+
+/// The trainer at the start of a run: Keras' initialisation, or the weights
+/// of `settings.init` (a Keras file or another run's checkpoint).
+fn initial_trainer<M: TrainableModel>(
+    settings: &TrainSettings,
+    options: &RunOptions,
+) -> Result<Trainer<M>, RunError> {
+    let (mut parameters, mut statistics) = keras_initial::<M>(settings.seed);
+    match &settings.init {
+        Some(init) if checkpoint::is_checkpoint(init) => {
+            checkpoint::load_weights::<M>(init, &mut parameters, &mut statistics)?;
+        }
+        Some(init) => keras::load(init, |file| {
+            read_training_state::<M, _>(file, &mut parameters, &mut statistics)
+        })?,
+        None => {}
+    }
+    let trainer_options = settings.trainer_options(options.threads, options.isa);
+    Ok(Trainer::<M>::new(parameters, statistics, trainer_options)?)
+}
+
+/// The teachers of consistent teaching, which run on each augmented image as
+/// the batches are prepared: of the student's own model only. `None` without
+/// consistent teaching.
+fn consistent_teachers<M: TrainableModel>(
+    settings: &TrainSettings,
+    isa: Isa,
+) -> Result<Option<Vec<M>>, RunError> {
+    let Some(teachers) = settings.teachers.as_ref().filter(|t| t.consistent) else {
+        return Ok(None);
+    };
+    let models = teachers.file_models(M::NAME)?;
+    if let Some(model) = models.into_iter().find(|model| model != M::NAME) {
+        return Err(TeacherError::Model {
+            teacher: model,
+            student: M::NAME,
+            reason: "consistent teaching runs teachers of the student's model only",
+        }
+        .into());
+    }
+    Ok(Some(teachers.models::<M>(isa)?))
+}
+
+/// A fresh run's checkpoint header, or, resuming, the one `checkpoint_path`
+/// holds (with its weight average, and the trainer restored from it): only a
+/// checkpoint of the same settings resumes.
+fn start_or_resume<M: TrainableModel>(
+    settings: &TrainSettings,
+    options: &RunOptions,
+    checkpoint_path: &Path,
+    trainer: &mut Trainer<M>,
+) -> Result<(CheckpointHeader, Option<WeightAverage<M>>), RunError> {
+    let settings_json = serde_json::to_value(settings).map_err(|e| RunError::Output {
+        file: checkpoint_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if options.resume && checkpoint_path.exists() {
+        let (restored, average) = checkpoint::load_averaged(checkpoint_path, trainer)?;
+        if restored.settings != settings_json {
+            return Err(RunError::OtherRun {
+                file: checkpoint_path.display().to_string(),
+                found: restored.settings.to_string(),
+            });
+        }
+        return Ok((restored, average));
+    }
+    let header = CheckpointHeader {
+        model: M::NAME.to_string(),
+        sizes: [
+            std::mem::size_of::<M::Parameters>() / 4,
+            std::mem::size_of::<M::Statistics>() / 4,
+        ],
+        epochs_done: 0,
+        steps: 0,
+        schedule: ScheduleState {
+            learning_rate: settings.learning_rate,
+            best_validation_loss: None,
+            plateau_wait: 0,
+            epochs_since_best: 0,
+        },
+        history: Vec::new(),
+        settings: settings_json,
+        averaged: 0,
+    };
+    Ok((header, None))
+}
+
+/// The learning rate of every step of a run.
+struct StepSchedule<'a> {
+    settings: &'a TrainSettings,
+    steps_per_epoch: usize,
+    total_steps: usize,
+}
+
+impl StepSchedule<'_> {
+    /// The rate at `step` (counted over the run) of an epoch that began at
+    /// `epoch_rate`.
+    fn rate(&self, epoch_rate: f32, step: usize) -> f32 {
+        step_learning_rate(self.settings, epoch_rate, step, self.total_steps)
+    }
+}
+
+/// What the teachers give an epoch's batches: fixed probabilities per face,
+/// or (consistent teaching) their models run on each augmented image.
+struct EpochTeachers<'a, 't, M: TrainableModel> {
+    probabilities: Option<&'a [f32]>,
+    view: Option<&'a mut TeacherView<'t, M>>,
+}
+
+/// One epoch's steps: the batches prepared on a thread of their own while
+/// the trainer steps on the one before, through the fixed set of `buffers`.
+/// Returns the sum of the steps' losses and the images classified right.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch<M: TrainableModel>(
+    trainer: &mut Trainer<M>,
+    buffers: &mut Vec<Batch<M::Input>>,
+    training: &Faces,
+    teachers: EpochTeachers<'_, '_, M>,
+    schedule: &StepSchedule<'_>,
+    epoch: usize,
+    epoch_learning_rate: f32,
+    started: Instant,
+    progress: &mut dyn Progress,
+) -> Result<(f64, usize), RunError> {
+    let settings = schedule.settings;
+    let steps_per_epoch = schedule.steps_per_epoch;
+    let distillation = settings.teachers.as_ref().map(|t| Distillation {
+        weight: t.weight,
+        temperature: t.temperature,
+    });
+    let order = epoch_order(settings.seed, epoch, training.len());
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let mut step_error = None;
+    std::thread::scope(|scope| {
+        let (full_sender, full_receiver) = mpsc::sync_channel::<Batch<M::Input>>(buffers.len());
+        let (empty_sender, empty_receiver) = mpsc::sync_channel::<Batch<M::Input>>(buffers.len());
+        for batch in buffers.drain(..) {
+            let _ = empty_sender.send(batch);
+        }
+        let order = &order;
+        let EpochTeachers {
+            probabilities: teacher_probabilities,
+            view: mut teacher_view,
+        } = teachers;
+        // Prepares the coming batches while the trainer runs this one,
+        // and hands back its channel, with the batches still in it.
+        let producer = scope.spawn(move || {
+            for step in 0..steps_per_epoch {
+                let Ok(mut batch) = empty_receiver.recv() else {
+                    break;
+                };
+                fill_batch::<M>(
+                    training,
+                    teacher_probabilities,
+                    teacher_view.as_deref_mut(),
+                    order,
+                    settings,
+                    epoch,
+                    step,
+                    &mut batch,
+                );
+                if full_sender.send(batch).is_err() {
+                    break;
+                }
+            }
+            empty_receiver
+        });
+        for step in 0..steps_per_epoch {
+            let Ok(batch) = full_receiver.recv() else {
+                break;
+            };
+            trainer.set_learning_rate(
+                schedule.rate(epoch_learning_rate, epoch * steps_per_epoch + step),
+            );
+            let report = match distillation {
+                Some(distillation) => trainer.step_distilled(
+                    &batch.inputs,
+                    &batch.labels,
+                    &batch.teacher,
+                    distillation,
+                ),
+                None => trainer.step(&batch.inputs, &batch.labels),
+            };
+            match report {
+                Ok(report) => {
+                    loss_sum += report.loss;
+                    correct += report.correct;
+                }
+                Err(error) => step_error = Some(error),
+            }
+            let done = step + 1;
+            let seen = done * settings.batch;
+            progress.step_done(&StepProgress {
+                step: done,
+                steps: steps_per_epoch,
+                mean_loss: loss_sum / done as f64,
+                accuracy: correct as f64 / seen as f64,
+                images_per_second: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            });
+            // Back to the preparing thread, unless it is done.
+            let _ = empty_sender.send(batch);
+            if step_error.is_some() {
+                break;
+            }
+        }
+        // Without a sender the preparing thread stops waiting, if it was.
+        drop(empty_sender);
+        if let Ok(empty_receiver) = producer.join() {
+            buffers.extend(empty_receiver.try_iter());
+        }
+        buffers.extend(full_receiver.try_iter());
+    });
+    match step_error {
+        Some(error) => Err(error.into()),
+        None => Ok((loss_sum, correct)),
+    }
 }
 
 /// Refuses faces of another size than model `M` takes; `out` names the run.
