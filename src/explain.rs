@@ -25,8 +25,9 @@ use crate::models::fill_input;
 use crate::preprocess::ResizeError;
 use crate::runtime::loss::LabelOutOfRange;
 use crate::runtime::softmax::softmax_slice;
-use crate::runtime::train::{MissingTensor, Saliency, SaliencyMap, TrainableModel, unfold};
+use crate::runtime::train::{MissingTensor, TrainableModel, unfold};
 use crate::runtime::{Isa, bytemuck, flat};
+use crate::saliency::{Saliency, SaliencyMap};
 use image::imageops::{FilterType, resize};
 use image::{GrayImage, Rgb, RgbImage};
 

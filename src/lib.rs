@@ -42,6 +42,7 @@ pub mod preprocess;
 /// per-user cache folder to the dependencies).
 #[cfg(feature = "pretrained")]
 pub mod pretrained;
+pub mod saliency;
 pub mod train;
 pub mod video;
 

@@ -6,9 +6,10 @@
 //! this file's own would be compiled again for it alone.
 
 use mini_xception::models::paz::MiniXceptionPaz;
-use mini_xception::runtime::train::{TrainableModel, Trainer, TrainerOptions};
+use mini_xception::runtime::train::TrainableModel;
 use mini_xception::runtime::{Isa, bytemuck, flat_mut};
 use mini_xception::train::keras_initial;
+use mini_xception::train::{Trainer, TrainerOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

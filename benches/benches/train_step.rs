@@ -11,9 +11,9 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mini_xception::models::emotion::{MiniXception, MiniXceptionInput};
-use mini_xception::runtime::train::{Trainer, TrainerOptions};
 use mini_xception::runtime::{Isa, Tensor};
 use mini_xception::train::keras_initial;
+use mini_xception::train::{Trainer, TrainerOptions};
 use std::hint::black_box;
 
 const BATCH: usize = 32;

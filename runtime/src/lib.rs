@@ -10,7 +10,6 @@
 //!
 //! Kernels write into caller-provided tensors and never allocate.
 
-pub mod adam;
 pub mod batch;
 pub mod batch_norm;
 pub mod conv;
@@ -24,7 +23,6 @@ pub mod global_pool;
 pub mod isa;
 pub mod loss;
 pub mod model;
-pub mod optimizer;
 mod outer;
 pub mod parameters;
 pub mod peak;
@@ -33,7 +31,6 @@ pub mod pool;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 pub mod separable;
-pub mod sgd;
 pub mod slot;
 pub mod softmax;
 pub mod summary;
@@ -42,7 +39,6 @@ pub mod tensor;
 mod test_support;
 pub mod train;
 
-pub use adam::Adam;
 pub use batch::run_batch;
 pub use batch_norm::{
     BatchNorm, BatchNormParameters, BatchStatistics, FoldBatchNorm, MovingStatistics,
@@ -71,7 +67,6 @@ pub use loss::{
     LabelOutOfRange, l2_backward, l2_penalty, softmax_cross_entropy, softmax_cross_entropy_into,
 };
 pub use model::InferenceModel;
-pub use optimizer::Optimizer;
 pub use parameters::{LayerOptions, ParameterKind, ParameterSource, ParameterSpec};
 pub use pointwise::{
     PointwiseWeights, pointwise_conv2d, pointwise_conv2d_backward_input,
@@ -79,7 +74,6 @@ pub use pointwise::{
 };
 pub use pool::{max_pool, max_pool_image_backward};
 pub use separable::{SeparableConv2dWeights, separable_conv2d, separable_conv2d_max_pool};
-pub use sgd::Sgd;
 pub use slot::Slot;
 pub use softmax::{argmax, softmax};
 pub use summary::{LayerSummary, render_summary};

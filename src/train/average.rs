@@ -7,7 +7,8 @@
 
 use super::augment::plain_into;
 use super::data::Faces;
-use crate::runtime::train::{TrainError, TrainableModel, Trainer, zeroed_batch};
+use super::{TrainError, Trainer};
+use crate::runtime::train::{TrainableModel, zeroed_batch};
 use crate::runtime::{AllocError, flat, flat_mut, try_zeroed_box};
 
 /// The running mean of a run's weights, and the moving statistics measured

@@ -13,8 +13,9 @@
 //! renamed over the old one only once complete, a crash while writing leaves
 //! the previous checkpoint as it was.
 
+use super::Trainer;
 use super::average::WeightAverage;
-use crate::runtime::train::{TrainableModel, Trainer};
+use crate::runtime::train::TrainableModel;
 use crate::runtime::{bytemuck, flat, flat_mut};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

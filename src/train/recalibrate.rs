@@ -6,12 +6,13 @@
 //! validation split is only evaluated, before and after. `train
 //! --recalibrate-bn` does the same at the end of every epoch.
 
+use super::Trainer;
 use super::average::WeightAverage;
 use super::checkpoint::{self, CheckpointError};
 use super::data::{Faces, load_split};
 use super::run::{Evaluation, RunError, check_face_sizes, evaluate, save_folded};
 use super::settings::TrainSettings;
-use crate::runtime::train::{TrainableModel, Trainer};
+use crate::runtime::train::TrainableModel;
 use crate::runtime::{Isa, try_zeroed_box};
 use std::path::Path;
 

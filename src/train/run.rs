@@ -15,9 +15,10 @@ use super::distill::{TeacherError, view_probabilities};
 use super::init::keras_initial;
 use super::progress::{Progress, StepProgress};
 use super::settings::{Schedule, SettingsError, TrainSettings};
+use super::{TrainError, Trainer};
 use crate::keras::{self, WeightsError};
 use crate::native::{self, NativeError};
-use crate::runtime::train::{TrainError, TrainableModel, Trainer, fold, read_training_state};
+use crate::runtime::train::{TrainableModel, fold, read_training_state};
 use crate::runtime::{
     AllocError, Isa, argmax, flat, flat_mut, l2_penalty, loss::Distillation,
     softmax_cross_entropy_into, try_zeroed_box,

@@ -4,8 +4,9 @@
 
 use super::augment::Augmentation;
 use super::distill::Teachers;
-use crate::runtime::train::TrainerOptions;
-use crate::runtime::{Adam, Isa, Optimizer, Sgd};
+use super::optimizer::{Adam, Optimizer, Sgd};
+use super::trainer::TrainerOptions;
+use crate::runtime::Isa;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -12,12 +12,13 @@ mod parity;
 mod support;
 
 use mini_xception::models::paz::MiniXceptionPaz;
-use mini_xception::runtime::train::{TrainableModel, Trainer, TrainerOptions};
-use mini_xception::runtime::{Isa, Optimizer, Sgd, flat};
+use mini_xception::runtime::train::TrainableModel;
+use mini_xception::runtime::{Isa, flat};
 use mini_xception::train::checkpoint::{
     self, CheckpointError, CheckpointHeader, EpochRecord, ScheduleState,
 };
 use mini_xception::train::data::{Faces, load_split};
+use mini_xception::train::{Optimizer, Sgd, Trainer, TrainerOptions};
 use mini_xception::train::{
     RunOptions, Schedule, TrainSettings, WeightAverage, keras_initial, on_epoch, recalibrate_faces,
     train_faces,

@@ -3,11 +3,12 @@
 //! element-wise with what TensorFlow 2.15 computed
 //! (`scripts/keras_training_reference.py`, outputs in `tests/training/`).
 
-use mini_xception::runtime::train::{TrainableModel, Trainer, TrainerOptions, read_training_state};
+use mini_xception::runtime::train::{TrainableModel, read_training_state};
 use mini_xception::runtime::{
     BatchNormParameters, BatchStatistics, Isa, ParameterSource, ParameterSpec, Tensor, bytemuck,
     flat, flat_mut,
 };
+use mini_xception::train::{Trainer, TrainerOptions};
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
@@ -437,8 +438,8 @@ fn the_emotion_model_trains_as_keras_does() {
 /// random images: every tensor's gradient, sampled, including the L2 terms.
 #[test]
 fn the_small_models_gradients_match_finite_differences() {
-    use mini_xception::runtime::{Adam, Optimizer};
     use mini_xception::train::keras_initial;
+    use mini_xception::train::{Adam, Optimizer};
     use rand::{Rng, SeedableRng};
 
     const BATCH: usize = 4;

@@ -19,8 +19,6 @@ mod head;
 mod model;
 mod normalize;
 mod pool;
-mod saliency;
-mod trainer;
 
 pub use batch::{ReductionScratch, sum_image_gradients, zeroed_batch};
 pub use convolution::{
@@ -40,5 +38,3 @@ pub use pool::{
     ReluBackward, add_forward, copy_batch, max_pool_backward, max_pool_forward, relu_backward,
     relu_forward,
 };
-pub use saliency::{Saliency, SaliencyMap};
-pub use trainer::{OptimizerState, StepReport, TrainError, Trainer, TrainerOptions};

@@ -78,7 +78,7 @@ impl TrainingTensor {
 }
 
 /// A model that can be trained: implemented by the code `mini_xception!`
-/// generates, and used by [`super::Trainer`] and the weight readers and
+/// generates, and used by the trainer (`mini_xception::train::Trainer`) and the weight readers and
 /// writers without knowing the architecture.
 ///
 /// Parameters, their gradients and Adam's moments are all of type
@@ -289,7 +289,7 @@ pub type TrainingState<M> = (
 
 /// A training state with the same outputs as folded `weights`, for what
 /// needs the training graph of an inference model (gradients of its outputs,
-/// see [`super::Saliency`]): every kernel and bias as folded, every batch
+/// see `mini_xception::saliency::Saliency`): every kernel and bias as folded, every batch
 /// norm an identity plus the folded bias (gamma 1, beta the bias, moving
 /// mean 0 and moving variance `1 - epsilon`), and the bias of a layer with a
 /// batch norm zero, since its beta now holds it.

@@ -8,14 +8,13 @@
 //! mode: it normalises with the moving statistics, which are constants, so
 //! the gradients are those of the model a user runs.
 
-use super::batch::{ReductionScratch, zeroed_batch};
-use super::model::{TrainableModel, TrainingState};
-use super::normalize::{BatchNormSettings, Normalization};
-use super::pool::ReluBackward;
-use crate::isa::Isa;
-use crate::loss::LabelOutOfRange;
-use crate::softmax::argmax;
-use crate::tensor::{flat, flat_mut, zeroed_box};
+use crate::runtime::loss::LabelOutOfRange;
+use crate::runtime::tensor::{flat, flat_mut, zeroed_box};
+use crate::runtime::train::{
+    BatchNormSettings, Normalization, ReductionScratch, ReluBackward, TrainableModel,
+    TrainingState, zeroed_batch,
+};
+use crate::runtime::{Isa, argmax};
 
 /// A map of how much each place of the input (guided back-propagation) or
 /// of the last module's output (Grad-CAM) matters to one class's score.

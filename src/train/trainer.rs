@@ -2,16 +2,14 @@
 //! every buffer a step needs, allocated once for a fixed batch size; a step
 //! allocates nothing.
 
-use super::batch::{ReductionScratch, sum_image_gradients, zeroed_batch};
-use super::head::distilled_loss_backward;
-use super::model::TrainableModel;
-use super::normalize::{BatchNormSettings, Normalization};
-use super::pool::ReluBackward;
-use crate::isa::Isa;
-use crate::loss::{Distillation, LabelOutOfRange, l2_backward, l2_penalty};
-use crate::optimizer::Optimizer;
-use crate::softmax::argmax;
-use crate::tensor::{flat, flat_mut, zeroed_box};
+use super::optimizer::Optimizer;
+use crate::runtime::loss::{Distillation, LabelOutOfRange, l2_backward, l2_penalty};
+use crate::runtime::tensor::{flat, flat_mut, zeroed_box};
+use crate::runtime::train::{
+    BatchNormSettings, Normalization, ReductionScratch, ReluBackward, TrainableModel,
+    distilled_loss_backward, sum_image_gradients, zeroed_batch,
+};
+use crate::runtime::{Isa, argmax};
 
 /// How a trainer runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,7 +125,7 @@ impl<M: TrainableModel> Trainer<M> {
         let threads = options.threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .start_handler(|_| crate::denormals::flush_denormals())
+            .start_handler(|_| crate::runtime::denormals::flush_denormals())
             .build()
             .map_err(|e| TrainError::Threads {
                 threads,
@@ -164,7 +162,7 @@ impl<M: TrainableModel> Trainer<M> {
     /// [`Trainer::step`] learning from a teacher too (knowledge
     /// distillation): `teacher` holds its probabilities for every image
     /// (`M::CLASSES` each, at the distillation's temperature), and the loss
-    /// is [`crate::loss::distillation_cross_entropy_into`]'s.
+    /// is [`crate::runtime::loss::distillation_cross_entropy_into`]'s.
     pub fn step_distilled(
         &mut self,
         inputs: &[M::Input],

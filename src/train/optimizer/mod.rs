@@ -2,8 +2,11 @@
 //! state in the same two arrays of one value per parameter, so that a
 //! trainer and its checkpoints hold the same buffers whichever it uses.
 
-use crate::adam::Adam;
-use crate::sgd::Sgd;
+mod adam;
+mod sgd;
+
+pub use adam::Adam;
+pub use sgd::Sgd;
 
 /// An optimizer and its settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
