@@ -6,7 +6,7 @@
 //! faces too, so the tool can annotate a picture the project owns.
 //!
 //! ```text
-//! cargo run --release --example cartoon_faces -- docs/cartoon_faces.png
+//! cargo run --release -p mini-xception --example cartoon_faces -- docs/cartoon_faces.png
 //! cargo run --release -- faces --out docs docs/cartoon_faces.png
 //! ```
 

@@ -2,7 +2,7 @@
 //! parameters and multiply-accumulates, as Keras' `model.summary()` would.
 //!
 //! ```text
-//! cargo run --example summary
+//! cargo run -p mini-xception --example summary
 //! ```
 
 mini_xception::mini_xception!("models/mini_xception.yaml");

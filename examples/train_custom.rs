@@ -4,7 +4,7 @@
 //! on PublicTest.
 //!
 //! ```text
-//! cargo run --release --example train_custom -- ../shared/data/fer2013/fer2013.csv.gz runs/small [faces]
+//! cargo run --release -p mini-xception --example train_custom -- ../shared/data/fer2013/fer2013.csv.gz runs/small [faces]
 //! ```
 //!
 //! The optional third argument trains on the first that many Training faces.

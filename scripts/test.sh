@@ -28,6 +28,13 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
 fi
 ffmpeg -version | head -n 1
 
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    echo "scripts/test.sh: adding the toolchain's rustfmt and clippy components" >&2
+    rustup component add rustfmt clippy || {
+        echo "scripts/test.sh: this toolchain lacks rustfmt or clippy and rustup cannot add them" >&2
+        exit 1
+    }
+fi
 cargo --version
 rustc --version
 cargo fmt --all --check

@@ -59,7 +59,7 @@ mod tests {
         // Sparse: 8 GiB declared, nothing written.
         let file = std::fs::File::create(&path).unwrap();
         file.set_len(8 << 30).unwrap();
-        let error = read_limited(&path, 64 << 20, "a cascade").unwrap_err();
+        let error = read_limited(&path, crate::detect::MAX_CASCADE_BYTES, "a cascade").unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
         assert_eq!(
             error.to_string(),

@@ -247,7 +247,6 @@ fn run_model<M: TrainableModel>(settings: &Args) -> Result<ExitCode, CliError> {
             })
         },
     };
-    train_settings.validate()?;
     let options = RunOptions {
         threads: settings
             .threads

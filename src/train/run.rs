@@ -148,6 +148,9 @@ pub fn train<M: TrainableModel>(
     options: &RunOptions,
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, RunError> {
+    // Checked before the data is read; `train_faces` checks again for its
+    // own callers.
+    settings.validate()?;
     let [height, width, _] = M::INPUT_SHAPE;
     let training = load_split(data, "Training", M::CLASSES, [height, width])?;
     let validation = load_split(data, "PublicTest", M::CLASSES, [height, width])?;
@@ -241,9 +244,9 @@ pub fn train_faces<M: TrainableModel>(
         let averaging = settings.average_from.is_some_and(|from| epoch + 1 >= from);
         let recalibrating = settings.recalibrate && !averaging;
         let evaluated = match (averaging, recalibrating) {
-            (true, _) => Some(average.get_or_insert_with_result(WeightAverage::<M>::new)?),
+            (true, _) => Some(made_once(&mut average)?),
             (false, true) => {
-                let weights = recalibrated.get_or_insert_with_result(WeightAverage::<M>::new)?;
+                let weights = made_once(&mut recalibrated)?;
                 weights.restart();
                 Some(weights)
             }
@@ -304,23 +307,14 @@ pub fn train_faces<M: TrainableModel>(
     })
 }
 
-/// `Option::get_or_insert_with` for a constructor that can fail.
-trait GetOrInsertWithResult<T> {
-    fn get_or_insert_with_result<E>(
-        &mut self,
-        make: impl FnOnce() -> Result<T, E>,
-    ) -> Result<&mut T, E>;
-}
-
-impl<T> GetOrInsertWithResult<T> for Option<T> {
-    fn get_or_insert_with_result<E>(
-        &mut self,
-        make: impl FnOnce() -> Result<T, E>,
-    ) -> Result<&mut T, E> {
-        match self {
-            Some(value) => Ok(value),
-            None => Ok(self.insert(make()?)),
-        }
+/// The weights in `slot`, made (which allocates, and can fail) the first
+/// time they are needed.
+fn made_once<M: TrainableModel>(
+    slot: &mut Option<WeightAverage<M>>,
+) -> Result<&mut WeightAverage<M>, RunError> {
+    match slot {
+        Some(weights) => Ok(weights),
+        None => Ok(slot.insert(WeightAverage::<M>::new()?)),
     }
 }
 
